@@ -1,0 +1,271 @@
+//! The one door to AWS. Everything outside this module speaks these domain
+//! types; only `sdk.rs` imports the AWS SDK, so an SDK upgrade never reaches
+//! the CRD schema or the reconcile logic. `fake.rs` implements the same trait
+//! in memory for unit tests and for behaviour no emulator has.
+
+pub mod fake;
+pub mod instrumented;
+pub mod sdk;
+mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use status::StackStatus;
+
+/// Where a CloudFormation call goes: one account (through an optional role)
+/// in one region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AwsTarget {
+    pub region: String,
+    /// Role to assume; `None` uses the operator's own credentials.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    /// Session tags / session name hint (the Kubernetes object acting).
+    pub session_name: Option<String>,
+}
+
+/// A template, either inline or by URL (S3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateSource {
+    Body(String),
+    Url(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parameter {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeSetType {
+    Create,
+    Update,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RollbackTrigger {
+    pub alarm_arn: String,
+}
+
+/// Everything CreateChangeSet takes that stackpilot sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeSetRequest {
+    pub stack_name: String,
+    pub change_set_name: String,
+    pub change_set_type: ChangeSetType,
+    pub template: TemplateSource,
+    pub parameters: Vec<Parameter>,
+    pub tags: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub role_arn: Option<String>,
+    pub notification_arns: Vec<String>,
+    pub rollback_triggers: Vec<RollbackTrigger>,
+    pub rollback_monitoring_minutes: Option<i32>,
+    /// Idempotency token for CreateChangeSet (`ClientToken`).
+    pub client_token: String,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackOutput {
+    pub key: String,
+    pub value: String,
+    pub description: Option<String>,
+    pub export_name: Option<String>,
+}
+
+/// What DescribeStacks says about one stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackDescription {
+    pub stack_id: String,
+    pub stack_name: String,
+    pub status: StackStatus,
+    pub status_reason: Option<String>,
+    pub parameters: Vec<Parameter>,
+    pub tags: BTreeMap<String, String>,
+    pub outputs: Vec<StackOutput>,
+    pub capabilities: Vec<String>,
+    pub role_arn: Option<String>,
+    pub termination_protection: bool,
+    pub creation_time: Option<DateTime<Utc>>,
+    pub last_updated_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeSetStatus {
+    CreatePending,
+    CreateInProgress,
+    CreateComplete,
+    DeletePending,
+    DeleteInProgress,
+    DeleteComplete,
+    DeleteFailed,
+    Failed,
+    Other(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Unavailable,
+    Available,
+    ExecuteInProgress,
+    ExecuteComplete,
+    ExecuteFailed,
+    Obsolete,
+    Other(String),
+}
+
+/// One resource change in a change set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceChange {
+    /// Add, Modify, Remove, Import, Dynamic.
+    pub action: String,
+    pub logical_id: String,
+    pub physical_id: Option<String>,
+    pub resource_type: String,
+    /// True, False, Conditional (only for Modify).
+    pub replacement: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeSetDescription {
+    pub change_set_id: String,
+    pub change_set_name: String,
+    pub stack_id: Option<String>,
+    pub status: ChangeSetStatus,
+    pub status_reason: Option<String>,
+    pub execution_status: ExecutionStatus,
+    pub changes: Vec<ResourceChange>,
+}
+
+impl ChangeSetDescription {
+    /// CloudFormation reports "nothing to do" as a FAILED change set with a
+    /// fixed reason; stackpilot treats it as success.
+    pub fn is_empty_failure(&self) -> bool {
+        self.status == ChangeSetStatus::Failed
+            && self.status_reason.as_deref().is_some_and(|r| {
+                r.contains("didn't contain changes") || r.contains("No updates are to be performed")
+            })
+    }
+}
+
+/// One stack event (DescribeStackEvents), newest first as AWS returns them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackEvent {
+    pub event_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub logical_id: String,
+    pub physical_id: Option<String>,
+    pub resource_type: String,
+    /// Resource status string, e.g. `CREATE_FAILED`.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl StackEvent {
+    pub fn is_failure(&self) -> bool {
+        self.status.ends_with("_FAILED")
+    }
+}
+
+/// Coarse error categories the controllers act on. The message keeps what
+/// AWS said; it never carries parameter values (the SDK does not echo them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AwsErrorKind {
+    /// The stack or change set does not exist.
+    NotFound,
+    /// The request is wrong (bad template, unknown parameter, ...). Retrying
+    /// without a spec change will not help.
+    Validation,
+    /// Already exists (a change set or stack with this name).
+    AlreadyExists,
+    /// Throttled by AWS; slow down.
+    Throttled,
+    /// Credentials or permissions.
+    AccessDenied,
+    /// Network, 5xx, timeouts: retry with backoff.
+    Transient,
+    /// An operation is already in progress on the stack.
+    InProgress,
+    Other,
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    pub kind: AwsErrorKind,
+    /// The AWS error code (e.g. `ValidationError`), or a local label.
+    pub code: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(kind: AwsErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type AwsResult<T> = Result<T, AwsError>;
+
+/// The CloudFormation operations stackpilot uses, in its own types.
+#[async_trait]
+pub trait CloudFormation: Send + Sync {
+    /// DescribeStacks for one stack name or id. `Ok(None)` when it does not exist
+    /// (including `DELETE_COMPLETE` when looked up by name).
+    async fn describe_stack(&self, stack: &str) -> AwsResult<Option<StackDescription>>;
+
+    /// CreateChangeSet; returns the change set id.
+    async fn create_change_set(&self, request: &ChangeSetRequest) -> AwsResult<String>;
+
+    /// DescribeChangeSet (all pages of changes). `Ok(None)` when it does not exist.
+    async fn describe_change_set(
+        &self,
+        stack: &str,
+        change_set_name: &str,
+    ) -> AwsResult<Option<ChangeSetDescription>>;
+
+    /// ExecuteChangeSet with an idempotency token.
+    async fn execute_change_set(
+        &self,
+        stack: &str,
+        change_set_name: &str,
+        client_token: &str,
+    ) -> AwsResult<()>;
+
+    /// DeleteChangeSet; a missing change set is success.
+    async fn delete_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<()>;
+
+    /// DeleteStack with an idempotency token; `retain_resources` only applies
+    /// to stacks in DELETE_FAILED.
+    async fn delete_stack(
+        &self,
+        stack: &str,
+        client_token: &str,
+        retain_resources: &[String],
+    ) -> AwsResult<()>;
+
+    /// Stack events newer than `after_event_id` (exclusive), newest first,
+    /// reading pages only until that event is reached. With `None`, at most
+    /// `limit` newest events.
+    async fn stack_events(
+        &self,
+        stack: &str,
+        after_event_id: Option<&str>,
+        limit: usize,
+    ) -> AwsResult<Vec<StackEvent>>;
+}
+
+/// Gives a CloudFormation client for a target (account role + region).
+/// Implementations cache clients; a client is cheap to clone.
+pub trait CloudFormationProvider: Send + Sync {
+    fn client(&self, target: &AwsTarget) -> Arc<dyn CloudFormation>;
+}

@@ -1,0 +1,757 @@
+//! The AWS SDK implementation of [`super::CloudFormation`], and the provider
+//! that hands out one client per [`AwsTarget`]. This is the only module that
+//! imports `aws_sdk_*`, `aws_config` and `aws_smithy_*`.
+//!
+//! Errors are classified by one pure function, [`classify`], from what AWS
+//! said (code, message, HTTP status), so the mapping is unit-tested without IO.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::{
+    ProvideCredentials, SharedCredentialsProvider, future as credentials_future,
+};
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::config::http::HttpResponse;
+use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudformation::types as sdk;
+use chrono::{DateTime, Utc};
+
+use super::{
+    AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest,
+    ChangeSetStatus, ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus,
+    Parameter, ResourceChange, StackDescription, StackEvent, StackOutput, StackStatus,
+    TemplateSource,
+};
+
+/// SDK attempts per call (first try included), standard retry mode.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// TCP/TLS connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One HTTP attempt.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A whole call, retries included: a dead endpoint never blocks a worker longer.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Session name used when the target gives none.
+pub const DEFAULT_SESSION_NAME: &str = "stackpilot";
+
+/// Classifies an AWS error from its code, message and HTTP status. Pure.
+pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> AwsErrorKind {
+    use AwsErrorKind::*;
+    if http_status == Some(429) {
+        return Throttled;
+    }
+    match code.unwrap_or_default() {
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
+        | "RequestThrottled" | "RequestThrottledException" => Throttled,
+        "AlreadyExistsException" | "AlreadyExists" => AlreadyExists,
+        "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException"
+        | "UnrecognizedClientException" | "SignatureDoesNotMatch" | "MissingAuthenticationToken"
+        | "IncompleteSignature" | "InvalidAccessKeyId" => AccessDenied,
+        code if code.starts_with("AccessDenied") => AccessDenied,
+        "ChangeSetNotFound" | "ChangeSetNotFoundException" | "StackNotFoundException" => NotFound,
+        "OperationInProgressException" => InProgress,
+        "InsufficientCapabilitiesException"
+        | "InvalidChangeSetStatus"
+        | "InvalidChangeSetStatusException"
+        | "TokenAlreadyExistsException"
+        | "LimitExceededException"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "MissingParameter" => Validation,
+        "InternalFailure" | "InternalError" | "InternalServiceError" | "ServiceUnavailable"
+        | "ServiceUnavailableException" | "RequestTimeout" | "RequestTimeoutException" => Transient,
+        "ValidationError" => classify_validation_message(message),
+        _ => match http_status {
+            Some(status) if status >= 500 => Transient,
+            Some(403) => AccessDenied,
+            _ => Other,
+        },
+    }
+}
+
+/// CloudFormation reports several distinct situations as `ValidationError`;
+/// only the message tells them apart.
+fn classify_validation_message(message: &str) -> AwsErrorKind {
+    // "Stack with id X does not exist", "Stack [X] does not exist",
+    // "ChangeSet [X] does not exist" (but not "Parameters: [X] do not exist").
+    if (message.starts_with("Stack") || message.starts_with("ChangeSet"))
+        && message.contains("does not exist")
+    {
+        return AwsErrorKind::NotFound;
+    }
+    // "Stack:arn... is in UPDATE_IN_PROGRESS state and can not be updated.",
+    // "Stack [X] cannot be deleted while in status UPDATE_IN_PROGRESS".
+    // REVIEW_IN_PROGRESS never ends by itself, so it is not "in progress".
+    let busy = message.contains("_IN_PROGRESS state")
+        || (message.contains("while in status") && message.contains("_IN_PROGRESS"));
+    if busy && !message.contains("REVIEW_IN_PROGRESS") {
+        return AwsErrorKind::InProgress;
+    }
+    // "Stack [X] already exists and cannot be created again with the changeSet [Y]."
+    if message.contains("already exists") {
+        return AwsErrorKind::AlreadyExists;
+    }
+    AwsErrorKind::Validation
+}
+
+/// Turns any SDK error into the domain error, for every operation alike.
+fn map_error<E>(err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match &err {
+        SdkError::ServiceError(_) => {
+            let message = err.message().unwrap_or_default().to_string();
+            let code = err.code().map(str::to_string);
+            let kind = classify(code.as_deref(), &message, status);
+            let code = code.unwrap_or_else(|| match status {
+                Some(status) => format!("Http{status}"),
+                None => "Unknown".into(),
+            });
+            AwsError::new(kind, code, message)
+        }
+        SdkError::TimeoutError(_) => AwsError::new(
+            AwsErrorKind::Transient,
+            "Timeout",
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::DispatchFailure(_) => {
+            // Credential resolution failures (e.g. AssumeRole refused) surface
+            // as dispatch failures of the user-facing call; their text names
+            // the STS error code.
+            let text = DisplayErrorContext(&err).to_string();
+            let denied = [
+                "AccessDenied",
+                "InvalidClientTokenId",
+                "ExpiredToken",
+                "UnrecognizedClientException",
+                "SignatureDoesNotMatch",
+            ]
+            .iter()
+            .any(|code| text.contains(code));
+            let kind = if denied {
+                AwsErrorKind::AccessDenied
+            } else {
+                AwsErrorKind::Transient
+            };
+            AwsError::new(kind, "DispatchFailure", text)
+        }
+        SdkError::ResponseError(_) => {
+            // An answer that could not be parsed (e.g. an HTML 500 page).
+            let kind = match status {
+                Some(429) => AwsErrorKind::Throttled,
+                Some(s) if s >= 500 => AwsErrorKind::Transient,
+                _ => AwsErrorKind::Other,
+            };
+            AwsError::new(kind, "ResponseError", DisplayErrorContext(&err).to_string())
+        }
+        _ => AwsError::new(
+            AwsErrorKind::Other,
+            "ConstructionFailure",
+            DisplayErrorContext(&err).to_string(),
+        ),
+    }
+}
+
+fn to_chrono(time: &aws_sdk_cloudformation::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+/// A session name AWS accepts: `[\w+=,.@-]{2,64}`.
+pub fn sanitize_session_name(name: &str) -> String {
+    let mut clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.len() < 2 {
+        clean = DEFAULT_SESSION_NAME.to_string();
+    }
+    clean
+}
+
+/// [`CloudFormation`] over the AWS SDK.
+#[derive(Clone, Debug)]
+pub struct SdkCloudFormation {
+    client: Client,
+}
+
+impl SdkCloudFormation {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// A client for `region` from a base config (credentials, HTTP client,
+    /// retries, timeouts), optionally pointed at an emulator.
+    pub fn from_config(base: &SdkConfig, region: &str, endpoint_url: Option<&str>) -> Self {
+        let mut config = aws_sdk_cloudformation::config::Builder::from(base)
+            .region(Region::new(region.to_string()));
+        if let Some(url) = endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Self::new(Client::from_conf(config.build()))
+    }
+}
+
+fn stack_description(stack: &sdk::Stack) -> StackDescription {
+    StackDescription {
+        stack_id: stack.stack_id().unwrap_or_default().to_string(),
+        stack_name: stack.stack_name().unwrap_or_default().to_string(),
+        status: StackStatus::parse(stack.stack_status().map(|s| s.as_str()).unwrap_or_default()),
+        status_reason: stack.stack_status_reason().map(str::to_string),
+        parameters: stack
+            .parameters()
+            .iter()
+            .map(|p| Parameter {
+                key: p.parameter_key().unwrap_or_default().to_string(),
+                value: p.parameter_value().unwrap_or_default().to_string(),
+            })
+            .collect(),
+        tags: stack
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect(),
+        outputs: stack
+            .outputs()
+            .iter()
+            .map(|o| StackOutput {
+                key: o.output_key().unwrap_or_default().to_string(),
+                value: o.output_value().unwrap_or_default().to_string(),
+                description: o.description().map(str::to_string),
+                export_name: o.export_name().map(str::to_string),
+            })
+            .collect(),
+        capabilities: stack.capabilities().iter().map(|c| c.as_str().to_string()).collect(),
+        role_arn: stack.role_arn().map(str::to_string),
+        termination_protection: stack.enable_termination_protection().unwrap_or(false),
+        creation_time: stack.creation_time().and_then(to_chrono),
+        last_updated_time: stack.last_updated_time().and_then(to_chrono),
+    }
+}
+
+fn change_set_status(status: Option<&sdk::ChangeSetStatus>) -> ChangeSetStatus {
+    match status {
+        Some(sdk::ChangeSetStatus::CreatePending) => ChangeSetStatus::CreatePending,
+        Some(sdk::ChangeSetStatus::CreateInProgress) => ChangeSetStatus::CreateInProgress,
+        Some(sdk::ChangeSetStatus::CreateComplete) => ChangeSetStatus::CreateComplete,
+        Some(sdk::ChangeSetStatus::DeletePending) => ChangeSetStatus::DeletePending,
+        Some(sdk::ChangeSetStatus::DeleteInProgress) => ChangeSetStatus::DeleteInProgress,
+        Some(sdk::ChangeSetStatus::DeleteComplete) => ChangeSetStatus::DeleteComplete,
+        Some(sdk::ChangeSetStatus::DeleteFailed) => ChangeSetStatus::DeleteFailed,
+        Some(sdk::ChangeSetStatus::Failed) => ChangeSetStatus::Failed,
+        Some(other) => ChangeSetStatus::Other(other.as_str().to_string()),
+        None => ChangeSetStatus::Other(String::new()),
+    }
+}
+
+fn execution_status(status: Option<&sdk::ExecutionStatus>) -> ExecutionStatus {
+    match status {
+        Some(sdk::ExecutionStatus::Unavailable) => ExecutionStatus::Unavailable,
+        Some(sdk::ExecutionStatus::Available) => ExecutionStatus::Available,
+        Some(sdk::ExecutionStatus::ExecuteInProgress) => ExecutionStatus::ExecuteInProgress,
+        Some(sdk::ExecutionStatus::ExecuteComplete) => ExecutionStatus::ExecuteComplete,
+        Some(sdk::ExecutionStatus::ExecuteFailed) => ExecutionStatus::ExecuteFailed,
+        Some(sdk::ExecutionStatus::Obsolete) => ExecutionStatus::Obsolete,
+        Some(other) => ExecutionStatus::Other(other.as_str().to_string()),
+        None => ExecutionStatus::Other(String::new()),
+    }
+}
+
+fn resource_change(change: &sdk::Change) -> Option<ResourceChange> {
+    let rc = change.resource_change()?;
+    Some(ResourceChange {
+        action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
+        logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
+        physical_id: rc.physical_resource_id().map(str::to_string),
+        resource_type: rc.resource_type().unwrap_or_default().to_string(),
+        replacement: rc.replacement().map(|r| r.as_str().to_string()),
+    })
+}
+
+fn stack_event(event: &sdk::StackEvent) -> StackEvent {
+    StackEvent {
+        event_id: event.event_id().unwrap_or_default().to_string(),
+        timestamp: event
+            .timestamp()
+            .and_then(to_chrono)
+            .unwrap_or(DateTime::UNIX_EPOCH),
+        logical_id: event.logical_resource_id().unwrap_or_default().to_string(),
+        physical_id: event
+            .physical_resource_id()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string),
+        resource_type: event.resource_type().unwrap_or_default().to_string(),
+        status: event.resource_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        reason: event.resource_status_reason().map(str::to_string),
+    }
+}
+
+fn not_found_as_none<T>(result: AwsResult<T>) -> AwsResult<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.kind == AwsErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+#[async_trait]
+impl CloudFormation for SdkCloudFormation {
+    async fn describe_stack(&self, stack: &str) -> AwsResult<Option<StackDescription>> {
+        let result = self.client.describe_stacks().stack_name(stack).send().await;
+        let Some(output) = not_found_as_none(result.map_err(map_error))? else {
+            return Ok(None);
+        };
+        let Some(found) = output.stacks().first().map(stack_description) else {
+            return Ok(None);
+        };
+        // By name AWS never shows deleted stacks; by id it does, and we keep it.
+        if found.status == StackStatus::DeleteComplete && !stack.starts_with("arn:") {
+            return Ok(None);
+        }
+        Ok(Some(found))
+    }
+
+    async fn create_change_set(&self, request: &ChangeSetRequest) -> AwsResult<String> {
+        let ChangeSetRequest {
+            stack_name,
+            change_set_name,
+            change_set_type,
+            template,
+            parameters,
+            tags,
+            capabilities,
+            role_arn,
+            notification_arns,
+            rollback_triggers,
+            rollback_monitoring_minutes,
+            client_token,
+            description,
+        } = request;
+        let mut call = self
+            .client
+            .create_change_set()
+            .stack_name(stack_name)
+            .change_set_name(change_set_name)
+            .change_set_type(match change_set_type {
+                ChangeSetType::Create => sdk::ChangeSetType::Create,
+                ChangeSetType::Update => sdk::ChangeSetType::Update,
+            })
+            .set_parameters(Some(
+                parameters
+                    .iter()
+                    .map(|p| {
+                        sdk::Parameter::builder()
+                            .parameter_key(&p.key)
+                            .parameter_value(&p.value)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            // Always sent: an empty list removes tags the spec no longer has.
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| sdk::Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .set_capabilities(Some(
+                capabilities.iter().map(|c| sdk::Capability::from(c.as_str())).collect(),
+            ))
+            .set_role_arn(role_arn.clone())
+            .set_description(description.clone());
+        call = match template {
+            TemplateSource::Body(body) => call.template_body(body),
+            TemplateSource::Url(url) => call.template_url(url),
+        };
+        if !notification_arns.is_empty() {
+            call = call.set_notification_arns(Some(notification_arns.clone()));
+        }
+        if !rollback_triggers.is_empty() || rollback_monitoring_minutes.is_some() {
+            let triggers = rollback_triggers
+                .iter()
+                .map(|t| {
+                    sdk::RollbackTrigger::builder()
+                        .arn(&t.alarm_arn)
+                        .r#type("AWS::CloudWatch::Alarm")
+                        .build()
+                })
+                .collect();
+            call = call.rollback_configuration(
+                sdk::RollbackConfiguration::builder()
+                    .set_rollback_triggers(Some(triggers))
+                    .set_monitoring_time_in_minutes(*rollback_monitoring_minutes)
+                    .build(),
+            );
+        }
+        if !client_token.is_empty() {
+            call = call.client_token(client_token);
+        }
+        let output = call.send().await.map_err(map_error)?;
+        Ok(output.id().unwrap_or_default().to_string())
+    }
+
+    async fn describe_change_set(
+        &self,
+        stack: &str,
+        change_set_name: &str,
+    ) -> AwsResult<Option<ChangeSetDescription>> {
+        let mut description: Option<ChangeSetDescription> = None;
+        let mut next_token: Option<String> = None;
+        loop {
+            let result = self
+                .client
+                .describe_change_set()
+                .stack_name(stack)
+                .change_set_name(change_set_name)
+                .set_next_token(next_token.take())
+                .send()
+                .await;
+            let Some(page) = not_found_as_none(result.map_err(map_error))? else {
+                return Ok(None);
+            };
+            let changes = page.changes().iter().filter_map(resource_change);
+            match &mut description {
+                Some(described) => described.changes.extend(changes),
+                None => {
+                    description = Some(ChangeSetDescription {
+                        change_set_id: page.change_set_id().unwrap_or_default().to_string(),
+                        change_set_name: page
+                            .change_set_name()
+                            .unwrap_or(change_set_name)
+                            .to_string(),
+                        stack_id: page.stack_id().map(str::to_string),
+                        status: change_set_status(page.status()),
+                        status_reason: page.status_reason().map(str::to_string),
+                        execution_status: execution_status(page.execution_status()),
+                        changes: changes.collect(),
+                    })
+                }
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => return Ok(description),
+            }
+        }
+    }
+
+    async fn execute_change_set(
+        &self,
+        stack: &str,
+        change_set_name: &str,
+        client_token: &str,
+    ) -> AwsResult<()> {
+        let mut call = self
+            .client
+            .execute_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set_name);
+        if !client_token.is_empty() {
+            call = call.client_request_token(client_token);
+        }
+        call.send().await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn delete_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<()> {
+        let result = self
+            .client
+            .delete_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set_name)
+            .send()
+            .await;
+        not_found_as_none(result.map_err(map_error))?;
+        Ok(())
+    }
+
+    async fn delete_stack(
+        &self,
+        stack: &str,
+        client_token: &str,
+        retain_resources: &[String],
+    ) -> AwsResult<()> {
+        let mut call = self.client.delete_stack().stack_name(stack);
+        if !client_token.is_empty() {
+            call = call.client_request_token(client_token);
+        }
+        if !retain_resources.is_empty() {
+            call = call.set_retain_resources(Some(retain_resources.to_vec()));
+        }
+        call.send().await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn stack_events(
+        &self,
+        stack: &str,
+        after_event_id: Option<&str>,
+        limit: usize,
+    ) -> AwsResult<Vec<StackEvent>> {
+        let mut events = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_stack_events()
+                .stack_name(stack)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(map_error)?;
+            for event in page.stack_events() {
+                if after_event_id.is_some() && event.event_id() == after_event_id {
+                    return Ok(events);
+                }
+                if events.len() >= limit {
+                    return Ok(events);
+                }
+                events.push(stack_event(event));
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => return Ok(events),
+            }
+        }
+    }
+}
+
+/// Assumes a role on first use. `AssumeRoleProvider::build` is async, while
+/// [`CloudFormationProvider::client`] is not; this defers the build to the
+/// first credential request, which is async.
+#[derive(Debug)]
+struct LazyAssumeRole {
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    region: Region,
+    base: SdkConfig,
+    provider: tokio::sync::OnceCell<AssumeRoleProvider>,
+}
+
+impl LazyAssumeRole {
+    async fn provider(&self) -> &AssumeRoleProvider {
+        self.provider
+            .get_or_init(|| async {
+                let mut builder = AssumeRoleProvider::builder(&self.role_arn)
+                    .session_name(&self.session_name)
+                    .region(self.region.clone())
+                    .configure(&self.base);
+                if let Some(id) = &self.external_id {
+                    builder = builder.external_id(id);
+                }
+                builder.build().await
+            })
+            .await
+    }
+}
+
+impl ProvideCredentials for LazyAssumeRole {
+    fn provide_credentials<'a>(&'a self) -> credentials_future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        credentials_future::ProvideCredentials::new(async move {
+            self.provider().await.provide_credentials().await
+        })
+    }
+}
+
+/// Hands out one cached [`SdkCloudFormation`] per [`AwsTarget`], assuming the
+/// target's role on top of the operator's own credentials.
+#[derive(Debug)]
+pub struct SdkProvider {
+    base: SdkConfig,
+    endpoint_url: Option<String>,
+    clients: Mutex<HashMap<AwsTarget, Arc<SdkCloudFormation>>>,
+}
+
+/// The bounded retry and timeout settings every client uses.
+fn bounded(config: SdkConfig) -> SdkConfig {
+    config
+        .into_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .build()
+}
+
+impl SdkProvider {
+    /// From an already loaded base config. `endpoint_url` overrides every
+    /// endpoint (CloudFormation and STS), for emulators.
+    pub fn new(base: SdkConfig, endpoint_url: Option<String>) -> Self {
+        let mut base = bounded(base);
+        if let Some(url) = &endpoint_url {
+            base = base.into_builder().endpoint_url(url).build();
+        }
+        Self {
+            base,
+            endpoint_url,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Loads the operator's default credential chain (env, web identity /
+    /// IRSA, ECS/EKS Pod Identity container credentials, profile).
+    /// `default_region` applies when the chain names none (STS calls only;
+    /// CloudFormation clients always use the target's region).
+    pub async fn from_env(endpoint_url: Option<String>, default_region: Option<String>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = default_region {
+            let chain = aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(Region::new(region));
+            loader = loader.region(chain);
+        }
+        Self::new(loader.load().await, endpoint_url)
+    }
+
+    fn build_client(&self, target: &AwsTarget) -> SdkCloudFormation {
+        let region = Region::new(target.region.clone());
+        let mut config = aws_sdk_cloudformation::config::Builder::from(&self.base).region(region.clone());
+        if let Some(url) = &self.endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        if let Some(role_arn) = &target.role_arn {
+            let session_name = sanitize_session_name(
+                target.session_name.as_deref().unwrap_or(DEFAULT_SESSION_NAME),
+            );
+            let assume = LazyAssumeRole {
+                role_arn: role_arn.clone(),
+                external_id: target.external_id.clone(),
+                session_name,
+                region,
+                base: self.base.clone(),
+                provider: tokio::sync::OnceCell::new(),
+            };
+            config = config.credentials_provider(SharedCredentialsProvider::new(assume));
+        }
+        SdkCloudFormation::new(Client::from_conf(config.build()))
+    }
+}
+
+impl CloudFormationProvider for SdkProvider {
+    fn client(&self, target: &AwsTarget) -> Arc<dyn CloudFormation> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(target) {
+            return client.clone();
+        }
+        let client = Arc::new(self.build_client(target));
+        clients.insert(target.clone(), client.clone());
+        client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AwsErrorKind::*;
+
+    #[test]
+    fn errors_are_classified_from_code_message_and_status() {
+        let cases: &[(Option<&str>, &str, Option<u16>, AwsErrorKind)] = &[
+            (Some("ValidationError"), "Stack with id foo does not exist", Some(400), NotFound),
+            (Some("ValidationError"), "Stack [foo] does not exist", Some(400), NotFound),
+            (Some("ChangeSetNotFound"), "ChangeSet [cs] does not exist", Some(404), NotFound),
+            (Some("ChangeSetNotFoundException"), "", Some(404), NotFound),
+            (Some("Throttling"), "Rate exceeded", Some(400), Throttled),
+            (Some("ThrottlingException"), "Rate exceeded", Some(400), Throttled),
+            (Some("RequestLimitExceeded"), "", Some(400), Throttled),
+            (None, "", Some(429), Throttled),
+            (Some("SomethingNew"), "slow down", Some(429), Throttled),
+            (Some("AlreadyExistsException"), "ChangeSet cs already exists", Some(400), AlreadyExists),
+            (Some("AlreadyExists"), "", Some(400), AlreadyExists),
+            (
+                Some("ValidationError"),
+                "Stack [s] already exists and cannot be created again with the changeSet [cs].",
+                Some(400),
+                AlreadyExists,
+            ),
+            (Some("AccessDenied"), "not authorized", Some(403), AccessDenied),
+            (Some("AccessDeniedException"), "", Some(400), AccessDenied),
+            (Some("InvalidClientTokenId"), "", Some(403), AccessDenied),
+            (Some("ExpiredToken"), "", Some(400), AccessDenied),
+            (Some("UnrecognizedClientException"), "", Some(400), AccessDenied),
+            (
+                Some("InsufficientCapabilitiesException"),
+                "Requires capabilities : [CAPABILITY_IAM]",
+                Some(400),
+                Validation,
+            ),
+            (
+                Some("ValidationError"),
+                "Parameters: [Foo] do not exist in the template",
+                Some(400),
+                Validation,
+            ),
+            (Some("ValidationError"), "Template format error: YAML not well-formed.", Some(400), Validation),
+            (Some("ValidationError"), "No updates are to be performed.", Some(400), Validation),
+            (
+                Some("ValidationError"),
+                "Stack:arn:aws:cloudformation:us-east-1:1:stack/s/x is in ROLLBACK_COMPLETE state and can not be updated.",
+                Some(400),
+                Validation,
+            ),
+            (
+                Some("ValidationError"),
+                "Stack:arn:aws:cloudformation:us-east-1:1:stack/s/x is in UPDATE_IN_PROGRESS state and can not be updated.",
+                Some(400),
+                InProgress,
+            ),
+            (
+                Some("ValidationError"),
+                "Stack [s] cannot be deleted while in status UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+                Some(400),
+                InProgress,
+            ),
+            (
+                Some("ValidationError"),
+                "Stack:arn:x is in REVIEW_IN_PROGRESS state and can not be updated.",
+                Some(400),
+                Validation,
+            ),
+            (Some("OperationInProgressException"), "", Some(400), InProgress),
+            (Some("InvalidChangeSetStatus"), "cannot be executed in its current status", Some(400), Validation),
+            (Some("InternalFailure"), "", Some(500), Transient),
+            (Some("ServiceUnavailable"), "", Some(503), Transient),
+            (None, "", Some(502), Transient),
+            (Some("Weird"), "", Some(500), Transient),
+            (Some("Weird"), "", Some(400), Other),
+            (None, "", None, Other),
+        ];
+        for (code, message, status, want) in cases {
+            assert_eq!(
+                classify(*code, message, *status),
+                *want,
+                "{code:?} {message:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_names_are_made_acceptable() {
+        assert_eq!(sanitize_session_name("team-a/my stack"), "team-a-my-stack");
+        assert_eq!(sanitize_session_name("ok_name+=,.@-"), "ok_name+=,.@-");
+        assert_eq!(sanitize_session_name("x"), DEFAULT_SESSION_NAME);
+        assert_eq!(sanitize_session_name(""), DEFAULT_SESSION_NAME);
+        assert_eq!(sanitize_session_name(&"a".repeat(100)).len(), 64);
+        assert_eq!(sanitize_session_name("ünïcode"), "-n-code");
+    }
+}

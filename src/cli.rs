@@ -1,0 +1,62 @@
+//! Command line: every flag has an environment fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "stackpilot", version, about = "AWS CloudFormation stacks as Kubernetes resources")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controllers.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
+    Crd {
+        /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "STACKPILOT_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Default AWS region for the operator's own credentials.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// AWS endpoint override (an emulator such as LocalStack or moto).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// Objects reconciled at the same time per controller.
+    #[arg(long, env = "STACKPILOT_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// Address of `/metrics`, `/livez` and `/readyz`.
+    #[arg(long, env = "STACKPILOT_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "STACKPILOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Let Stacks without `accountRef` use the operator's own AWS credentials.
+    #[arg(long, env = "STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_operator_credentials: bool,
+    /// Seconds between checks of a stack with an operation in flight.
+    #[arg(long, env = "STACKPILOT_IN_FLIGHT_POLL_SECONDS", default_value_t = 5)]
+    pub in_flight_poll_seconds: u64,
+    /// Seconds between checks of a settled stack.
+    #[arg(long, env = "STACKPILOT_RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,114 @@
+//! The desired stack: the Stack spec with every reference resolved. Built by
+//! `inputs.rs` (IO), consumed by `decide.rs` (pure).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::aws::{Parameter, RollbackTrigger, TemplateSource};
+
+use super::names::Fingerprint;
+
+/// A resolved parameter. Values from Secrets are marked so they are never
+/// printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResolvedParameter {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+impl fmt::Debug for ResolvedParameter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = if self.secret { "<redacted>" } else { self.value.as_str() };
+        f.debug_struct("ResolvedParameter")
+            .field("name", &self.name)
+            .field("value", &value)
+            .finish()
+    }
+}
+
+/// Everything CloudFormation is asked to make the stack look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredStack {
+    pub stack_name: String,
+    pub template: TemplateSource,
+    pub parameters: Vec<ResolvedParameter>,
+    /// User tags plus ownership tags.
+    pub tags: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub role_arn: Option<String>,
+    pub notification_arns: Vec<String>,
+    pub rollback_triggers: Vec<RollbackTrigger>,
+    pub rollback_monitoring_minutes: Option<i32>,
+    /// Changes when any input above changes, or when a reconcile is requested
+    /// after a failure (see `inputs.rs`).
+    pub fingerprint: String,
+}
+
+impl DesiredStack {
+    /// Computes the fingerprint over every field CloudFormation sees, plus a
+    /// retry nonce.
+    pub fn seal(mut self, retry_nonce: &str) -> Self {
+        let mut print = Fingerprint::default();
+        print.field("name", &self.stack_name).template(&self.template);
+        for p in &self.parameters {
+            print.field("param", &p.name).field("value", &p.value);
+        }
+        for (k, v) in &self.tags {
+            print.field("tag", k).field("tagvalue", v);
+        }
+        for c in &self.capabilities {
+            print.field("capability", c);
+        }
+        print.field("role", self.role_arn.as_deref().unwrap_or(""));
+        for n in &self.notification_arns {
+            print.field("notify", n);
+        }
+        for t in &self.rollback_triggers {
+            print.field("trigger", &t.alarm_arn);
+        }
+        print.field("monitor", &self.rollback_monitoring_minutes.unwrap_or(-1).to_string());
+        print.field("nonce", retry_nonce);
+        self.fingerprint = print.finish();
+        self
+    }
+
+    pub fn aws_parameters(&self) -> Vec<Parameter> {
+        self.parameters
+            .iter()
+            .map(|p| Parameter {
+                key: p.name.clone(),
+                value: p.value.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Why the desired stack could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputProblem {
+    /// CamelCase condition reason, e.g. `InvalidTemplate`.
+    pub reason: &'static str,
+    pub message: String,
+    /// `true` when time alone can fix it (a dependency becoming Ready), so the
+    /// Stack is waiting rather than Stalled.
+    pub transient: bool,
+}
+
+impl InputProblem {
+    pub fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    pub fn waiting(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            transient: true,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Resolves a Stack spec into the desired stack: reads the template and
+//! parameter values from the cluster and checks them locally. Every problem
+//! becomes an `InputProblem` with a message for the user; values read from
+//! Secrets are never put into a message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+
+use crate::api::{KeyRef, ParameterSource, Stack, StackParameter};
+use crate::aws::{RollbackTrigger, TemplateSource};
+use crate::conditions::{self, READY};
+
+use super::desired::{DesiredStack, InputProblem, ResolvedParameter};
+use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, default_stack_name, validate_stack_name};
+use super::template;
+
+/// The annotation that forces a reconcile now; after a failure it also
+/// retries the same spec.
+pub const RECONCILE_REQUESTED_AT: &str = "stackpilot.dev/reconcile-requested-at";
+
+/// The CloudFormation stack name this object uses.
+pub fn stack_name(stack: &Stack) -> String {
+    stack
+        .spec
+        .stack_name
+        .clone()
+        .unwrap_or_else(|| default_stack_name(&stack.namespace().unwrap_or_default(), &stack.name_any()))
+}
+
+/// Reads everything the spec refers to.
+pub async fn resolve(client: &Client, stack: &Stack) -> Result<DesiredStack, InputProblem> {
+    let namespace = stack.namespace().unwrap_or_default();
+    let name = stack_name(stack);
+    validate_stack_name(&name).map_err(|m| InputProblem::stalled("InvalidStackName", m))?;
+    let reader = Reader {
+        client,
+        namespace: &namespace,
+    };
+    reader.check_dependencies(stack).await?;
+    let template = reader.template(stack).await?;
+    let mut parameters = Vec::with_capacity(stack.spec.parameters.len());
+    for parameter in &stack.spec.parameters {
+        parameters.push(reader.parameter(parameter).await?);
+    }
+    let capabilities: Vec<String> = stack.spec.capabilities.iter().map(|c| c.as_str().to_string()).collect();
+    if let TemplateSource::Body(body) = &template {
+        check_template(body, &parameters, &capabilities)?;
+    }
+    let mut tags = stack.spec.tags.clone();
+    tags.insert(TAG_NAMESPACE.into(), namespace.clone());
+    tags.insert(TAG_NAME.into(), stack.name_any());
+    tags.insert(TAG_UID.into(), stack.uid().unwrap_or_default());
+    let triggers = stack.spec.rollback_triggers.as_ref();
+    let desired = DesiredStack {
+        stack_name: name,
+        template,
+        parameters,
+        tags,
+        capabilities,
+        role_arn: stack.spec.service_role_arn.clone(),
+        notification_arns: stack.spec.notification_arns.clone(),
+        rollback_triggers: triggers
+            .map(|t| t.alarms.iter().map(|a| RollbackTrigger { alarm_arn: a.clone() }).collect())
+            .unwrap_or_default(),
+        rollback_monitoring_minutes: triggers.and_then(|t| t.monitoring_time_in_minutes),
+        fingerprint: String::new(),
+    };
+    let nonce = stack.annotations().get(RECONCILE_REQUESTED_AT).cloned().unwrap_or_default();
+    Ok(desired.seal(&nonce))
+}
+
+/// Local template checks: size, syntax, parameters, capabilities.
+fn check_template(body: &str, parameters: &[ResolvedParameter], capabilities: &[String]) -> Result<(), InputProblem> {
+    if body.len() > template::MAX_URL_BYTES {
+        return Err(InputProblem::stalled(
+            "TemplateTooLarge",
+            format!("template is {} bytes, over CloudFormation's limit of {} bytes", body.len(), template::MAX_URL_BYTES),
+        ));
+    }
+    if body.len() > template::MAX_INLINE_BYTES {
+        return Err(InputProblem::stalled(
+            "TemplateTooLarge",
+            format!(
+                "template is {} bytes, over the {} bytes CloudFormation accepts inline; give the AwsAccount a templateBucket so it can be uploaded, or use template.url",
+                body.len(),
+                template::MAX_INLINE_BYTES
+            ),
+        ));
+    }
+    let facts = template::parse(body).map_err(|m| InputProblem::stalled("InvalidTemplate", m))?;
+    template::check_parameters(&facts, parameters.iter().map(|p| p.name.as_str()))
+        .map_err(|m| InputProblem::stalled("InvalidParameters", m))?;
+    let acknowledged = capabilities.iter().any(|c| c == "CAPABILITY_IAM" || c == "CAPABILITY_NAMED_IAM");
+    if template::needs_iam_capability(&facts) && !acknowledged {
+        return Err(InputProblem::stalled(
+            "InsufficientCapabilities",
+            "the template creates IAM resources; add CAPABILITY_IAM (or CAPABILITY_NAMED_IAM for named ones) to spec.capabilities",
+        ));
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+}
+
+impl Reader<'_> {
+    async fn template(&self, stack: &Stack) -> Result<TemplateSource, InputProblem> {
+        let spec = &stack.spec.template;
+        if let Some(body) = &spec.body {
+            return Ok(TemplateSource::Body(body.clone()));
+        }
+        if let Some(url) = &spec.url {
+            return Ok(TemplateSource::Url(url.clone()));
+        }
+        if let Some(key_ref) = &spec.config_map_ref {
+            return self.config_map_key(key_ref, "template").await.map(TemplateSource::Body);
+        }
+        Err(InputProblem::stalled("InvalidTemplate", "spec.template has no source"))
+    }
+
+    async fn parameter(&self, parameter: &StackParameter) -> Result<ResolvedParameter, InputProblem> {
+        let resolved = |value: String, secret: bool| ResolvedParameter {
+            name: parameter.name.clone(),
+            value,
+            secret,
+        };
+        if let Some(value) = &parameter.value {
+            return Ok(resolved(value.clone(), false));
+        }
+        let what = format!("parameter {}", parameter.name);
+        match &parameter.value_from {
+            Some(ParameterSource {
+                secret_key_ref: Some(key_ref),
+                ..
+            }) => self.secret_key(key_ref, &what).await.map(|v| resolved(v, true)),
+            Some(ParameterSource {
+                config_map_key_ref: Some(key_ref),
+                ..
+            }) => self.config_map_key(key_ref, &what).await.map(|v| resolved(v, false)),
+            Some(ParameterSource {
+                stack_output: Some(output),
+                ..
+            }) => self.stack_output(&output.stack, &output.output, &what).await.map(|v| resolved(v, false)),
+            _ => Err(InputProblem::stalled("InvalidParameters", format!("{what} has neither value nor valueFrom"))),
+        }
+    }
+
+    async fn secret_key(&self, key_ref: &KeyRef, what: &str) -> Result<String, InputProblem> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace);
+        let secret = api.get_opt(&key_ref.name).await.map_err(|e| read_error(what, &e))?;
+        let secret = secret.ok_or_else(|| {
+            InputProblem::waiting("SecretNotFound", format!("{what}: Secret {} not found", key_ref.name))
+        })?;
+        let bytes = secret.data.as_ref().and_then(|d| d.get(&key_ref.key)).map(|b| b.0.clone());
+        let bytes = bytes.or_else(|| {
+            secret.string_data.as_ref().and_then(|d| d.get(&key_ref.key)).map(|s| s.clone().into_bytes())
+        });
+        let bytes = bytes.ok_or_else(|| {
+            InputProblem::waiting("SecretKeyNotFound", format!("{what}: Secret {} has no key {}", key_ref.name, key_ref.key))
+        })?;
+        String::from_utf8(bytes).map_err(|_| {
+            InputProblem::stalled("InvalidParameters", format!("{what}: Secret {} key {} is not UTF-8 text", key_ref.name, key_ref.key))
+        })
+    }
+
+    async fn config_map_key(&self, key_ref: &KeyRef, what: &str) -> Result<String, InputProblem> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), self.namespace);
+        let config_map = api.get_opt(&key_ref.name).await.map_err(|e| read_error(what, &e))?;
+        let config_map = config_map.ok_or_else(|| {
+            InputProblem::waiting("ConfigMapNotFound", format!("{what}: ConfigMap {} not found", key_ref.name))
+        })?;
+        config_map.data.and_then(|mut d| d.remove(&key_ref.key)).ok_or_else(|| {
+            InputProblem::waiting(
+                "ConfigMapKeyNotFound",
+                format!("{what}: ConfigMap {} has no key {}", key_ref.name, key_ref.key),
+            )
+        })
+    }
+
+    async fn ready_stack(&self, name: &str, what: &str) -> Result<Stack, InputProblem> {
+        let api: Api<Stack> = Api::namespaced(self.client.clone(), self.namespace);
+        let other = api.get_opt(name).await.map_err(|e| read_error(what, &e))?;
+        let other = other.ok_or_else(|| {
+            InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {name} not found"))
+        })?;
+        let status = other.status.clone().unwrap_or_default();
+        let current = status.observed_generation == other.metadata.generation;
+        if !current || !conditions::is_true(&status.conditions, READY) {
+            return Err(InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {name} is not Ready yet")));
+        }
+        Ok(other)
+    }
+
+    async fn stack_output(&self, stack: &str, output: &str, what: &str) -> Result<String, InputProblem> {
+        let other = self.ready_stack(stack, what).await?;
+        let outputs: BTreeMap<String, String> = other.status.map(|s| s.outputs).unwrap_or_default();
+        outputs.get(output).cloned().ok_or_else(|| {
+            InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {stack} has no output {output}"))
+        })
+    }
+
+    async fn check_dependencies(&self, stack: &Stack) -> Result<(), InputProblem> {
+        for dependency in &stack.spec.depends_on {
+            self.ready_stack(&dependency.name, "dependsOn").await?;
+        }
+        Ok(())
+    }
+}
+
+fn read_error(what: &str, error: &kube::Error) -> InputProblem {
+    let reason = match error {
+        kube::Error::Api(status) if status.code == 403 => "Forbidden",
+        _ => "ReadFailed",
+    };
+    InputProblem::waiting(reason, format!("{what}: could not read from the Kubernetes API: {error}"))
+}

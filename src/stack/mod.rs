@@ -1,0 +1,77 @@
+//! The Stack controller: the only caller of CloudFormation.
+
+mod decide;
+mod desired;
+mod inputs;
+mod lifecycle;
+mod names;
+mod reconcile;
+mod report;
+mod status;
+mod template;
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
+use tracing::{info, warn};
+
+use crate::api::Stack;
+use crate::context::Context;
+
+pub use decide::{APPROVE_ANNOTATION, Observed, Plan, Step, Timing, decide};
+pub use desired::{DesiredStack, InputProblem, ResolvedParameter};
+pub use inputs::RECONCILE_REQUESTED_AT;
+pub use names::{TAG_NAME, TAG_NAMESPACE, TAG_UID};
+pub use reconcile::FINALIZER;
+
+/// Runs the Stack controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let api: Api<Stack> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    // Our own status writes do not change generation, annotations or
+    // finalizers, so they do not wake the controller again.
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let ready_reader = reader.clone();
+    let ready_ctx = ctx.clone();
+    tokio::spawn(async move {
+        // The store wakes only its most recent waiter (the controller), so
+        // look again every second rather than wait once.
+        loop {
+            let wait = tokio::time::timeout(Duration::from_secs(1), ready_reader.wait_until_ready());
+            if let Ok(result) = wait.await {
+                if result.is_ok() {
+                    info!("stack cache synced");
+                    ready_ctx.ready.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
+        }
+    });
+    Controller::for_stream(stream, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "stack controller");
+            }
+        })
+        .await;
+}

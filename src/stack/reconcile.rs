@@ -1,0 +1,282 @@
+//! One Stack reconcile: observe (cluster and AWS) -> decide (pure) -> record
+//! the intent -> act on AWS -> patch status -> publish Events.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::api::{Stack, StackStatus};
+use crate::aws::{AwsError, AwsErrorKind, AwsTarget, CloudFormation, StackEvent};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
+
+use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, decide};
+use super::desired::InputProblem;
+use super::inputs::{resolve, stack_name};
+use super::lifecycle::{Lifecycle, classify};
+use super::report::Note;
+use super::status::{rejected, status_changed};
+
+pub const FINALIZER: &str = "stackpilot.dev/stack";
+const FIELD_MANAGER: &str = "stackpilot-stack";
+const KIND: &str = "Stack";
+/// Newest events read when there is no cursor yet.
+const EVENT_PAGE: usize = 50;
+
+pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let key = format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any());
+    let result = reconcile_inner(&stack, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind: KIND })
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciles.get_or_create(&OutcomeLabels { kind: KIND, outcome }).inc();
+    if result.is_ok() {
+        ctx.backoff.succeed(&key);
+    }
+    result
+}
+
+/// Failed reconciles retry with per-object exponential backoff; the error is
+/// counted by category and shown as a Warning Event.
+pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any());
+    let category = error.category();
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels { kind: KIND, category })
+        .inc();
+    let delay = ctx.backoff.fail(&key);
+    warn!(stack = %key, category, %error, retry_in = ?delay, "reconcile failed");
+    let reference = stack.object_ref(&());
+    let message = error.to_string();
+    tokio::spawn(async move {
+        ctx.publish(&reference, true, "ReconcileError", &message).await;
+    });
+    Action::requeue(delay)
+}
+
+async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
+    let namespace = stack.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Stack> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deleting = stack.meta().deletion_timestamp.is_some();
+    let has_finalizer = stack.finalizers().iter().any(|f| f == FINALIZER);
+    if deleting && !has_finalizer {
+        return Ok(Action::await_change());
+    }
+    if !deleting && !has_finalizer {
+        add_finalizer(&api, stack).await?;
+        // The update re-triggers this object; continue with the fresh copy then.
+        return Ok(Action::await_change());
+    }
+
+    let name = stack_name(stack);
+    let previous = stack.status.clone().unwrap_or_default();
+    let desired = if deleting || stack.spec.suspend {
+        Err(InputProblem::stalled("NotApplicable", ""))
+    } else {
+        resolve(&ctx.client, stack).await
+    };
+    let desired = desired.and_then(|d| check_credentials(stack, ctx).map(|()| d));
+
+    // Bad input and suspended objects make no AWS calls at all.
+    let ask_aws = deleting || (!stack.spec.suspend && desired.is_ok());
+    let cfn = ctx.aws.client(&AwsTarget {
+        region: stack.spec.region.clone(),
+        role_arn: None,
+        external_id: None,
+        session_name: Some(format!("{namespace}.{}", stack.name_any())),
+    });
+    let mut observed_stack = None;
+    let mut change_set = None;
+    let mut events: Vec<StackEvent> = Vec::new();
+    if ask_aws {
+        observed_stack = cfn.describe_stack(&name).await?;
+        if let Some(found) = &observed_stack {
+            let lifecycle = classify(&found.status);
+            let applied_current = match (&desired, &previous.applied) {
+                (Ok(d), Some(a)) => a.fingerprint == d.fingerprint,
+                _ => false,
+            };
+            let op = previous.operation.as_ref();
+            let change_set_name = op
+                .and_then(|o| o.change_set_name.clone())
+                .or_else(|| previous.change_set.as_ref().map(|c| c.name.clone()));
+            if let Some(cs) = change_set_name.filter(|_| !deleting && (op.is_some() || !applied_current)) {
+                change_set = cfn.describe_change_set(&name, &cs).await?;
+            }
+            let eventful = !matches!(lifecycle, Lifecycle::Settled { last_update_failed: false } | Lifecycle::Review);
+            if op.is_some() || eventful || deleting {
+                let cursor = previous.last_event_id.as_deref();
+                events = cfn.stack_events(&found.stack_id, cursor, EVENT_PAGE).await?;
+            }
+        }
+    }
+
+    let approval = stack.annotations().get(APPROVE_ANNOTATION).map(String::as_str);
+    let observed = Observed {
+        namespace: &namespace,
+        name: &stack.name_any(),
+        uid: &stack.uid().unwrap_or_default(),
+        generation: stack.meta().generation.unwrap_or(0),
+        spec: &stack.spec,
+        previous: &previous,
+        desired: &desired,
+        stack_name: &name,
+        aws_observed: ask_aws,
+        stack: observed_stack.as_ref(),
+        change_set: change_set.as_ref(),
+        new_events: &events,
+        approval,
+        deleting,
+        now: Timestamp::now(),
+        timing: ctx.settings.timing,
+    };
+    let plan = decide(&observed);
+    act(stack, &api, ctx, cfn.as_ref(), &previous, plan).await
+}
+
+/// Without an AwsAccount the operator's own credentials are used, if allowed.
+fn check_credentials(stack: &Stack, ctx: &Context) -> Result<(), InputProblem> {
+    if let Some(account) = &stack.spec.account_ref {
+        return Err(InputProblem::stalled(
+            "AccountNotSupported",
+            format!("accountRef {} is set, but this version of stackpilot does not act through AwsAccounts yet", account.name),
+        ));
+    }
+    if !ctx.settings.allow_operator_credentials {
+        return Err(InputProblem::stalled(
+            "NoAccount",
+            "spec.accountRef is not set and the operator is not allowed to use its own credentials; name an AwsAccount",
+        ));
+    }
+    Ok(())
+}
+
+async fn act(
+    stack: &Stack,
+    api: &Api<Stack>,
+    ctx: &Context,
+    cfn: &dyn CloudFormation,
+    previous: &StackStatus,
+    plan: Plan,
+) -> Result<Action> {
+    let Plan {
+        mut status,
+        steps,
+        mut notes,
+        requeue,
+        release,
+        approval_used,
+    } = plan;
+    let name = stack.name_any();
+    let stack_name = status.stack_name.clone().unwrap_or_default();
+    // Record the intent before any AWS write: a crash after the call finds
+    // the operation in status and repeats it with the same token.
+    let mut written = previous.clone();
+    if !steps.is_empty() {
+        write_status(api, ctx, &name, &written, &status).await?;
+        written = status.clone();
+    }
+    let mut outcome = Ok(());
+    for step in &steps {
+        debug!(stack = %name, ?step, "aws step");
+        if let Err(error) = run_step(cfn, &stack_name, step).await {
+            match error.kind {
+                AwsErrorKind::Validation | AwsErrorKind::AccessDenied => {
+                    let generation = stack.meta().generation.unwrap_or(0);
+                    notes.push(rejected(&mut status, step, &error, generation, Timestamp::now()));
+                }
+                _ => outcome = Err(error),
+            }
+            break;
+        }
+    }
+    if approval_used && outcome.is_ok() {
+        clear_approval(api, &name).await?;
+    }
+    write_status(api, ctx, &name, &written, &status).await?;
+    let reference = stack.object_ref(&());
+    for Note { warning, reason, message } in &notes {
+        info!(stack = %name, reason, message = %message, "event");
+        ctx.publish(&reference, *warning, reason, message).await;
+    }
+    outcome?;
+    if release {
+        remove_finalizer(api, stack).await?;
+        return Ok(Action::await_change());
+    }
+    Ok(Action::requeue(requeue))
+}
+
+async fn run_step(cfn: &dyn CloudFormation, stack_name: &str, step: &Step) -> Result<(), AwsError> {
+    match step {
+        Step::CreateChangeSet(request) => match cfn.create_change_set(request).await {
+            // Same deterministic name: it is the one we asked for before.
+            Err(e) if e.kind == AwsErrorKind::AlreadyExists => Ok(()),
+            other => other.map(|_| ()),
+        },
+        Step::ExecuteChangeSet { name, token } => cfn.execute_change_set(stack_name, name, token).await,
+        Step::DeleteChangeSet { name } => match cfn.delete_change_set(stack_name, name).await {
+            Err(e) if e.kind == AwsErrorKind::NotFound => Ok(()),
+            other => other,
+        },
+        Step::DeleteStack { token, retain } => cfn.delete_stack(stack_name, token, retain).await,
+    }
+}
+
+/// Server-side apply of the status, skipped when only timestamps would change.
+async fn write_status(api: &Api<Stack>, ctx: &Context, name: &str, before: &StackStatus, after: &StackStatus) -> Result<()> {
+    if !status_changed(before, after) {
+        ctx.metrics
+            .status_writes
+            .get_or_create(&OutcomeLabels { kind: KIND, outcome: "skipped" })
+            .inc();
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": "stackpilot.dev/v1alpha1",
+        "kind": KIND,
+        "status": after,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+    ctx.metrics
+        .status_writes
+        .get_or_create(&OutcomeLabels { kind: KIND, outcome: "written" })
+        .inc();
+    Ok(())
+}
+
+async fn add_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
+    let mut finalizers = stack.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
+    api.patch(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn remove_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
+    let finalizers: Vec<&String> = stack.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
+    match api.patch(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn clear_approval(api: &Api<Stack>, name: &str) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {APPROVE_ANNOTATION: null}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}

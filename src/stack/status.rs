@@ -1,0 +1,96 @@
+//! Status bookkeeping after an AWS call was refused, and the check that
+//! keeps status writes to real changes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::StackStatus;
+use crate::aws::{AwsError, AwsErrorKind};
+
+use super::decide::Step;
+use super::report::{Note, Report};
+
+/// AWS refused a step for a reason a retry will not fix (validation, access).
+/// The Stack is Stalled with AWS's message and the refusal is remembered, so
+/// the same call is not sent again until the spec changes.
+pub fn rejected(status: &mut StackStatus, step: &Step, error: &AwsError, generation: i64, now: Timestamp) -> Note {
+    let reason = match error.kind {
+        AwsErrorKind::AccessDenied => "AccessDenied",
+        _ => "Rejected",
+    };
+    let what = match step {
+        Step::CreateChangeSet(request) => {
+            if let Some(cs) = status.change_set.as_mut().filter(|cs| cs.name == request.change_set_name) {
+                cs.status = Some("FAILED".into());
+                cs.status_reason = Some(error.message.clone());
+            }
+            format!("creating change set {}", request.change_set_name)
+        }
+        Step::ExecuteChangeSet { name, .. } => {
+            if let Some(cs) = status.change_set.as_mut().filter(|cs| &cs.name == name) {
+                cs.execution_status = Some("EXECUTE_FAILED".into());
+                cs.status_reason = Some(error.message.clone());
+            }
+            format!("executing change set {name}")
+        }
+        Step::DeleteChangeSet { name } => format!("deleting change set {name}"),
+        Step::DeleteStack { .. } => "deleting the stack".to_string(),
+    };
+    status.operation = None;
+    let message = format!("AWS refused {what}: {}", error);
+    Report {
+        status,
+        generation,
+        now,
+    }
+    .stalled(reason, &message);
+    Note::warning(reason, message)
+}
+
+/// True when a write would change more than condition timestamps.
+pub fn status_changed(before: &StackStatus, after: &StackStatus) -> bool {
+    let strip = |status: &StackStatus| {
+        let mut copy = status.clone();
+        for condition in &mut copy.conditions {
+            condition.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+        }
+        copy
+    };
+    strip(before) != strip(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ChangeSetSummary;
+    use crate::conditions;
+
+    #[test]
+    fn a_rejected_change_set_is_remembered_and_stalls() {
+        let mut status = StackStatus {
+            change_set: Some(ChangeSetSummary {
+                name: "cs".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let step = Step::DeleteChangeSet { name: "other".into() };
+        let error = AwsError::new(AwsErrorKind::Validation, "ValidationError", "bad");
+        let note = rejected(&mut status, &step, &error, 3, Timestamp::UNIX_EPOCH);
+        assert!(note.warning);
+        assert!(conditions::is_true(&status.conditions, conditions::STALLED));
+        assert_eq!(status.conditions[0].observed_generation, Some(3));
+    }
+
+    #[test]
+    fn only_timestamps_is_no_change() {
+        let mut before = StackStatus::default();
+        let update = conditions::ConditionUpdate::new(conditions::READY, conditions::Truth::True, "Succeeded", "ok");
+        conditions::set(&mut before.conditions, update.clone(), 1, Timestamp::UNIX_EPOCH);
+        let mut after = before.clone();
+        after.conditions[0].last_transition_time = Time(Timestamp::from_second(100).unwrap());
+        assert!(!status_changed(&before, &after));
+        after.stack_status = Some("UPDATE_COMPLETE".into());
+        assert!(status_changed(&before, &after));
+    }
+}

@@ -1,0 +1,272 @@
+//! The Stack slice end to end: the operator binary against the real
+//! kube-apiserver and LocalStack (asynchronous stack states, change sets,
+//! per-resource failure events). Each test runs its own operator watching
+//! its own namespace, so metrics and events belong to that test alone.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use stackpilot::api::Stack;
+use stackpilot::aws::sdk::SdkProvider;
+use stackpilot::aws::{AwsTarget, CloudFormation, CloudFormationProvider};
+use support::{Operator, TestBed, TestNamespace, eventually, install_crds};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+const QUEUE_TEMPLATE: &str = r#"
+Parameters:
+  Visibility:
+    Type: Number
+    Default: 30
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: !Ref Visibility
+Outputs:
+  QueueUrl:
+    Value: !Ref Queue
+  QueueArn:
+    Value: !GetAtt Queue.Arn
+  Visibility:
+    Value: !Ref Visibility
+"#;
+
+struct Fixture {
+    bed: TestBed,
+    client: Client,
+    ns: TestNamespace,
+    operator: Operator,
+    aws: std::sync::Arc<dyn CloudFormation>,
+}
+
+impl Fixture {
+    async fn new(prefix: &str) -> Fixture {
+        let bed = TestBed::get();
+        let client = bed.client().await;
+        install_crds(&client).await;
+        let ns = TestNamespace::new(&client, prefix).await;
+        let operator = Operator::start(&bed, &ns.name, &bed.aws_endpoint, &[]).await;
+        let provider = SdkProvider::from_env(Some(bed.aws_endpoint.clone()), Some("us-east-1".into())).await;
+        let aws = provider.client(&AwsTarget {
+            region: "us-east-1".into(),
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+        });
+        Fixture { bed, client, ns, operator, aws }
+    }
+
+    fn stacks(&self) -> Api<Stack> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    async fn apply(&self, name: &str, spec: Value) {
+        let object = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack", "metadata": {"name": name}, "spec": spec});
+        self.stacks()
+            .patch(name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&object))
+            .await
+            .expect("apply Stack");
+    }
+
+    async fn annotate(&self, name: &str, key: &str, value: &str) {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.stacks()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate");
+    }
+
+    /// Waits until the Stack's condition `type_` has `status` for the
+    /// current generation.
+    async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> Stack {
+        let api = self.stacks();
+        eventually(TIMEOUT, &format!("{name} {type_}={status}"), || {
+            let api = api.clone();
+            async move {
+                let stack = api.get(name).await.ok()?;
+                let st = stack.status.as_ref()?;
+                let current = st.observed_generation == stack.metadata.generation;
+                let hit = st.conditions.iter().any(|c| c.type_ == type_ && c.status == status);
+                (current && hit).then_some(stack)
+            }
+        })
+        .await
+    }
+
+    async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let list = api.list(&ListParams::default()).await.expect("events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn wait_gone(&self, name: &str) {
+        let api = self.stacks();
+        eventually(TIMEOUT, &format!("{name} deleted"), || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+    }
+
+    async fn finish(self) {
+        self.operator.stop().await;
+        self.ns.cleanup().await;
+    }
+}
+
+fn ready(stack: &Stack) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    stack.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap()
+}
+
+#[tokio::test]
+async fn create_update_noop_and_delete() {
+    let f = Fixture::new("e2e-life").await;
+    let spec = json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
+        "parameters": [{"name": "Visibility", "value": "40"}], "tags": {"team": "payments"}});
+    f.apply("queue", spec.clone()).await;
+    let stack = f.wait_condition("queue", "Ready", "True").await;
+    let status = stack.status.clone().unwrap();
+    let stack_name = format!("{}-queue", f.ns.name);
+    assert_eq!(status.stack_name.as_deref(), Some(stack_name.as_str()));
+    assert_eq!(status.stack_status.as_deref(), Some("CREATE_COMPLETE"));
+    assert!(status.stack_id.as_deref().unwrap().starts_with("arn:aws:cloudformation:us-east-1:"));
+    assert_eq!(status.outputs.get("Visibility").map(String::as_str), Some("40"));
+    assert!(status.outputs.contains_key("QueueUrl"));
+    assert!(stack.finalizers().contains(&stackpilot::stack::FINALIZER.to_string()));
+    let change_set = status.change_set.clone().expect("change set shown in status");
+    assert_eq!(change_set.change_type, "CREATE");
+    assert!(change_set.changes.iter().any(|c| c.action == "Add" && c.logical_id == "Queue"), "{change_set:?}");
+    let first_change_set = change_set.name.clone();
+
+    // The stack in AWS carries the user's tags and the ownership tags.
+    let described = f.aws.describe_stack(&stack_name).await.unwrap().expect("stack exists in AWS");
+    assert_eq!(described.tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(described.tags.get(stackpilot::stack::TAG_UID), stack.uid().as_ref());
+    assert_eq!(described.tags.get(stackpilot::stack::TAG_NAMESPACE), Some(&f.ns.name));
+
+    // Changing a parameter updates the stack through a new change set.
+    let mut updated = spec.clone();
+    updated["parameters"][0]["value"] = json!("60");
+    f.apply("queue", updated).await;
+    let stack = f.wait_condition("queue", "Ready", "True").await;
+    let status = stack.status.clone().unwrap();
+    assert_eq!(status.outputs.get("Visibility").map(String::as_str), Some("60"));
+    assert_eq!(status.stack_status.as_deref(), Some("UPDATE_COMPLETE"));
+    let change_set = status.change_set.clone().unwrap();
+    assert_eq!(change_set.change_type, "UPDATE");
+    assert_ne!(change_set.name, first_change_set);
+    assert!(change_set.changes.iter().any(|c| c.action == "Modify" && c.logical_id == "Queue"), "{change_set:?}");
+
+    // A requested reconcile with nothing to change is success, not an error.
+    let before = f.operator.metric("stackpilot_aws_calls_total", &["operation=\"ExecuteChangeSet\""]).await;
+    f.annotate("queue", stackpilot::stack::RECONCILE_REQUESTED_AT, "2026-11-21T00:00:00Z").await;
+    let api = f.stacks();
+    let stack = eventually(TIMEOUT, "no-op change set recorded", || {
+        let api = api.clone();
+        async move {
+            let stack = api.get("queue").await.ok()?;
+            let cs = stack.status.as_ref()?.change_set.clone()?;
+            (cs.status.as_deref() == Some("FAILED") && cs.changes.is_empty()).then_some(stack)
+        }
+    })
+    .await;
+    assert_eq!(ready(&stack).status, "True", "{:?}", ready(&stack));
+    assert!(ready(&stack).message.contains("no changes"), "{}", ready(&stack).message);
+    let after = f.operator.metric("stackpilot_aws_calls_total", &["operation=\"ExecuteChangeSet\""]).await;
+    assert_eq!(before, after, "a no-op must not execute anything");
+
+    // Deleting the object deletes the stack, behind the finalizer.
+    f.stacks().delete("queue", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("queue").await;
+    assert!(f.aws.describe_stack(&stack_name).await.unwrap().is_none(), "stack still in AWS");
+    let reasons: Vec<String> = f.events("queue").await.into_iter().map(|e| e.1).collect();
+    for reason in ["ChangeSetExecuting", "Ready", "Deleting", "StackDeleted"] {
+        assert!(reasons.iter().any(|r| r == reason), "no {reason} event in {reasons:?}");
+    }
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn retain_leaves_the_stack_in_aws() {
+    let f = Fixture::new("e2e-retain").await;
+    f.apply("kept", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "deletionPolicy": "Retain"})).await;
+    f.wait_condition("kept", "Ready", "True").await;
+    let stack_name = format!("{}-kept", f.ns.name);
+    f.stacks().delete("kept", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("kept").await;
+    let described = f.aws.describe_stack(&stack_name).await.unwrap();
+    assert!(described.is_some_and(|s| s.status.as_str() == "CREATE_COMPLETE"), "retained stack should remain");
+    f.aws.delete_stack(&stack_name, "cleanup-retained", &[]).await.unwrap();
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn bad_input_stalls_without_aws_calls_and_recovers() {
+    let f = Fixture::new("e2e-bad").await;
+    f.apply("broken", json!({"region": "us-east-1", "template": {"body": "Resources: [unclosed"}})).await;
+    let stack = f.wait_condition("broken", "Stalled", "True").await;
+    assert_eq!(ready(&stack).status, "False");
+    assert_eq!(ready(&stack).reason, "InvalidTemplate");
+    assert!(ready(&stack).message.contains("neither valid JSON nor valid YAML"), "{}", ready(&stack).message);
+
+    // Unknown parameter and missing Secret are explained too.
+    f.apply("unknown", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
+        "parameters": [{"name": "Nope", "value": "1"}]})).await;
+    let stack = f.wait_condition("unknown", "Stalled", "True").await;
+    assert_eq!(ready(&stack).reason, "InvalidParameters");
+    assert!(ready(&stack).message.contains("\"Nope\""));
+    f.apply("nosecret", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
+        "parameters": [{"name": "Visibility", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]})).await;
+    let stack = f.wait_condition("nosecret", "Ready", "False").await;
+    assert_eq!(ready(&stack).reason, "SecretNotFound");
+
+    // None of that reached AWS.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls = f.operator.metric("stackpilot_aws_calls_total", &[]).await;
+    assert_eq!(calls, 0.0, "bad input must not call AWS");
+    let events = f.events("broken").await;
+    assert!(events.iter().any(|(t, r, n)| t == "Warning" && r == "NotReady" && n.contains("InvalidTemplate")), "{events:?}");
+
+    // Fixing the template recovers.
+    f.apply("broken", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}})).await;
+    let stack = f.wait_condition("broken", "Ready", "True").await;
+    assert!(stack.status.unwrap().conditions.iter().all(|c| c.type_ != "Stalled"));
+    for name in ["broken", "unknown", "nosecret"] {
+        f.stacks().delete(name, &DeleteParams::default()).await.unwrap();
+        f.wait_gone(name).await;
+    }
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn manual_approval_waits_for_that_change_set() {
+    let f = Fixture::new("e2e-approve").await;
+    f.apply("gated", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "changes": {"approval": "Manual"}})).await;
+    let stack = f.wait_condition("gated", "ApprovalRequired", "True").await;
+    let change_set = stack.status.as_ref().unwrap().change_set.clone().unwrap();
+    assert!(ready(&stack).message.contains(&change_set.name));
+    assert!(f.aws.describe_stack(&format!("{}-gated", f.ns.name)).await.unwrap().is_some_and(|s| s.status.as_str() == "REVIEW_IN_PROGRESS"));
+
+    // An approval naming another change set does nothing.
+    f.annotate("gated", stackpilot::stack::APPROVE_ANNOTATION, "stackpilot-g0-0000000000000000").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stack = f.wait_condition("gated", "ApprovalRequired", "True").await;
+    assert!(ready(&stack).message.contains("not this change set"), "{}", ready(&stack).message);
+
+    f.annotate("gated", stackpilot::stack::APPROVE_ANNOTATION, &change_set.name).await;
+    let stack = f.wait_condition("gated", "Ready", "True").await;
+    assert!(!stack.annotations().contains_key(stackpilot::stack::APPROVE_ANNOTATION), "approval is cleared once used");
+    f.stacks().delete("gated", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("gated").await;
+    f.finish().await;
+}

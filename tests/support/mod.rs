@@ -1,0 +1,223 @@
+//! Test support for integration tests against the real test bed started by
+//! `testbed/up.sh`: a kube-apiserver (with etcd and kube-controller-manager)
+//! and LocalStack / moto on 127.0.0.1. Every test gets its own namespace.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config, ResourceExt};
+use tokio::process::{Child, Command};
+
+/// The running test bed, read from `$STACKPILOT_TESTBED_DIR/env` (default
+/// `/tmp/stackpilot-testbed/env`) or from the environment.
+pub struct TestBed {
+    pub kubeconfig: PathBuf,
+    pub aws_endpoint: String,
+    pub moto_endpoint: String,
+}
+
+impl TestBed {
+    pub fn get() -> TestBed {
+        let dir = std::env::var("STACKPILOT_TESTBED_DIR").unwrap_or_else(|_| "/tmp/stackpilot-testbed".into());
+        let file = PathBuf::from(&dir).join("env");
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            for line in text.lines() {
+                let line = line.trim().trim_start_matches("export ");
+                if let Some((k, v)) = line.split_once('=') {
+                    vars.entry(k.to_string()).or_insert_with(|| v.trim_matches(['"', '\'']).to_string());
+                }
+            }
+        }
+        let need = |key: &str| {
+            vars.get(key).cloned().unwrap_or_else(|| {
+                panic!("{key} is not set and {} has no value for it: start the test bed with testbed/up.sh", file.display())
+            })
+        };
+        TestBed {
+            kubeconfig: PathBuf::from(need("KUBECONFIG")),
+            aws_endpoint: need("STACKPILOT_TEST_AWS_ENDPOINT"),
+            moto_endpoint: need("STACKPILOT_TEST_MOTO_ENDPOINT"),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig");
+        Client::try_from(config).expect("client")
+    }
+}
+
+/// Applies the generated CRDs (server-side) and waits for Established.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in stackpilot::api::crds() {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply("stackpilot-tests").force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        let established = await_condition(api.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} not Established in 30s"))
+            .expect("wait for CRD");
+    }
+}
+
+/// A namespace of its own for one test; deleted by `cleanup`.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> TestNamespace {
+        let name = format!("{prefix}-{}", unique_suffix());
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"stackpilot.dev/test": "true"}}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &ns).await.expect("create namespace");
+        TestNamespace {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    pub async fn cleanup(self) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let _ = api.delete(&self.name, &DeleteParams::default()).await;
+    }
+}
+
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:04x}", nanos % 0xffff_ffff, rand::random::<u16>())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The operator binary, running against the test bed and watching one
+/// namespace. Killed when dropped.
+pub struct Operator {
+    child: Child,
+    pub admin: String,
+}
+
+impl Operator {
+    pub async fn start(bed: &TestBed, namespace: &str, aws_endpoint: &str, extra_env: &[(&str, &str)]) -> Operator {
+        let port = free_port();
+        let log_dir = std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+        let log = std::fs::File::create(PathBuf::from(log_dir).join(format!("operator-{namespace}.log"))).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stackpilot"));
+        command
+            .arg("run")
+            .env("KUBECONFIG", &bed.kubeconfig)
+            .env("STACKPILOT_NAMESPACE", namespace)
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("STACKPILOT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
+            .env("STACKPILOT_IN_FLIGHT_POLL_SECONDS", "1")
+            .env("RUST_LOG", "info,stackpilot=debug")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start operator");
+        let operator = Operator {
+            child,
+            admin: format!("http://127.0.0.1:{port}"),
+        };
+        operator.wait_ready().await;
+        operator
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(body) = http_get(&format!("{}/readyz", self.admin)).await
+                && body.0 == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("operator not ready within 30s");
+    }
+
+    /// The value of one metric sample (sum over lines that contain every
+    /// fragment), 0 when absent.
+    pub async fn metric(&self, name: &str, fragments: &[&str]) -> f64 {
+        let (_, body) = http_get(&format!("{}/metrics", self.admin)).await.expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && fragments.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback (status, body).
+pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
