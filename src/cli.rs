@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Seconds between checks of a stack with an operation in flight.
     #[arg(long, env = "STACKPILOT_IN_FLIGHT_POLL_SECONDS", default_value_t = 5)]
     pub in_flight_poll_seconds: u64,
+    /// Base delay before a stack whose create failed is recreated
+    /// (`failurePolicy.onCreateFailure: Recreate`); doubles per failure.
+    #[arg(long, env = "STACKPILOT_RECREATE_BACKOFF_SECONDS", default_value_t = 30)]
+    pub recreate_backoff_seconds: u64,
     /// Seconds between checks of a settled stack.
     #[arg(long, env = "STACKPILOT_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,

@@ -20,6 +20,7 @@ use crate::stack::{self, Timing};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
+    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
     wait_for_crds(&client).await?;
     let metrics = Arc::new(Metrics::default());
     let sdk = SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await;
@@ -30,6 +31,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let timing = Timing {
         in_flight: Duration::from_secs(args.in_flight_poll_seconds),
         resync: Duration::from_secs(args.resync_seconds),
+        recreate_backoff: Duration::from_secs(args.recreate_backoff_seconds),
         ..Timing::default()
     };
     let settings = Settings {
@@ -46,7 +48,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let admin = tokio::spawn(crate::admin::serve(args.admin_addr, ctx.clone(), stopped()));
-    let stacks = tokio::spawn(stack::run(ctx.clone(), args.namespace.clone(), args.concurrency, stopped()));
+    let stacks = tokio::spawn(stack::run(ctx.clone(), namespace, args.concurrency, stopped()));
     shutdown_signal().await;
     info!("shutting down");
     stop_tx.send(true)?;

@@ -13,7 +13,7 @@ for a in "$@"; do
   case "$a" in
     --no-aws) want_aws=0 ;;
     --only-aws) want_kube=0 ;;
-    -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
     *) die "unknown argument: $a" ;;
   esac
 done

@@ -72,7 +72,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudformation::config::Credentials;
 use futures::FutureExt;
-use stackpilot::aws::sdk::{OPERATION_TIMEOUT, SdkProvider};
+use stackpilot::aws::sdk::{SdkLimits, SdkProvider};
 use stackpilot::aws::{
     AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
     ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus, Parameter,
@@ -109,12 +109,22 @@ fn endpoint(var: &str) -> String {
 }
 
 async fn provider(endpoint: &str) -> SdkProvider {
+    provider_with(endpoint, SdkLimits::default()).await
+}
+
+async fn provider_with(endpoint: &str, limits: SdkLimits) -> SdkProvider {
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "stackpilot-tests",
+        ))
         .region(Region::new(REGION))
         .load()
         .await;
-    SdkProvider::new(config, Some(endpoint.to_string()))
+    SdkProvider::with_limits(config, Some(endpoint.to_string()), limits)
 }
 
 fn target() -> AwsTarget {
@@ -138,11 +148,18 @@ fn unique(label: &str) -> String {
         .unwrap_or_default()
         .as_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("sp-{label}-{:x}{n}", (nanos as u64) ^ u64::from(std::process::id()))
+    format!(
+        "sp-{label}-{:x}{n}",
+        (nanos as u64) ^ u64::from(std::process::id())
+    )
 }
 
 /// Runs `body`, then deletes `stacks` whether it passed or not.
-async fn cleanup_after(cf: &Arc<dyn CloudFormation>, stacks: &[&str], body: impl Future<Output = ()>) {
+async fn cleanup_after(
+    cf: &Arc<dyn CloudFormation>,
+    stacks: &[&str],
+    body: impl Future<Output = ()>,
+) {
     let result = AssertUnwindSafe(body).catch_unwind().await;
     for stack in stacks {
         if let Err(err) = cf.delete_stack(stack, "", &[]).await {
@@ -178,7 +195,11 @@ fn request(stack: &str, change_set: &str, kind: ChangeSetType, body: &str) -> Ch
     }
 }
 
-async fn settled_change_set(cf: &Arc<dyn CloudFormation>, stack: &str, name: &str) -> ChangeSetDescription {
+async fn settled_change_set(
+    cf: &Arc<dyn CloudFormation>,
+    stack: &str,
+    name: &str,
+) -> ChangeSetDescription {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let cs = cf
@@ -186,16 +207,26 @@ async fn settled_change_set(cf: &Arc<dyn CloudFormation>, stack: &str, name: &st
             .await
             .expect("describe_change_set")
             .expect("change set exists");
-        if !matches!(cs.status, ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress) {
+        if !matches!(
+            cs.status,
+            ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress
+        ) {
             return cs;
         }
-        assert!(Instant::now() < deadline, "change set {name} still {:?}", cs.status);
+        assert!(
+            Instant::now() < deadline,
+            "change set {name} still {:?}",
+            cs.status
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Polls until the stack leaves `*_IN_PROGRESS`; returns the statuses seen.
-async fn settled_stack(cf: &Arc<dyn CloudFormation>, stack: &str) -> (StackDescription, Vec<StackStatus>) {
+async fn settled_stack(
+    cf: &Arc<dyn CloudFormation>,
+    stack: &str,
+) -> (StackDescription, Vec<StackStatus>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut seen = Vec::new();
     loop {
@@ -210,14 +241,23 @@ async fn settled_stack(cf: &Arc<dyn CloudFormation>, stack: &str) -> (StackDescr
         if !described.status.is_in_progress() || described.status == StackStatus::ReviewInProgress {
             return (described, seen);
         }
-        assert!(Instant::now() < deadline, "stack {stack} still {}", described.status);
+        assert!(
+            Instant::now() < deadline,
+            "stack {stack} still {}",
+            described.status
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn gone(cf: &Arc<dyn CloudFormation>, stack: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while cf.describe_stack(stack).await.expect("describe_stack").is_some() {
+    while cf
+        .describe_stack(stack)
+        .await
+        .expect("describe_stack")
+        .is_some()
+    {
         assert!(Instant::now() < deadline, "stack {stack} not deleted");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -250,7 +290,12 @@ async fn localstack_create_update_empty_and_delete() {
     cleanup_after(&cf, &[&stack], async {
         // Create through a change set: the stack waits in REVIEW_IN_PROGRESS.
         let id = cf
-            .create_change_set(&request(&stack, "create-1", ChangeSetType::Create, LOCALSTACK_TEMPLATE))
+            .create_change_set(&request(
+                &stack,
+                "create-1",
+                ChangeSetType::Create,
+                LOCALSTACK_TEMPLATE,
+            ))
             .await
             .expect("create_change_set");
         assert!(id.contains(":changeSet/create-1/"), "{id}");
@@ -265,12 +310,21 @@ async fn localstack_create_update_empty_and_delete() {
         let mut adds: Vec<(&str, &str, &str)> = cs
             .changes
             .iter()
-            .map(|c| (c.action.as_str(), c.logical_id.as_str(), c.resource_type.as_str()))
+            .map(|c| {
+                (
+                    c.action.as_str(),
+                    c.logical_id.as_str(),
+                    c.resource_type.as_str(),
+                )
+            })
             .collect();
         adds.sort();
         assert_eq!(
             adds,
-            [("Add", "Setting", "AWS::SSM::Parameter"), ("Add", "Topic", "AWS::SNS::Topic")]
+            [
+                ("Add", "Setting", "AWS::SSM::Parameter"),
+                ("Add", "Topic", "AWS::SNS::Topic")
+            ]
         );
 
         cf.execute_change_set(&stack, "create-1", &unique("exec"))
@@ -278,33 +332,69 @@ async fn localstack_create_update_empty_and_delete() {
             .expect("execute_change_set");
         let (created, seen) = settled_stack(&cf, &stack).await;
         assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
-        assert!(seen.contains(&StackStatus::CreateInProgress), "async create, seen {seen:?}");
+        assert!(
+            seen.contains(&StackStatus::CreateInProgress),
+            "async create, seen {seen:?}"
+        );
         assert_eq!(created.stack_name, stack);
-        assert_eq!(created.tags.get("team").map(String::as_str), Some("platform"));
-        assert_eq!(created.parameters, [Parameter { key: "Env".into(), value: "one".into() }]);
+        assert_eq!(
+            created.tags.get("team").map(String::as_str),
+            Some("platform")
+        );
+        assert_eq!(
+            created.parameters,
+            [Parameter {
+                key: "Env".into(),
+                value: "one".into()
+            }]
+        );
         let mut outputs: Vec<&str> = created.outputs.iter().map(|o| o.key.as_str()).collect();
         outputs.sort();
         assert_eq!(outputs, ["SettingName", "TopicArn"]);
-        let topic = created.outputs.iter().find(|o| o.key == "TopicArn").unwrap();
-        assert!(topic.value.starts_with("arn:aws:sns:us-east-1:"), "{topic:?}");
+        let topic = created
+            .outputs
+            .iter()
+            .find(|o| o.key == "TopicArn")
+            .unwrap();
+        assert!(
+            topic.value.starts_with("arn:aws:sns:us-east-1:"),
+            "{topic:?}"
+        );
         // LocalStack drops output descriptions (AWS returns them).
         assert!(created.creation_time.is_some());
         let by_id = cf.describe_stack(&created.stack_id).await.unwrap().unwrap();
         assert_eq!(by_id.stack_name, stack);
 
         // Events: newest first, the stack's own CREATE_COMPLETE on top.
-        let events = cf.stack_events(&stack, None, 100).await.expect("stack_events");
+        let events = cf
+            .stack_events(&stack, None, 100)
+            .await
+            .expect("stack_events");
         assert_eq!(events[0].logical_id, stack);
         assert_eq!(events[0].status, "CREATE_COMPLETE");
-        assert!(events.iter().any(|e| e.logical_id == "Topic" && e.status == "CREATE_COMPLETE"));
+        assert!(
+            events
+                .iter()
+                .any(|e| e.logical_id == "Topic" && e.status == "CREATE_COMPLETE")
+        );
         assert_eq!(cf.stack_events(&stack, None, 2).await.unwrap().len(), 2);
         let cursor = events[0].event_id.clone();
-        assert_eq!(cf.stack_events(&stack, Some(&cursor), 100).await.unwrap(), []);
+        assert_eq!(
+            cf.stack_events(&stack, Some(&cursor), 100).await.unwrap(),
+            []
+        );
 
         // Update with a changed parameter: the parameter resource is modified.
-        let mut update = request(&stack, "update-1", ChangeSetType::Update, LOCALSTACK_TEMPLATE);
+        let mut update = request(
+            &stack,
+            "update-1",
+            ChangeSetType::Update,
+            LOCALSTACK_TEMPLATE,
+        );
         update.parameters[0].value = "two".into();
-        cf.create_change_set(&update).await.expect("update change set");
+        cf.create_change_set(&update)
+            .await
+            .expect("update change set");
         let cs = settled_change_set(&cf, &stack, "update-1").await;
         assert_eq!(cs.status, ChangeSetStatus::CreateComplete, "{cs:?}");
         let modify = cs
@@ -315,9 +405,14 @@ async fn localstack_create_update_empty_and_delete() {
         assert_eq!(modify.action, "Modify");
         assert!(modify.physical_id.is_some());
         assert!(modify.replacement.is_some(), "{modify:?}");
-        assert!(!cs.changes.iter().any(|c| c.logical_id == "Topic"), "{cs:?}");
+        assert!(
+            !cs.changes.iter().any(|c| c.logical_id == "Topic"),
+            "{cs:?}"
+        );
 
-        cf.execute_change_set(&stack, "update-1", &unique("exec")).await.unwrap();
+        cf.execute_change_set(&stack, "update-1", &unique("exec"))
+            .await
+            .unwrap();
         let (updated, seen) = settled_stack(&cf, &stack).await;
         assert_eq!(updated.status, StackStatus::UpdateComplete, "seen {seen:?}");
         assert_eq!(updated.parameters[0].value, "two");
@@ -325,31 +420,55 @@ async fn localstack_create_update_empty_and_delete() {
         // Only events after the cursor, newest first.
         let newer = cf.stack_events(&stack, Some(&cursor), 100).await.unwrap();
         assert!(!newer.is_empty());
-        assert!(newer.iter().all(|e| events.iter().all(|old| old.event_id != e.event_id)));
+        assert!(
+            newer
+                .iter()
+                .all(|e| events.iter().all(|old| old.event_id != e.event_id))
+        );
         assert_eq!(newer[0].status, "UPDATE_COMPLETE");
-        assert!(newer.iter().any(|e| e.logical_id == "Setting" && e.status == "UPDATE_COMPLETE"));
+        assert!(
+            newer
+                .iter()
+                .any(|e| e.logical_id == "Setting" && e.status == "UPDATE_COMPLETE")
+        );
         assert!(newer.windows(2).all(|w| w[0].timestamp >= w[1].timestamp));
 
         // Nothing changed: an empty change set, which stackpilot treats as success.
         update.change_set_name = "update-2".into();
         update.client_token = "update-2-token".into();
-        cf.create_change_set(&update).await.expect("empty change set");
+        cf.create_change_set(&update)
+            .await
+            .expect("empty change set");
         let empty = settled_change_set(&cf, &stack, "update-2").await;
         assert!(empty.is_empty_failure(), "{empty:?}");
         assert!(empty.changes.is_empty());
-        cf.delete_change_set(&stack, "update-2").await.expect("delete_change_set");
-        assert_eq!(cf.describe_change_set(&stack, "update-2").await.unwrap(), None);
-        cf.delete_change_set(&stack, "never-existed").await.expect("missing change set");
+        cf.delete_change_set(&stack, "update-2")
+            .await
+            .expect("delete_change_set");
+        assert_eq!(
+            cf.describe_change_set(&stack, "update-2").await.unwrap(),
+            None
+        );
+        cf.delete_change_set(&stack, "never-existed")
+            .await
+            .expect("missing change set");
 
         // A Create change set for an existing stack.
         let again = cf
-            .create_change_set(&request(&stack, "create-2", ChangeSetType::Create, LOCALSTACK_TEMPLATE))
+            .create_change_set(&request(
+                &stack,
+                "create-2",
+                ChangeSetType::Create,
+                LOCALSTACK_TEMPLATE,
+            ))
             .await
             .unwrap_err();
         assert_eq!(again.kind, AwsErrorKind::AlreadyExists, "{again}");
 
         // Delete: gone by name, DELETE_COMPLETE by id.
-        cf.delete_stack(&stack, &unique("delete"), &[]).await.expect("delete_stack");
+        cf.delete_stack(&stack, &unique("delete"), &[])
+            .await
+            .expect("delete_stack");
         gone(&cf, &stack).await;
         let deleted = cf.describe_stack(&created.stack_id).await.unwrap().unwrap();
         assert_eq!(deleted.status, StackStatus::DeleteComplete);
@@ -374,14 +493,18 @@ Resources:
     cleanup_after(&cf, &[&stack], async {
         let mut create = request(&stack, "create-1", ChangeSetType::Create, template);
         create.parameters.clear();
-        cf.create_change_set(&create).await.expect("create_change_set");
+        cf.create_change_set(&create)
+            .await
+            .expect("create_change_set");
         settled_change_set(&cf, &stack, "create-1").await;
         cf.execute_change_set(&stack, "create-1", "").await.unwrap();
         let (failed, seen) = settled_stack(&cf, &stack).await;
         assert!(
             matches!(
                 failed.status,
-                StackStatus::RollbackComplete | StackStatus::CreateFailed | StackStatus::RollbackFailed
+                StackStatus::RollbackComplete
+                    | StackStatus::CreateFailed
+                    | StackStatus::RollbackFailed
             ),
             "seen {seen:?}"
         );
@@ -414,14 +537,23 @@ async fn localstack_missing_things_and_validation_errors() {
     let missing = unique("missing");
     assert_eq!(cf.describe_stack(&missing).await.unwrap(), None);
     assert_eq!(cf.describe_change_set(&missing, "cs").await.unwrap(), None);
-    cf.delete_change_set(&missing, "cs").await.expect("missing is success");
-    cf.delete_stack(&missing, "", &[]).await.expect("deleting a missing stack succeeds");
+    cf.delete_change_set(&missing, "cs")
+        .await
+        .expect("missing is success");
+    cf.delete_stack(&missing, "", &[])
+        .await
+        .expect("deleting a missing stack succeeds");
     let err = cf.stack_events(&missing, None, 10).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
     let err = cf.execute_change_set(&missing, "cs", "").await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
     let err = cf
-        .create_change_set(&request(&missing, "cs", ChangeSetType::Update, LOCALSTACK_TEMPLATE))
+        .create_change_set(&request(
+            &missing,
+            "cs",
+            ChangeSetType::Update,
+            LOCALSTACK_TEMPLATE,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
@@ -429,18 +561,31 @@ async fn localstack_missing_things_and_validation_errors() {
     let stack = unique("invalid");
     cleanup_after(&cf, &[&stack], async {
         let err = cf
-            .create_change_set(&request(&stack, "cs", ChangeSetType::Create, "Resources: [unclosed"))
+            .create_change_set(&request(
+                &stack,
+                "cs",
+                ChangeSetType::Create,
+                "Resources: [unclosed",
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::Validation, "{err}");
         assert_eq!(err.code, "ValidationError");
         assert!(err.message.starts_with("Template format error"), "{err}");
 
-        cf.create_change_set(&request(&stack, "cs", ChangeSetType::Create, LOCALSTACK_TEMPLATE))
-            .await
-            .unwrap();
+        cf.create_change_set(&request(
+            &stack,
+            "cs",
+            ChangeSetType::Create,
+            LOCALSTACK_TEMPLATE,
+        ))
+        .await
+        .unwrap();
         assert_eq!(cf.describe_change_set(&stack, "other").await.unwrap(), None);
-        let err = cf.execute_change_set(&stack, "other", "").await.unwrap_err();
+        let err = cf
+            .execute_change_set(&stack, "other", "")
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
         assert_eq!(err.code, "ChangeSetNotFound");
     })
@@ -458,7 +603,10 @@ async fn localstack_assumes_the_target_role() {
         session_name: Some("team-a/my stack (needs sanitizing)".into()),
     };
     let cf = provider.client(&target);
-    assert!(Arc::ptr_eq(&cf, &provider.client(&target)), "one cached client per target");
+    assert!(
+        Arc::ptr_eq(&cf, &provider.client(&target)),
+        "one cached client per target"
+    );
     assert!(!Arc::ptr_eq(&cf, &provider.client(&self::target())));
     // The call goes through STS AssumeRole (on the emulator) first.
     assert_eq!(cf.describe_stack(&unique("role")).await.unwrap(), None);
@@ -486,9 +634,14 @@ async fn moto_create_describe_delete() {
     let stack = unique("moto");
     assert_eq!(cf.describe_stack(&stack).await.unwrap(), None);
     cleanup_after(&cf, &[&stack], async {
-        cf.create_change_set(&request(&stack, "create-1", ChangeSetType::Create, MOTO_TEMPLATE))
-            .await
-            .expect("create_change_set");
+        cf.create_change_set(&request(
+            &stack,
+            "create-1",
+            ChangeSetType::Create,
+            MOTO_TEMPLATE,
+        ))
+        .await
+        .expect("create_change_set");
         assert_eq!(
             cf.describe_stack(&stack).await.unwrap().unwrap().status,
             StackStatus::ReviewInProgress
@@ -503,16 +656,33 @@ async fn moto_create_describe_delete() {
         adds.sort();
         assert_eq!(adds, [("Add", "Queue"), ("Add", "Topic")]);
 
-        cf.execute_change_set(&stack, "create-1", "exec-1").await.expect("execute");
+        cf.execute_change_set(&stack, "create-1", "exec-1")
+            .await
+            .expect("execute");
         let (created, _) = settled_stack(&cf, &stack).await;
         assert_eq!(created.status, StackStatus::CreateComplete);
         assert!(created.stack_id.contains(":123456789012:stack/"));
-        assert_eq!(created.tags.get("team").map(String::as_str), Some("platform"));
-        assert_eq!(created.parameters, [Parameter { key: "Env".into(), value: "one".into() }]);
+        assert_eq!(
+            created.tags.get("team").map(String::as_str),
+            Some("platform")
+        );
+        assert_eq!(
+            created.parameters,
+            [Parameter {
+                key: "Env".into(),
+                value: "one".into()
+            }]
+        );
         let events = cf.stack_events(&stack, None, 100).await.unwrap();
-        assert!(events.iter().any(|e| e.logical_id == stack && e.status == "CREATE_COMPLETE"));
+        assert!(
+            events
+                .iter()
+                .any(|e| e.logical_id == stack && e.status == "CREATE_COMPLETE")
+        );
 
-        cf.delete_stack(&stack, "delete-1", &[]).await.expect("delete");
+        cf.delete_stack(&stack, "delete-1", &[])
+            .await
+            .expect("delete");
         gone(&cf, &stack).await;
     })
     .await;
@@ -599,7 +769,9 @@ fn events_page(form: &BTreeMap<String, String>) -> (u16, String) {
         _ => ([3, 2, 1], None),
     };
     let events: String = ids.iter().map(|id| event_xml(*id)).collect();
-    let next = next.map(|t| format!("<NextToken>{t}</NextToken>")).unwrap_or_default();
+    let next = next
+        .map(|t| format!("<NextToken>{t}</NextToken>"))
+        .unwrap_or_default();
     let body = format!(
         "<DescribeStackEventsResponse xmlns=\"{NS}\"><DescribeStackEventsResult>\
          <StackEvents>{events}</StackEvents>{next}</DescribeStackEventsResult>\
@@ -618,7 +790,10 @@ fn change_xml(id: &str) -> String {
 
 fn change_set_page(form: &BTreeMap<String, String>) -> (u16, String) {
     let (changes, next) = match form.get("NextToken").map(String::as_str) {
-        None => (change_xml("A") + &change_xml("B"), "<NextToken>more</NextToken>"),
+        None => (
+            change_xml("A") + &change_xml("B"),
+            "<NextToken>more</NextToken>",
+        ),
         _ => (change_xml("C"), ""),
     };
     let body = format!(
@@ -659,12 +834,19 @@ async fn stack_events_page_only_until_the_cursor() {
     let newer = cf.stack_events("s", Some("e5"), 100).await.unwrap();
     let ids: Vec<&str> = newer.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["e9", "e8", "e7", "e6"]);
-    assert_eq!(seen.lock().unwrap().len(), 2, "stopped on the page holding the cursor");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "stopped on the page holding the cursor"
+    );
 
     seen.lock().unwrap().clear();
     let newest = cf.stack_events("s", None, 2).await.unwrap();
     assert_eq!(newest.len(), 2);
-    assert_eq!(newest[0].timestamp.to_rfc3339(), "2024-01-01T00:00:09+00:00");
+    assert_eq!(
+        newest[0].timestamp.to_rfc3339(),
+        "2024-01-01T00:00:09+00:00"
+    );
     assert_eq!(seen.lock().unwrap().len(), 1);
 
     seen.lock().unwrap().clear();
@@ -684,21 +866,34 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
     assert_eq!(err.kind, AwsErrorKind::Throttled, "{err}");
     assert_eq!(err.code, "Throttling");
     assert_eq!(err.message, "Rate exceeded");
-    assert_eq!(seen.lock().unwrap().len(), 3, "standard retry mode, 3 attempts");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "standard retry mode, 3 attempts"
+    );
 }
 
 #[tokio::test]
 async fn service_errors_keep_code_and_message() {
     let (url, _) = canned(Box::new(|form: &BTreeMap<String, String>| {
         match form.get("Action").map(String::as_str) {
-            Some("DescribeStacks") => (400, error_xml("ValidationError", "Stack with id s does not exist")),
+            Some("DescribeStacks") => (
+                400,
+                error_xml("ValidationError", "Stack with id s does not exist"),
+            ),
             Some("CreateChangeSet") => (
                 400,
-                error_xml("InsufficientCapabilitiesException", "Requires capabilities : [CAPABILITY_IAM]"),
+                error_xml(
+                    "InsufficientCapabilitiesException",
+                    "Requires capabilities : [CAPABILITY_IAM]",
+                ),
             ),
             Some("ExecuteChangeSet") => (
                 400,
-                error_xml("ValidationError", "Stack:arn is in UPDATE_IN_PROGRESS state and can not be updated."),
+                error_xml(
+                    "ValidationError",
+                    "Stack:arn is in UPDATE_IN_PROGRESS state and can not be updated.",
+                ),
             ),
             Some("DeleteStack") => (403, error_xml("AccessDenied", "not authorized")),
             _ => (500, "<html>oops</html>".to_string()),
@@ -711,7 +906,13 @@ async fn service_errors_keep_code_and_message() {
         .create_change_set(&request("s", "cs", ChangeSetType::Create, "{}"))
         .await
         .unwrap_err();
-    assert_eq!((err.kind, err.code.as_str()), (AwsErrorKind::Validation, "InsufficientCapabilitiesException"));
+    assert_eq!(
+        (err.kind, err.code.as_str()),
+        (
+            AwsErrorKind::Validation,
+            "InsufficientCapabilitiesException"
+        )
+    );
     let err = cf.execute_change_set("s", "cs", "t").await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::InProgress, "{err}");
     let err = cf.delete_stack("s", "t", &[]).await.unwrap_err();
@@ -730,7 +931,11 @@ async fn a_refused_connection_is_transient() {
     let started = Instant::now();
     let err = cf.describe_stack("s").await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Transient, "{err}");
-    assert!(started.elapsed() < OPERATION_TIMEOUT, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < SdkLimits::default().operation_timeout,
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -744,13 +949,17 @@ async fn a_silent_endpoint_times_out() {
             open.push(socket);
         }
     });
-    let cf = client(&url).await;
+    // The default bounds (30 s per call) with shorter numbers, same mechanism.
+    let limits = SdkLimits {
+        attempt_timeout: Duration::from_millis(500),
+        operation_timeout: Duration::from_secs(2),
+        ..SdkLimits::default()
+    };
+    let cf = provider_with(&url, limits).await.client(&target());
     let started = Instant::now();
     let err = cf.describe_stack("s").await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Transient, "{err}");
-    assert!(
-        started.elapsed() < OPERATION_TIMEOUT + Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(err.code, "Timeout", "{err}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }

@@ -38,7 +38,6 @@ Outputs:
 "#;
 
 struct Fixture {
-    bed: TestBed,
     client: Client,
     ns: TestNamespace,
     operator: Operator,
@@ -59,7 +58,7 @@ impl Fixture {
             external_id: None,
             session_name: None,
         });
-        Fixture { bed, client, ns, operator, aws }
+        Fixture { client, ns, operator, aws }
     }
 
     fn stacks(&self) -> Api<Stack> {
@@ -268,5 +267,50 @@ async fn manual_approval_waits_for_that_change_set() {
     assert!(!stack.annotations().contains_key(stackpilot::stack::APPROVE_ANNOTATION), "approval is cleared once used");
     f.stacks().delete("gated", &DeleteParams::default()).await.unwrap();
     f.wait_gone("gated").await;
+    f.finish().await;
+}
+
+const BAD_BUCKET_TEMPLATE: &str = r#"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: Invalid_Bucket_Name_UPPER
+"#;
+
+#[tokio::test]
+async fn failed_create_names_the_resource_and_recreate_recovers() {
+    let f = Fixture::new("e2e-fail").await;
+    f.apply("broken", json!({"region": "us-east-1", "template": {"body": BAD_BUCKET_TEMPLATE}})).await;
+    let stack = f.wait_condition("broken", "Stalled", "True").await;
+    let condition = ready(&stack);
+    assert_eq!(condition.status, "False");
+    assert_eq!(condition.reason, "CreateFailed");
+    assert!(condition.message.contains("Bucket (AWS::S3::Bucket) CREATE_FAILED"), "{}", condition.message);
+    assert!(condition.message.contains("InvalidBucketName"), "{}", condition.message);
+    assert!(condition.message.contains("onCreateFailure: Recreate"), "tells the user what to do: {}", condition.message);
+    let status = stack.status.clone().unwrap();
+    assert!(status.recent_failures.iter().any(|r| r.logical_id == "Bucket"), "{:?}", status.recent_failures);
+    let events = f.events("broken").await;
+    assert!(events.iter().any(|(t, r, n)| t == "Warning" && r == "CreateFailed" && n.contains("InvalidBucketName")), "{events:?}");
+
+    // Stalled means stalled: no further AWS writes while nothing changes.
+    let op = ["operation=\"CreateChangeSet\""];
+    let before = f.operator.metric("stackpilot_aws_calls_total", &op).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(f.operator.metric("stackpilot_aws_calls_total", &op).await, before);
+
+    // With Recreate and a fixed template the failed stack is replaced.
+    let fixed = BAD_BUCKET_TEMPLATE.replace("Invalid_Bucket_Name_UPPER", &format!("{}-ok", f.ns.name));
+    f.apply("broken", json!({"region": "us-east-1", "template": {"body": fixed},
+        "failurePolicy": {"onCreateFailure": "Recreate"}})).await;
+    let stack = f.wait_condition("broken", "Ready", "True").await;
+    assert_eq!(stack.status.as_ref().unwrap().stack_status.as_deref(), Some("CREATE_COMPLETE"));
+    let reasons: Vec<String> = f.events("broken").await.into_iter().map(|e| e.1).collect();
+    assert!(reasons.iter().any(|r| r == "Recreating"), "{reasons:?}");
+    f.stacks().delete("broken", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("broken").await;
     f.finish().await;
 }

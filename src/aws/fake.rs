@@ -155,9 +155,10 @@ impl ErrorInjection {
 
     fn matches(&self, call: &Call) -> bool {
         self.operation.is_none_or(|op| op == call.operation)
-            && self.stack.as_deref().is_none_or(|name| {
-                call.stack == name || call.stack.contains(&format!("/{name}/"))
-            })
+            && self
+                .stack
+                .as_deref()
+                .is_none_or(|name| call.stack == name || call.stack.contains(&format!("/{name}/")))
     }
 
     /// Whether this call fails; consumes one use.
@@ -280,7 +281,9 @@ fn parse_template(body: &str) -> AwsResult<Template> {
     };
     let resources_doc = top.get("Resources").and_then(Value::as_object);
     let Some(resources_doc) = resources_doc.filter(|r| !r.is_empty()) else {
-        return Err(format_error("At least one Resources member must be defined."));
+        return Err(format_error(
+            "At least one Resources member must be defined.",
+        ));
     };
     let mut resources = BTreeMap::new();
     for (id, definition) in resources_doc {
@@ -336,9 +339,9 @@ fn parse_template(body: &str) -> AwsResult<Template> {
 /// Whether a resource definition mentions parameter `name` (`Ref` or `${name}`).
 fn references(definition: &Value, name: &str) -> bool {
     match definition {
-        Value::Object(map) => map.iter().any(|(k, v)| {
-            (k == "Ref" && v.as_str() == Some(name)) || references(v, name)
-        }),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| (k == "Ref" && v.as_str() == Some(name)) || references(v, name)),
         Value::Array(items) => items.iter().any(|v| references(v, name)),
         Value::String(s) => s.contains(&format!("${{{name}}}")),
         _ => false,
@@ -499,8 +502,7 @@ impl FakeStack {
     }
 
     fn in_progress_error(&self, verb: &str) -> AwsError {
-        let kind = if self.status.is_in_progress() && self.status != StackStatus::ReviewInProgress
-        {
+        let kind = if self.status.is_in_progress() && self.status != StackStatus::ReviewInProgress {
             AwsErrorKind::InProgress
         } else {
             AwsErrorKind::Validation
@@ -508,7 +510,10 @@ impl FakeStack {
         AwsError::new(
             kind,
             "ValidationError",
-            format!("Stack:{} is in {} state and can not be {verb}.", self.id, self.status),
+            format!(
+                "Stack:{} is in {} state and can not be {verb}.",
+                self.id, self.status
+            ),
         )
     }
 }
@@ -568,7 +573,12 @@ impl State {
     }
 
     /// Logs the call and applies error injection.
-    fn enter(&mut self, operation: Operation, stack: &str, change_set: Option<&str>) -> AwsResult<()> {
+    fn enter(
+        &mut self,
+        operation: Operation,
+        stack: &str,
+        change_set: Option<&str>,
+    ) -> AwsResult<()> {
         let call = Call {
             operation,
             stack: stack.to_string(),
@@ -660,7 +670,10 @@ impl State {
         if status.ends_with("_COMPLETE") && status.starts_with("CREATE") {
             let physical = format!("{name}-{logical_id}-{:08X}", self.next());
             if let Some(stack) = self.stacks.get_mut(name) {
-                stack.physical_ids.entry(logical_id.to_string()).or_insert(physical);
+                stack
+                    .physical_ids
+                    .entry(logical_id.to_string())
+                    .or_insert(physical);
             }
         }
         self.event(name, logical_id, &resource_type, status, reason);
@@ -749,16 +762,24 @@ impl State {
                     self.resource_event(name, &change.logical_id, "CREATE_IN_PROGRESS", None);
                     match failed {
                         Some((_, reason)) => {
-                            self.resource_event(name, &change.logical_id, "CREATE_FAILED", Some(reason));
+                            self.resource_event(
+                                name,
+                                &change.logical_id,
+                                "CREATE_FAILED",
+                                Some(reason),
+                            );
                             break;
                         }
-                        None => self.resource_event(name, &change.logical_id, "CREATE_COMPLETE", None),
+                        None => {
+                            self.resource_event(name, &change.logical_id, "CREATE_COMPLETE", None)
+                        }
                     }
                 }
                 match failure {
                     None => {
                         let template = self.stacks.get(name).and_then(|s| s.content.clone());
-                        if let (Some(content), Some(stack)) = (template, self.stacks.get_mut(name)) {
+                        if let (Some(content), Some(stack)) = (template, self.stacks.get_mut(name))
+                        {
                             stack.outputs = Self::outputs_for(name, &content.template);
                         }
                         self.set_execution(name, &change_set, ExecutionStatus::ExecuteComplete);
@@ -825,11 +846,22 @@ impl State {
                     }
                     None => {
                         self.stack_status(name, StackStatus::UpdateCompleteCleanupInProgress, None);
-                        self.start(name, Phase::UpdateCleanup { change_set, removed });
+                        self.start(
+                            name,
+                            Phase::UpdateCleanup {
+                                change_set,
+                                removed,
+                            },
+                        );
                     }
                     Some(id) => {
-                        let reason = format!("The following resource(s) failed to update: [{id}]. ");
-                        self.stack_status(name, StackStatus::UpdateRollbackInProgress, Some(&reason));
+                        let reason =
+                            format!("The following resource(s) failed to update: [{id}]. ");
+                        self.stack_status(
+                            name,
+                            StackStatus::UpdateRollbackInProgress,
+                            Some(&reason),
+                        );
                         self.start(
                             name,
                             Phase::UpdateRollback {
@@ -841,7 +873,10 @@ impl State {
                     }
                 }
             }
-            Phase::UpdateCleanup { change_set, removed } => {
+            Phase::UpdateCleanup {
+                change_set,
+                removed,
+            } => {
                 for id in &removed {
                     self.resource_event(name, id, "DELETE_IN_PROGRESS", None);
                     self.resource_event(name, id, "DELETE_COMPLETE", None);
@@ -880,7 +915,8 @@ impl State {
                     self.resource_event(name, id, "DELETE_IN_PROGRESS", None);
                     if let Some((_, reason)) = failure.as_ref().filter(|(f, _)| f == id) {
                         self.resource_event(name, id, "DELETE_FAILED", Some(reason));
-                        let reason = format!("The following resource(s) failed to delete: [{id}]. ");
+                        let reason =
+                            format!("The following resource(s) failed to delete: [{id}]. ");
                         self.stack_status(name, StackStatus::DeleteFailed, Some(&reason));
                         return;
                     }
@@ -953,9 +989,13 @@ impl State {
     fn read_template(&self, source: &TemplateSource) -> AwsResult<(String, Template)> {
         let body = match source {
             TemplateSource::Body(body) => body.clone(),
-            TemplateSource::Url(url) => self.templates_by_url.get(url).cloned().ok_or_else(|| {
-                validation(format!("S3 error: The specified key does not exist. ({url})"))
-            })?,
+            TemplateSource::Url(url) => {
+                self.templates_by_url.get(url).cloned().ok_or_else(|| {
+                    validation(format!(
+                        "S3 error: The specified key does not exist. ({url})"
+                    ))
+                })?
+            }
         };
         let template = parse_template(&body)?;
         Ok((body, template))
@@ -980,8 +1020,13 @@ impl State {
                 format!("ChangeSet [{}] already exists", request.change_set_name),
             ));
         }
-        match (request.change_set_type, existing.as_ref().and_then(|n| self.stacks.get(n))) {
-            (ChangeSetType::Create, Some(stack)) if stack.status != StackStatus::ReviewInProgress => {
+        match (
+            request.change_set_type,
+            existing.as_ref().and_then(|n| self.stacks.get(n)),
+        ) {
+            (ChangeSetType::Create, Some(stack))
+                if stack.status != StackStatus::ReviewInProgress =>
+            {
                 return Err(AwsError::new(
                     AwsErrorKind::AlreadyExists,
                     "ValidationError",
@@ -1059,7 +1104,11 @@ impl State {
             Some(name) => name,
             None => {
                 self.new_stack(stack_name);
-                self.stack_status(stack_name, StackStatus::ReviewInProgress, Some("User Initiated"));
+                self.stack_status(
+                    stack_name,
+                    StackStatus::ReviewInProgress,
+                    Some("User Initiated"),
+                );
                 stack_name.to_string()
             }
         };
@@ -1106,7 +1155,12 @@ impl State {
         let old = stack.and_then(|s| s.content.as_ref());
         let old_resources = stack.map(FakeStack::resources).unwrap_or_default();
         let old_params: BTreeMap<&str, &str> = old
-            .map(|c| c.parameters.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect())
+            .map(|c| {
+                c.parameters
+                    .iter()
+                    .map(|p| (p.key.as_str(), p.value.as_str()))
+                    .collect()
+            })
             .unwrap_or_default();
         let changed_params: Vec<&str> = new
             .parameters
@@ -1116,14 +1170,19 @@ impl State {
             .collect();
         let physical = |id: &str| stack.and_then(|s| s.physical_ids.get(id).cloned());
         let mut changes = Vec::new();
-        let ids: BTreeSet<&String> = old_resources.keys().chain(new.template.resources.keys()).collect();
+        let ids: BTreeSet<&String> = old_resources
+            .keys()
+            .chain(new.template.resources.keys())
+            .collect();
         for id in ids {
             let change = match (old_resources.get(id), new.template.resources.get(id)) {
                 (None, Some(added)) => Some(("Add", added, None)),
                 (Some(removed), None) => Some(("Remove", removed, None)),
                 (Some(before), Some(after)) => {
                     let modified = before.definition != after.definition
-                        || changed_params.iter().any(|p| references(&after.definition, p));
+                        || changed_params
+                            .iter()
+                            .any(|p| references(&after.definition, p));
                     let replacement = if let Some(configured) = self.replacements.get(id.as_str()) {
                         configured.clone()
                     } else if before.resource_type != after.resource_type {
@@ -1208,9 +1267,11 @@ impl State {
             .filter(|c| c.action != "Remove")
             .map(|c| c.logical_id.as_str())
             .collect();
-        let by_resource = touched
-            .iter()
-            .find_map(|id| resource_failures.get(*id).map(|r| (id.to_string(), r.clone())));
+        let by_resource = touched.iter().find_map(|id| {
+            resource_failures
+                .get(*id)
+                .map(|r| (id.to_string(), r.clone()))
+        });
         let first = touched
             .first()
             .map(|id| id.to_string())
@@ -1282,7 +1343,10 @@ impl State {
             return Err(AwsError::new(
                 AwsErrorKind::InProgress,
                 "ValidationError",
-                format!("Stack [{name}] cannot be deleted while in status {}", fake.status),
+                format!(
+                    "Stack [{name}] cannot be deleted while in status {}",
+                    fake.status
+                ),
             ));
         }
         if !token.is_empty() {
@@ -1436,14 +1500,20 @@ impl FakeCloudFormation {
     /// Creating `stack` fails: its first resource ends CREATE_FAILED with
     /// `reason`, then ROLLBACK_IN_PROGRESS -> ROLLBACK_COMPLETE.
     pub fn fail_create(&self, stack: &str, reason: &str) {
-        self.state().failures.create.insert(stack.into(), reason.into());
+        self.state()
+            .failures
+            .create
+            .insert(stack.into(), reason.into());
     }
 
     /// Updating `stack` fails: the first changed resource ends UPDATE_FAILED,
     /// then UPDATE_ROLLBACK_IN_PROGRESS -> UPDATE_ROLLBACK_COMPLETE (previous
     /// template, parameters and tags restored).
     pub fn fail_update(&self, stack: &str, reason: &str) {
-        self.state().failures.update.insert(stack.into(), reason.into());
+        self.state()
+            .failures
+            .update
+            .insert(stack.into(), reason.into());
     }
 
     /// A failed update of `stack` ends UPDATE_ROLLBACK_FAILED with `reason`.
@@ -1457,7 +1527,10 @@ impl FakeCloudFormation {
     /// Deleting `stack` ends DELETE_FAILED: its last logical id (the first
     /// deleted) fails with `reason`, unless that resource is retained.
     pub fn fail_delete(&self, stack: &str, reason: &str) {
-        self.state().failures.delete.insert(stack.into(), reason.into());
+        self.state()
+            .failures
+            .delete
+            .insert(stack.into(), reason.into());
     }
 
     /// Creating or updating resource `logical_id` fails in any stack.
@@ -1500,7 +1573,11 @@ impl FakeCloudFormation {
     /// Calls of `operation` since the last reset (counted even when the log
     /// is off, and including calls that failed by injection).
     pub fn call_count(&self, operation: Operation) -> usize {
-        self.state().call_counts.get(&operation).copied().unwrap_or(0)
+        self.state()
+            .call_counts
+            .get(&operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total_calls(&self) -> usize {
@@ -1540,7 +1617,10 @@ impl FakeCloudFormation {
             .filter_map(|(key, default)| {
                 let given = parameters.iter().rev().find(|p| &p.key == key);
                 let value = given.map(|p| p.value.clone()).or_else(|| default.clone())?;
-                Some(Parameter { key: key.clone(), value })
+                Some(Parameter {
+                    key: key.clone(),
+                    value,
+                })
             })
             .collect();
         let content = Content {
@@ -1575,7 +1655,11 @@ impl FakeCloudFormation {
     /// The template body the stack runs (after execute), if any.
     pub fn template_body(&self, stack: &str) -> Option<String> {
         let state = self.state();
-        state.find_any(stack)?.content.as_ref().map(|c| c.body.clone())
+        state
+            .find_any(stack)?
+            .content
+            .as_ref()
+            .map(|c| c.body.clone())
     }
 
     /// All stack events, newest first, without logging a call.
@@ -1608,14 +1692,22 @@ impl FakeCloudFormation {
 
     /// Out-of-band tag change.
     pub fn set_tags(&self, stack: &str, tags: BTreeMap<String, String>) {
-        if let Some(content) = self.state().stack_mut(stack).and_then(|s| s.content.as_mut()) {
+        if let Some(content) = self
+            .state()
+            .stack_mut(stack)
+            .and_then(|s| s.content.as_mut())
+        {
             content.tags = tags;
         }
     }
 
     /// Out-of-band parameter change.
     pub fn set_parameters(&self, stack: &str, parameters: Vec<Parameter>) {
-        if let Some(content) = self.state().stack_mut(stack).and_then(|s| s.content.as_mut()) {
+        if let Some(content) = self
+            .state()
+            .stack_mut(stack)
+            .and_then(|s| s.content.as_mut())
+        {
             content.parameters = parameters;
         }
     }
@@ -1650,7 +1742,9 @@ impl CloudFormation for FakeCloudFormation {
                         .then(|| s.describe())
                 }))
             }
-            None if stack.starts_with("arn:") => Ok(state.deleted.get(stack).map(FakeStack::describe)),
+            None if stack.starts_with("arn:") => {
+                Ok(state.deleted.get(stack).map(FakeStack::describe))
+            }
             None => Ok(None),
         }
     }
@@ -1729,7 +1823,9 @@ impl CloudFormation for FakeCloudFormation {
     ) -> AwsResult<Vec<StackEvent>> {
         let mut state = self.state();
         state.enter(Operation::DescribeStackEvents, stack, None)?;
-        let fake = state.find_any(stack).ok_or_else(|| stack_not_found(stack))?;
+        let fake = state
+            .find_any(stack)
+            .ok_or_else(|| stack_not_found(stack))?;
         Ok(fake
             .events
             .iter()
@@ -1765,7 +1861,10 @@ impl FakeProvider {
 
     /// Every target a client was asked for, in order.
     pub fn targets(&self) -> Vec<AwsTarget> {
-        self.targets.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -1828,7 +1927,12 @@ Outputs:
         fake.create_change_set(&request(stack, "c1", ChangeSetType::Create, TEMPLATE))
             .await
             .unwrap();
-        while fake.describe_change_set(stack, "c1").await.unwrap().unwrap().status
+        while fake
+            .describe_change_set(stack, "c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
             == ChangeSetStatus::CreatePending
         {}
         fake.execute_change_set(stack, "c1", "x1").await.unwrap();
@@ -1848,7 +1952,10 @@ Outputs:
             .await
             .unwrap();
         assert!(id.starts_with("arn:aws:cloudformation:us-east-1:123456789012:changeSet/c1/"));
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::ReviewInProgress));
+        assert_eq!(
+            status(&fake, "s1").await,
+            Some(StackStatus::ReviewInProgress)
+        );
 
         let pending = fake.describe_change_set("s1", "c1").await.unwrap().unwrap();
         assert_eq!(pending.status, ChangeSetStatus::CreatePending);
@@ -1864,11 +1971,23 @@ Outputs:
         assert_eq!(actions, [("Add", "Queue"), ("Add", "Topic")]);
 
         fake.execute_change_set("s1", "c1", "t1").await.unwrap();
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::CreateInProgress));
+        assert_eq!(
+            status(&fake, "s1").await,
+            Some(StackStatus::CreateInProgress)
+        );
         let done = fake.describe_stack("s1").await.unwrap().unwrap();
         assert_eq!(done.status, StackStatus::CreateComplete);
-        assert!(done.stack_id.starts_with("arn:aws:cloudformation:us-east-1:123456789012:stack/s1/"));
-        assert_eq!(done.parameters, [Parameter { key: "Env".into(), value: "dev".into() }]);
+        assert!(
+            done.stack_id
+                .starts_with("arn:aws:cloudformation:us-east-1:123456789012:stack/s1/")
+        );
+        assert_eq!(
+            done.parameters,
+            [Parameter {
+                key: "Env".into(),
+                value: "dev".into()
+            }]
+        );
         assert_eq!(done.tags.get("team").map(String::as_str), Some("a"));
         assert_eq!(done.outputs.len(), 1);
         assert_eq!(done.outputs[0].value, "s1-QueueUrl");
@@ -1894,36 +2013,69 @@ Outputs:
         fake.create_change_set(&request("s1", "same", ChangeSetType::Update, TEMPLATE))
             .await
             .unwrap();
-        let same = fake.describe_change_set("s1", "same").await.unwrap().unwrap();
+        let same = fake
+            .describe_change_set("s1", "same")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(same.is_empty_failure(), "{same:?}");
         assert_eq!(same.status_reason.as_deref(), Some(EMPTY_CHANGE_SET_REASON));
 
         // A parameter change modifies the resource referencing it (via !Sub).
         let mut update = request("s1", "param", ChangeSetType::Update, TEMPLATE);
-        update.parameters = vec![Parameter { key: "Env".into(), value: "prod".into() }];
+        update.parameters = vec![Parameter {
+            key: "Env".into(),
+            value: "prod".into(),
+        }];
         fake.create_change_set(&update).await.unwrap();
-        let changes = fake.describe_change_set("s1", "param").await.unwrap().unwrap().changes;
+        let changes = fake
+            .describe_change_set("s1", "param")
+            .await
+            .unwrap()
+            .unwrap()
+            .changes;
         assert_eq!(changes.len(), 1);
-        assert_eq!((changes[0].action.as_str(), changes[0].logical_id.as_str()), ("Modify", "Queue"));
+        assert_eq!(
+            (changes[0].action.as_str(), changes[0].logical_id.as_str()),
+            ("Modify", "Queue")
+        );
         assert_eq!(changes[0].replacement.as_deref(), Some("False"));
         assert!(changes[0].physical_id.is_some());
 
         // Template edits: Topic removed, Bucket added, Queue modified (replacement configured).
         fake.set_replacement("Queue", "True");
         let edited = TEMPLATE
-            .replace("  Topic:\n    Type: AWS::SNS::Topic\n", "  Bucket:\n    Type: AWS::S3::Bucket\n")
+            .replace(
+                "  Topic:\n    Type: AWS::SNS::Topic\n",
+                "  Bucket:\n    Type: AWS::S3::Bucket\n",
+            )
             .replace("!Sub \"${AWS::StackName}-${Env}\"", "fixed");
         fake.create_change_set(&request("s1", "edit", ChangeSetType::Update, &edited))
             .await
             .unwrap();
-        let changes = fake.describe_change_set("s1", "edit").await.unwrap().unwrap().changes;
+        let changes = fake
+            .describe_change_set("s1", "edit")
+            .await
+            .unwrap()
+            .unwrap()
+            .changes;
         let summary: Vec<(&str, &str, Option<&str>)> = changes
             .iter()
-            .map(|c| (c.action.as_str(), c.logical_id.as_str(), c.replacement.as_deref()))
+            .map(|c| {
+                (
+                    c.action.as_str(),
+                    c.logical_id.as_str(),
+                    c.replacement.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
-            [("Add", "Bucket", None), ("Modify", "Queue", Some("True")), ("Remove", "Topic", None)]
+            [
+                ("Add", "Bucket", None),
+                ("Modify", "Queue", Some("True")),
+                ("Remove", "Topic", None)
+            ]
         );
         fake.execute_change_set("s1", "edit", "e1").await.unwrap();
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
@@ -1986,16 +2138,26 @@ Outputs:
                 fake.fail_update_rollback("s1", "stuck");
             }
             let mut update = request("s1", "u1", ChangeSetType::Update, TEMPLATE);
-            update.parameters = vec![Parameter { key: "Env".into(), value: "prod".into() }];
+            update.parameters = vec![Parameter {
+                key: "Env".into(),
+                value: "prod".into(),
+            }];
             fake.create_change_set(&update).await.unwrap();
             fake.execute_change_set("s1", "u1", "u1").await.unwrap();
             let stack = fake.describe_stack("s1").await.unwrap().unwrap();
             assert_eq!(stack.status, want);
             if !rollback_fails {
-                assert_eq!(stack.parameters[0].value, "dev", "rolled back to the previous parameters");
+                assert_eq!(
+                    stack.parameters[0].value, "dev",
+                    "rolled back to the previous parameters"
+                );
             }
             let events = fake.stack_events("s1", None, 100).await.unwrap();
-            assert!(events.iter().any(|e| e.status == "UPDATE_FAILED" && e.reason.as_deref() == Some("boom")));
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.status == "UPDATE_FAILED" && e.reason.as_deref() == Some("boom"))
+            );
         }
     }
 
@@ -2010,7 +2172,9 @@ Outputs:
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
         assert_eq!(stack.status, StackStatus::DeleteFailed);
         // Retaining the failing resource (the last one, deleted first) lets the delete finish.
-        fake.delete_stack("s1", "d2", &["Topic".into()]).await.unwrap();
+        fake.delete_stack("s1", "d2", &["Topic".into()])
+            .await
+            .unwrap();
         assert_eq!(fake.describe_stack("s1").await.unwrap(), None);
         // By id, the deleted stack is still visible.
         let by_id = fake.describe_stack(&stack.stack_id).await.unwrap().unwrap();
@@ -2039,7 +2203,10 @@ Outputs:
 
         fake.execute_change_set("s1", "c1", "exec-1").await.unwrap();
         fake.execute_change_set("s1", "c1", "exec-1").await.unwrap();
-        let err = fake.execute_change_set("s1", "c1", "exec-2").await.unwrap_err();
+        let err = fake
+            .execute_change_set("s1", "c1", "exec-2")
+            .await
+            .unwrap_err();
         assert_eq!(err.code, "InvalidChangeSetStatus");
         let starts = fake
             .events("s1")
@@ -2058,21 +2225,40 @@ Outputs:
     async fn validation_errors_look_like_aws() {
         let fake = FakeCloudFormation::default();
         let bad = fake
-            .create_change_set(&request("s1", "c1", ChangeSetType::Create, "Resources: [unclosed"))
+            .create_change_set(&request(
+                "s1",
+                "c1",
+                ChangeSetType::Create,
+                "Resources: [unclosed",
+            ))
             .await
             .unwrap_err();
         assert_eq!(bad.kind, AwsErrorKind::Validation);
         assert!(bad.message.starts_with("Template format error: "), "{bad}");
         let json = fake
-            .create_change_set(&request("s1", "c1", ChangeSetType::Create, r#"{"Resources": {"A": {"Type": "AWS::SNS::Topic"}}"#))
+            .create_change_set(&request(
+                "s1",
+                "c1",
+                ChangeSetType::Create,
+                r#"{"Resources": {"A": {"Type": "AWS::SNS::Topic"}}"#,
+            ))
             .await
             .unwrap_err();
-        assert!(json.message.starts_with("Template format error: JSON"), "{json}");
+        assert!(
+            json.message.starts_with("Template format error: JSON"),
+            "{json}"
+        );
 
         let mut unknown = request("s1", "c1", ChangeSetType::Create, TEMPLATE);
-        unknown.parameters = vec![Parameter { key: "Nope".into(), value: "x".into() }];
+        unknown.parameters = vec![Parameter {
+            key: "Nope".into(),
+            value: "x".into(),
+        }];
         let err = fake.create_change_set(&unknown).await.unwrap_err();
-        assert_eq!(err.message, "Parameters: [Nope] do not exist in the template");
+        assert_eq!(
+            err.message,
+            "Parameters: [Nope] do not exist in the template"
+        );
         assert_eq!(err.kind, AwsErrorKind::Validation);
 
         let iam = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n";
@@ -2094,10 +2280,14 @@ Outputs:
     #[tokio::test]
     async fn events_read_from_a_cursor_and_errors_are_injected() {
         let fake = FakeCloudFormation::default();
-        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
+        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new())
+            .unwrap();
         let all = fake.stack_events("s1", None, 100).await.unwrap();
         let cursor = all[0].event_id.clone();
-        assert_eq!(fake.stack_events("s1", Some(&cursor), 100).await.unwrap(), []);
+        assert_eq!(
+            fake.stack_events("s1", Some(&cursor), 100).await.unwrap(),
+            []
+        );
         assert_eq!(fake.stack_events("s1", None, 2).await.unwrap().len(), 2);
 
         fake.set_status("s1", StackStatus::UpdateRollbackFailed, Some("out of band"));
@@ -2105,7 +2295,11 @@ Outputs:
         assert_eq!(newer.len(), 1);
         assert_eq!(newer[0].status, "UPDATE_ROLLBACK_FAILED");
 
-        fake.inject(ErrorInjection::new(throttling_error()).on(Operation::DescribeStacks).times(2));
+        fake.inject(
+            ErrorInjection::new(throttling_error())
+                .on(Operation::DescribeStacks)
+                .times(2),
+        );
         for _ in 0..2 {
             let err = fake.describe_stack("s1").await.unwrap_err();
             assert_eq!(err.kind, AwsErrorKind::Throttled);
@@ -2141,21 +2335,34 @@ Outputs:
             external_id: None,
             session_name: None,
         };
-        provider.region("eu-west-1").put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
+        provider
+            .region("eu-west-1")
+            .put_stack("s1", TEMPLATE, &[], BTreeMap::new())
+            .unwrap();
         let client = provider.client(&target("eu-west-1", Some("arn:aws:iam::1:role/a")));
         assert!(client.describe_stack("s1").await.unwrap().is_some());
         let other = provider.client(&target("us-east-1", None));
         assert!(other.describe_stack("s1").await.unwrap().is_none());
         assert_eq!(provider.targets().len(), 2);
-        assert_eq!(provider.targets()[0].role_arn.as_deref(), Some("arn:aws:iam::1:role/a"));
+        assert_eq!(
+            provider.targets()[0].role_arn.as_deref(),
+            Some("arn:aws:iam::1:role/a")
+        );
     }
 
     #[tokio::test]
     async fn out_of_band_changes_show_up() {
         let fake = FakeCloudFormation::default();
-        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
+        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new())
+            .unwrap();
         fake.set_tags("s1", BTreeMap::from([("x".into(), "y".into())]));
-        fake.set_parameters("s1", vec![Parameter { key: "Env".into(), value: "hacked".into() }]);
+        fake.set_parameters(
+            "s1",
+            vec![Parameter {
+                key: "Env".into(),
+                value: "hacked".into(),
+            }],
+        );
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
         assert_eq!(stack.tags.len(), 1);
         assert_eq!(stack.parameters[0].value, "hacked");

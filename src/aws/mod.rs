@@ -255,7 +255,8 @@ pub trait CloudFormation: Send + Sync {
 
     /// Stack events newer than `after_event_id` (exclusive), newest first,
     /// reading pages only until that event is reached. With `None`, at most
-    /// `limit` newest events.
+    /// `limit` newest events. `limit` also caps the cursor case, so a cursor
+    /// that is never found (stack re-created) cannot page the whole history.
     async fn stack_events(
         &self,
         stack: &str,

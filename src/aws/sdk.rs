@@ -30,14 +30,32 @@ use super::{
     TemplateSource,
 };
 
-/// SDK attempts per call (first try included), standard retry mode.
-pub const MAX_ATTEMPTS: u32 = 3;
-/// TCP/TLS connect timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One HTTP attempt.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// A whole call, retries included: a dead endpoint never blocks a worker longer.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retry and timeout bounds of every SDK call, so a dead or silent endpoint
+/// never blocks a worker for long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SdkLimits {
+    /// Attempts per call, first try included (standard retry mode).
+    pub max_attempts: u32,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// One HTTP attempt.
+    pub attempt_timeout: Duration,
+    /// A whole call, retries included.
+    pub operation_timeout: Duration,
+}
+
+impl Default for SdkLimits {
+    /// 3 attempts, 5 s connect, 15 s per attempt, 30 s per call.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            connect_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(15),
+            operation_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Session name used when the target gives none.
 pub const DEFAULT_SESSION_NAME: &str = "stackpilot";
 
@@ -48,12 +66,21 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
         return Throttled;
     }
     match code.unwrap_or_default() {
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
-        | "RequestThrottled" | "RequestThrottledException" => Throttled,
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "RequestThrottledException" => Throttled,
         "AlreadyExistsException" | "AlreadyExists" => AlreadyExists,
-        "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException"
-        | "UnrecognizedClientException" | "SignatureDoesNotMatch" | "MissingAuthenticationToken"
-        | "IncompleteSignature" | "InvalidAccessKeyId" => AccessDenied,
+        "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "InvalidAccessKeyId" => AccessDenied,
         code if code.starts_with("AccessDenied") => AccessDenied,
         "ChangeSetNotFound" | "ChangeSetNotFoundException" | "StackNotFoundException" => NotFound,
         "OperationInProgressException" => InProgress,
@@ -65,8 +92,13 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
         | "InvalidParameterValue"
         | "InvalidParameterCombination"
         | "MissingParameter" => Validation,
-        "InternalFailure" | "InternalError" | "InternalServiceError" | "ServiceUnavailable"
-        | "ServiceUnavailableException" | "RequestTimeout" | "RequestTimeoutException" => Transient,
+        "InternalFailure"
+        | "InternalError"
+        | "InternalServiceError"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "RequestTimeout"
+        | "RequestTimeoutException" => Transient,
         "ValidationError" => classify_validation_message(message),
         _ => match http_status {
             Some(status) if status >= 500 => Transient,
@@ -224,7 +256,12 @@ fn stack_description(stack: &sdk::Stack) -> StackDescription {
         tags: stack
             .tags()
             .iter()
-            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
         outputs: stack
             .outputs()
@@ -236,7 +273,11 @@ fn stack_description(stack: &sdk::Stack) -> StackDescription {
                 export_name: o.export_name().map(str::to_string),
             })
             .collect(),
-        capabilities: stack.capabilities().iter().map(|c| c.as_str().to_string()).collect(),
+        capabilities: stack
+            .capabilities()
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
         role_arn: stack.role_arn().map(str::to_string),
         termination_protection: stack.enable_termination_protection().unwrap_or(false),
         creation_time: stack.creation_time().and_then(to_chrono),
@@ -275,7 +316,10 @@ fn execution_status(status: Option<&sdk::ExecutionStatus>) -> ExecutionStatus {
 fn resource_change(change: &sdk::Change) -> Option<ResourceChange> {
     let rc = change.resource_change()?;
     Some(ResourceChange {
-        action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
+        action: rc
+            .action()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default(),
         logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
         physical_id: rc.physical_resource_id().map(str::to_string),
         resource_type: rc.resource_type().unwrap_or_default().to_string(),
@@ -296,7 +340,10 @@ fn stack_event(event: &sdk::StackEvent) -> StackEvent {
             .filter(|id| !id.is_empty())
             .map(str::to_string),
         resource_type: event.resource_type().unwrap_or_default().to_string(),
-        status: event.resource_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        status: event
+            .resource_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         reason: event.resource_status_reason().map(str::to_string),
     }
 }
@@ -369,7 +416,10 @@ impl CloudFormation for SdkCloudFormation {
                     .collect(),
             ))
             .set_capabilities(Some(
-                capabilities.iter().map(|c| sdk::Capability::from(c.as_str())).collect(),
+                capabilities
+                    .iter()
+                    .map(|c| sdk::Capability::from(c.as_str()))
+                    .collect(),
             ))
             .set_role_arn(role_arn.clone())
             .set_description(description.clone());
@@ -579,16 +629,16 @@ pub struct SdkProvider {
     clients: Mutex<HashMap<AwsTarget, Arc<SdkCloudFormation>>>,
 }
 
-/// The bounded retry and timeout settings every client uses.
-fn bounded(config: SdkConfig) -> SdkConfig {
+/// Applies the retry and timeout bounds (to STS as well as CloudFormation).
+fn bounded(config: SdkConfig, limits: SdkLimits) -> SdkConfig {
     config
         .into_builder()
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(RetryConfig::standard().with_max_attempts(limits.max_attempts))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
+                .connect_timeout(limits.connect_timeout)
+                .operation_attempt_timeout(limits.attempt_timeout)
+                .operation_timeout(limits.operation_timeout)
                 .build(),
         )
         .build()
@@ -598,7 +648,12 @@ impl SdkProvider {
     /// From an already loaded base config. `endpoint_url` overrides every
     /// endpoint (CloudFormation and STS), for emulators.
     pub fn new(base: SdkConfig, endpoint_url: Option<String>) -> Self {
-        let mut base = bounded(base);
+        Self::with_limits(base, endpoint_url, SdkLimits::default())
+    }
+
+    /// [`SdkProvider::new`] with other retry and timeout bounds.
+    pub fn with_limits(base: SdkConfig, endpoint_url: Option<String>, limits: SdkLimits) -> Self {
+        let mut base = bounded(base, limits);
         if let Some(url) = &endpoint_url {
             base = base.into_builder().endpoint_url(url).build();
         }
@@ -625,13 +680,17 @@ impl SdkProvider {
 
     fn build_client(&self, target: &AwsTarget) -> SdkCloudFormation {
         let region = Region::new(target.region.clone());
-        let mut config = aws_sdk_cloudformation::config::Builder::from(&self.base).region(region.clone());
+        let mut config =
+            aws_sdk_cloudformation::config::Builder::from(&self.base).region(region.clone());
         if let Some(url) = &self.endpoint_url {
             config = config.endpoint_url(url);
         }
         if let Some(role_arn) = &target.role_arn {
             let session_name = sanitize_session_name(
-                target.session_name.as_deref().unwrap_or(DEFAULT_SESSION_NAME),
+                target
+                    .session_name
+                    .as_deref()
+                    .unwrap_or(DEFAULT_SESSION_NAME),
             );
             let assume = LazyAssumeRole {
                 role_arn: role_arn.clone(),
@@ -667,16 +726,41 @@ mod tests {
     #[test]
     fn errors_are_classified_from_code_message_and_status() {
         let cases: &[(Option<&str>, &str, Option<u16>, AwsErrorKind)] = &[
-            (Some("ValidationError"), "Stack with id foo does not exist", Some(400), NotFound),
-            (Some("ValidationError"), "Stack [foo] does not exist", Some(400), NotFound),
-            (Some("ChangeSetNotFound"), "ChangeSet [cs] does not exist", Some(404), NotFound),
+            (
+                Some("ValidationError"),
+                "Stack with id foo does not exist",
+                Some(400),
+                NotFound,
+            ),
+            (
+                Some("ValidationError"),
+                "Stack [foo] does not exist",
+                Some(400),
+                NotFound,
+            ),
+            (
+                Some("ChangeSetNotFound"),
+                "ChangeSet [cs] does not exist",
+                Some(404),
+                NotFound,
+            ),
             (Some("ChangeSetNotFoundException"), "", Some(404), NotFound),
             (Some("Throttling"), "Rate exceeded", Some(400), Throttled),
-            (Some("ThrottlingException"), "Rate exceeded", Some(400), Throttled),
+            (
+                Some("ThrottlingException"),
+                "Rate exceeded",
+                Some(400),
+                Throttled,
+            ),
             (Some("RequestLimitExceeded"), "", Some(400), Throttled),
             (None, "", Some(429), Throttled),
             (Some("SomethingNew"), "slow down", Some(429), Throttled),
-            (Some("AlreadyExistsException"), "ChangeSet cs already exists", Some(400), AlreadyExists),
+            (
+                Some("AlreadyExistsException"),
+                "ChangeSet cs already exists",
+                Some(400),
+                AlreadyExists,
+            ),
             (Some("AlreadyExists"), "", Some(400), AlreadyExists),
             (
                 Some("ValidationError"),
@@ -684,11 +768,21 @@ mod tests {
                 Some(400),
                 AlreadyExists,
             ),
-            (Some("AccessDenied"), "not authorized", Some(403), AccessDenied),
+            (
+                Some("AccessDenied"),
+                "not authorized",
+                Some(403),
+                AccessDenied,
+            ),
             (Some("AccessDeniedException"), "", Some(400), AccessDenied),
             (Some("InvalidClientTokenId"), "", Some(403), AccessDenied),
             (Some("ExpiredToken"), "", Some(400), AccessDenied),
-            (Some("UnrecognizedClientException"), "", Some(400), AccessDenied),
+            (
+                Some("UnrecognizedClientException"),
+                "",
+                Some(400),
+                AccessDenied,
+            ),
             (
                 Some("InsufficientCapabilitiesException"),
                 "Requires capabilities : [CAPABILITY_IAM]",
@@ -701,8 +795,18 @@ mod tests {
                 Some(400),
                 Validation,
             ),
-            (Some("ValidationError"), "Template format error: YAML not well-formed.", Some(400), Validation),
-            (Some("ValidationError"), "No updates are to be performed.", Some(400), Validation),
+            (
+                Some("ValidationError"),
+                "Template format error: YAML not well-formed.",
+                Some(400),
+                Validation,
+            ),
+            (
+                Some("ValidationError"),
+                "No updates are to be performed.",
+                Some(400),
+                Validation,
+            ),
             (
                 Some("ValidationError"),
                 "Stack:arn:aws:cloudformation:us-east-1:1:stack/s/x is in ROLLBACK_COMPLETE state and can not be updated.",
@@ -727,8 +831,18 @@ mod tests {
                 Some(400),
                 Validation,
             ),
-            (Some("OperationInProgressException"), "", Some(400), InProgress),
-            (Some("InvalidChangeSetStatus"), "cannot be executed in its current status", Some(400), Validation),
+            (
+                Some("OperationInProgressException"),
+                "",
+                Some(400),
+                InProgress,
+            ),
+            (
+                Some("InvalidChangeSetStatus"),
+                "cannot be executed in its current status",
+                Some(400),
+                Validation,
+            ),
             (Some("InternalFailure"), "", Some(500), Transient),
             (Some("ServiceUnavailable"), "", Some(503), Transient),
             (None, "", Some(502), Transient),

@@ -258,21 +258,40 @@ async fn write_status(api: &Api<Stack>, ctx: &Context, name: &str, before: &Stac
 }
 
 async fn add_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
-    let mut finalizers = stack.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
-    api.patch(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
+    // A JSON patch that fails if someone else changed the list meanwhile.
+    let patch = if stack.finalizers().is_empty() {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": stack.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    json_patch(api, stack, patch).await
 }
 
 async fn remove_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
-    let finalizers: Vec<&String> = stack.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
-    match api.patch(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
+    let Some(index) = stack.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch = json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]);
+    match json_patch(api, stack, patch).await {
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => Ok(()),
+        other => other,
     }
+}
+
+async fn json_patch(api: &Api<Stack>, stack: &Stack, patch: serde_json::Value) -> Result<()> {
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("well-formed JSON patch");
+    api.patch::<Stack>(&stack.name_any(), &PatchParams::default(), &Patch::Json(patch)).await?;
+    Ok(())
 }
 
 async fn clear_approval(api: &Api<Stack>, name: &str) -> Result<()> {

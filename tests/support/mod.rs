@@ -141,6 +141,7 @@ impl Operator {
             .env("AWS_REGION", "us-east-1")
             .env("STACKPILOT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
             .env("STACKPILOT_IN_FLIGHT_POLL_SECONDS", "1")
+            .env("STACKPILOT_RECREATE_BACKOFF_SECONDS", "2")
             .env("RUST_LOG", "info,stackpilot=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
