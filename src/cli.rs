@@ -57,6 +57,31 @@ pub struct RunArgs {
     /// Seconds between checks of a settled stack.
     #[arg(long, env = "STACKPILOT_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
+    #[command(flatten)]
+    pub leader_election: LeaderElection,
+}
+
+/// Leader election over a `coordination.k8s.io/v1` Lease, for running more
+/// than one replica: only the holder runs the controllers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderElection {
+    /// Run the controllers only while this replica holds the Lease.
+    #[arg(long = "leader-election", env = "STACKPILOT_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+    /// Namespace of the Lease (default: `POD_NAMESPACE`, else the in-cluster
+    /// namespace, else `default`).
+    #[arg(long = "leader-election-namespace", env = "STACKPILOT_LEADER_ELECTION_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long = "leader-election-lease-name", env = "STACKPILOT_LEADER_ELECTION_LEASE_NAME", default_value = "stackpilot-leader")]
+    pub lease_name: String,
+    /// Seconds a standby waits after the Lease last changed before taking it over.
+    #[arg(long = "leader-election-lease-duration-seconds", env = "STACKPILOT_LEADER_ELECTION_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Seconds between renewals; the leader stops acting when it could not
+    /// renew for (lease duration - this).
+    #[arg(long = "leader-election-renew-seconds", env = "STACKPILOT_LEADER_ELECTION_RENEW_SECONDS", default_value_t = 5)]
+    pub renew_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -37,6 +38,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
     pub status_writes: Family<OutcomeLabels, Counter>,
+    /// 1 while this replica holds the leader Lease (leader election only).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -57,6 +60,8 @@ impl Default for Metrics {
             "Status writes by kind; outcome=skipped when nothing changed",
             status_writes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the leader Lease, else 0", leader.clone());
         Self {
             registry,
             reconciles,
@@ -64,6 +69,7 @@ impl Default for Metrics {
             reconcile_duration,
             aws_calls,
             status_writes,
+            leader,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! controllers, stop cleanly on SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -9,19 +10,18 @@ use kube::api::Api;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::SdkProvider;
 use crate::cli::RunArgs;
 use crate::context::{Context, Settings};
+use crate::leader::{Elector, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::stack::{self, Timing};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
-    wait_for_crds(&client).await?;
     let metrics = Arc::new(Metrics::default());
     let sdk = SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await;
     let aws = Arc::new(InstrumentedProvider {
@@ -38,24 +38,71 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         allow_operator_credentials: args.allow_operator_credentials,
         timing,
     };
-    let ctx = Arc::new(Context::new(client, aws, metrics, settings));
+    let ctx = Arc::new(Context::new(client.clone(), aws, metrics, settings));
 
+    // Listen for SIGTERM from the start, so that a stop while waiting for
+    // the CRDs or for the lease is graceful too.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let admin = tokio::spawn(crate::admin::serve(args.admin_addr, ctx.clone(), stopped()));
-    let stacks = tokio::spawn(stack::run(ctx.clone(), namespace, args.concurrency, stopped()));
-    shutdown_signal().await;
-    info!("shutting down");
-    stop_tx.send(true)?;
-    stacks.await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    // `/livez` answers at once; `/readyz` follows `ctx.ready` (see `controllers`).
+    let admin = tokio::spawn(crate::admin::serve(args.admin_addr, ctx.clone(), stopped(stop_rx.clone())));
+    controllers(&args, client, ctx, stop_rx).await?;
     admin.await??;
     info!("stopped");
     Ok(())
+}
+
+/// Runs the controllers until the stop signal; with leader election, only
+/// while this replica holds the Lease.
+///
+/// `/readyz` (`ctx.ready`): without leader election, ready once the Stack
+/// cache has synced. With it, not ready until the Lease has been read; then
+/// ready as a standby (so that a rolling update can proceed with one leader
+/// and standbys), not ready from winning the Lease until the Stack cache has
+/// synced, then ready.
+async fn controllers(args: &RunArgs, client: Client, ctx: Arc<Context>, stop_rx: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
+    tokio::select! {
+        result = wait_for_crds(&client) => result?,
+        () = stopped(stop_rx.clone()) => return Ok(()),
+    }
+    if !args.leader_election.enabled {
+        stack::run(ctx, namespace, args.concurrency, stopped(stop_rx)).await;
+        return Ok(());
+    }
+
+    let lease = LeaseSettings::new(&args.leader_election, client.default_namespace())?;
+    let elector = Elector::new(client, lease, ctx.metrics.clone());
+    let mut leadership = tokio::select! {
+        leadership = elector.campaign(|| ctx.ready.store(true, Ordering::Relaxed)) => leadership,
+        () = stopped(stop_rx.clone()) => return Ok(()),
+    };
+    ctx.ready.store(false, Ordering::Relaxed);
+    let mut stacks = tokio::spawn(stack::run(ctx.clone(), namespace, args.concurrency, stopped(stop_rx)));
+    // Returns after the stop signal, once the reconciles in flight are done;
+    // only then is the lease given up.
+    tokio::select! {
+        result = &mut stacks => result?,
+        reason = leadership.lost() => step_down(&reason),
+    }
+    leadership.release().await;
+    Ok(())
+}
+
+/// The lease is lost: another replica may act from now on, so this one
+/// stops at once, reconciles in flight included. Kubernetes restarts it as a
+/// standby.
+fn step_down(reason: &str) -> ! {
+    error!(%reason, "lost leadership: exiting so that no two replicas act at once");
+    std::process::exit(1)
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Waits (logging) until every stackpilot CRD is Established, instead of

@@ -4,6 +4,7 @@
 //! in memory for unit tests and for behaviour no emulator has.
 
 pub mod fake;
+pub mod identity;
 pub mod instrumented;
 pub mod sdk;
 mod status;

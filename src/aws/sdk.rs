@@ -133,8 +133,9 @@ fn classify_validation_message(message: &str) -> AwsErrorKind {
     AwsErrorKind::Validation
 }
 
-/// Turns any SDK error into the domain error, for every operation alike.
-fn map_error<E>(err: SdkError<E, HttpResponse>) -> AwsError
+/// Turns any SDK error into the domain error, for every operation alike
+/// (CloudFormation here, STS in `identity.rs`).
+pub(crate) fn map_error<E>(err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -685,24 +686,43 @@ impl SdkProvider {
         if let Some(url) = &self.endpoint_url {
             config = config.endpoint_url(url);
         }
-        if let Some(role_arn) = &target.role_arn {
-            let session_name = sanitize_session_name(
-                target
-                    .session_name
-                    .as_deref()
-                    .unwrap_or(DEFAULT_SESSION_NAME),
-            );
-            let assume = LazyAssumeRole {
-                role_arn: role_arn.clone(),
-                external_id: target.external_id.clone(),
-                session_name,
-                region,
-                base: self.base.clone(),
-                provider: tokio::sync::OnceCell::new(),
-            };
-            config = config.credentials_provider(SharedCredentialsProvider::new(assume));
+        if let Some(credentials) = self.role_credentials(target, region) {
+            config = config.credentials_provider(credentials);
         }
         SdkCloudFormation::new(Client::from_conf(config.build()))
+    }
+
+    /// The base config every client starts from (operator credentials,
+    /// retries, timeouts, emulator endpoint). Shared with `identity.rs`.
+    pub(crate) fn base_config(&self) -> &SdkConfig {
+        &self.base
+    }
+
+    /// Credentials of the target's role, assumed (through STS in `region`) on
+    /// top of the operator's own; `None` when the target names no role. Each
+    /// call makes a new provider, which assumes the role again on first use.
+    /// Shared with `identity.rs`, so account verification takes the same path.
+    pub(crate) fn role_credentials(
+        &self,
+        target: &AwsTarget,
+        region: Region,
+    ) -> Option<SharedCredentialsProvider> {
+        let role_arn = target.role_arn.as_ref()?;
+        let session_name = sanitize_session_name(
+            target
+                .session_name
+                .as_deref()
+                .unwrap_or(DEFAULT_SESSION_NAME),
+        );
+        let assume = LazyAssumeRole {
+            role_arn: role_arn.clone(),
+            external_id: target.external_id.clone(),
+            session_name,
+            region,
+            base: self.base.clone(),
+            provider: tokio::sync::OnceCell::new(),
+        };
+        Some(SharedCredentialsProvider::new(assume))
     }
 }
 

@@ -1,0 +1,70 @@
+//! The AwsAccount controller: verifies that each account's credentials (its
+//! role assumed through STS, or the operator's own) resolve to
+//! `spec.accountId`, and says so in the `Ready` condition, again every 30
+//! minutes. [`grant_for`] is what the controllers that act in AWS call to find
+//! out whether an object may use an account.
+
+mod grant;
+mod reconcile;
+mod verify;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
+use tracing::warn;
+
+use crate::api::AwsAccount;
+use crate::aws::identity::AccountIdentity;
+use crate::context::Context;
+
+pub use grant::grant_for;
+pub use reconcile::FIELD_MANAGER;
+pub use verify::{
+    ASSUME_ROLE_FAILED, CREDENTIALS_REJECTED, INVALID_SPEC, Note, Outcome, REVERIFY,
+    RETRY_REFUSED, VERIFICATION_FAILED, VERIFIED, VERIFYING, Verdict, WRONG_ACCOUNT, decide,
+    plan, status_changed, verify_target,
+};
+
+/// Accounts are few; two checks at a time is plenty.
+const CONCURRENCY: u16 = 2;
+
+/// What an AwsAccount reconcile shares.
+pub struct AccountContext {
+    pub ctx: Arc<Context>,
+    pub identity: Arc<dyn AccountIdentity>,
+}
+
+/// Runs the AwsAccount controller (cluster-wide) until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    identity: Arc<dyn AccountIdentity>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<AwsAccount> = Api::all(ctx.client.clone());
+    let (reader, writer) = reflector::store();
+    // Status writes change neither generation nor annotations, so they do
+    // not wake the controller; a spec edit or the reconcile-requested-at
+    // annotation does, and so does the 30-minute requeue.
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let context = Arc::new(AccountContext { ctx, identity });
+    Controller::for_stream(stream, reader)
+        .with_config(Config::default().concurrency(CONCURRENCY))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "awsaccount controller");
+            }
+        })
+        .await;
+}
