@@ -12,7 +12,11 @@ use tracing::info;
 
 use crate::context::Context;
 
-pub async fn serve(addr: SocketAddr, ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok" }))
@@ -25,7 +29,10 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<Context>, shutdown: impl Future<Ou
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         ctx.metrics.encode(),
     )
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "stackpilot", version, about = "AWS CloudFormation stacks as Kubernetes resources")]
+#[command(
+    name = "stackpilot",
+    version,
+    about = "AWS CloudFormation stacks as Kubernetes resources"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -73,14 +77,26 @@ pub struct LeaderElection {
     #[arg(long = "leader-election-namespace", env = "STACKPILOT_LEADER_ELECTION_NAMESPACE")]
     pub namespace: Option<String>,
     /// Name of the Lease.
-    #[arg(long = "leader-election-lease-name", env = "STACKPILOT_LEADER_ELECTION_LEASE_NAME", default_value = "stackpilot-leader")]
+    #[arg(
+        long = "leader-election-lease-name",
+        env = "STACKPILOT_LEADER_ELECTION_LEASE_NAME",
+        default_value = "stackpilot-leader"
+    )]
     pub lease_name: String,
     /// Seconds a standby waits after the Lease last changed before taking it over.
-    #[arg(long = "leader-election-lease-duration-seconds", env = "STACKPILOT_LEADER_ELECTION_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    #[arg(
+        long = "leader-election-lease-duration-seconds",
+        env = "STACKPILOT_LEADER_ELECTION_LEASE_DURATION_SECONDS",
+        default_value_t = 15
+    )]
     pub lease_duration_seconds: u64,
     /// Seconds between renewals; the leader stops acting when it could not
     /// renew for (lease duration - this).
-    #[arg(long = "leader-election-renew-seconds", env = "STACKPILOT_LEADER_ELECTION_RENEW_SECONDS", default_value_t = 5)]
+    #[arg(
+        long = "leader-election-renew-seconds",
+        env = "STACKPILOT_LEADER_ELECTION_RENEW_SECONDS",
+        default_value_t = 5
+    )]
     pub renew_seconds: u64,
 }
 

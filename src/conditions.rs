@@ -39,12 +39,7 @@ pub struct ConditionUpdate {
 }
 
 impl ConditionUpdate {
-    pub fn new(
-        type_: &'static str,
-        status: Truth,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(type_: &'static str, status: Truth, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             type_,
             status,
@@ -144,11 +139,26 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_change() {
         let mut conditions = Vec::new();
-        set(&mut conditions, ConditionUpdate::new(READY, Truth::False, "Progressing", "creating"), 1, at(10));
-        set(&mut conditions, ConditionUpdate::new(READY, Truth::False, "Progressing", "creating"), 2, at(20));
+        set(
+            &mut conditions,
+            ConditionUpdate::new(READY, Truth::False, "Progressing", "creating"),
+            1,
+            at(10),
+        );
+        set(
+            &mut conditions,
+            ConditionUpdate::new(READY, Truth::False, "Progressing", "creating"),
+            2,
+            at(20),
+        );
         assert_eq!(conditions[0].last_transition_time, Time(at(10)));
         assert_eq!(conditions[0].observed_generation, Some(2));
-        set(&mut conditions, ConditionUpdate::new(READY, Truth::True, "Succeeded", "done"), 2, at(30));
+        set(
+            &mut conditions,
+            ConditionUpdate::new(READY, Truth::True, "Succeeded", "done"),
+            2,
+            at(30),
+        );
         assert_eq!(conditions[0].last_transition_time, Time(at(30)));
         assert_eq!(conditions[0].status, "True");
     }
@@ -156,9 +166,24 @@ mod tests {
     #[test]
     fn conditions_are_sorted_ready_first() {
         let mut conditions = Vec::new();
-        set(&mut conditions, ConditionUpdate::new(DRIFTED, Truth::False, "NoDrift", ""), 1, at(1));
-        set(&mut conditions, ConditionUpdate::new(STALLED, Truth::True, "Failed", ""), 1, at(1));
-        set(&mut conditions, ConditionUpdate::new(READY, Truth::False, "Failed", ""), 1, at(1));
+        set(
+            &mut conditions,
+            ConditionUpdate::new(DRIFTED, Truth::False, "NoDrift", ""),
+            1,
+            at(1),
+        );
+        set(
+            &mut conditions,
+            ConditionUpdate::new(STALLED, Truth::True, "Failed", ""),
+            1,
+            at(1),
+        );
+        set(
+            &mut conditions,
+            ConditionUpdate::new(READY, Truth::False, "Failed", ""),
+            1,
+            at(1),
+        );
         let types: Vec<_> = conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, vec![READY, STALLED, DRIFTED]);
     }
@@ -174,7 +199,12 @@ mod tests {
     #[test]
     fn same_ignoring_time_ignores_only_time() {
         let mut a = Vec::new();
-        set(&mut a, ConditionUpdate::new(READY, Truth::True, "Succeeded", "ok"), 1, at(1));
+        set(
+            &mut a,
+            ConditionUpdate::new(READY, Truth::True, "Succeeded", "ok"),
+            1,
+            at(1),
+        );
         let mut b = a.clone();
         b[0].last_transition_time = Time(at(99));
         assert!(same_ignoring_time(&a, &b));

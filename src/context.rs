@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use k8s_openapi::api::core::v1::ObjectReference;
 use tracing::warn;
 
 use crate::aws::CloudFormationProvider;
@@ -35,7 +35,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, aws: Arc<dyn CloudFormationProvider>, metrics: Arc<Metrics>, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        aws: Arc<dyn CloudFormationProvider>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
         let reporter = Reporter {
             controller: "stackpilot".into(),
             instance: std::env::var("POD_NAME").ok(),

@@ -117,7 +117,11 @@ pub fn identity(pod_name: Option<String>) -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "stackpilot".into());
-    format!("{host}_{}_{:06x}", std::process::id(), rand::random::<u32>() & 0xff_ffff)
+    format!(
+        "{host}_{}_{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 /// The Lease record as this replica last read it, and when (on its own
@@ -134,7 +138,10 @@ impl Sighting {
     pub fn update(previous: Option<&Sighting>, record: LeaseSpec, now: Instant) -> Sighting {
         match previous {
             Some(seen) if seen.record == record => seen.clone(),
-            _ => Sighting { record, changed_at: now },
+            _ => Sighting {
+                record,
+                changed_at: now,
+            },
         }
     }
 
@@ -179,7 +186,11 @@ pub fn campaign(seen: &Sighting, settings: &LeaseSettings, now: Instant) -> Camp
         Some(holder) if holder == settings.identity => Campaign::Acquire,
         Some(_) => {
             let expires = seen.expires_at(settings.lease_duration);
-            if now >= expires { Campaign::Acquire } else { Campaign::WaitUntil(expires) }
+            if now >= expires {
+                Campaign::Acquire
+            } else {
+                Campaign::WaitUntil(expires)
+            }
         }
     }
 }
@@ -218,7 +229,11 @@ pub fn held(previous: &LeaseSpec, settings: &LeaseSettings, now: Timestamp) -> L
         lease_duration_seconds: Some(settings.duration_seconds()),
         acquire_time: if ours { previous.acquire_time.clone() } else { None }.or(Some(MicroTime(now))),
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(if ours { transitions } else { transitions.saturating_add(1) }),
+        lease_transitions: Some(if ours {
+            transitions
+        } else {
+            transitions.saturating_add(1)
+        }),
         preferred_holder: previous.preferred_holder.clone(),
         strategy: previous.strategy.clone(),
     }
@@ -323,7 +338,10 @@ impl Elector {
                     Campaign::WaitUntil(until) => {
                         let holder = seen.holder().map(str::to_string);
                         if holder != last_holder {
-                            info!(holder = holder.as_deref().unwrap_or(""), "standing by: another replica leads");
+                            info!(
+                                holder = holder.as_deref().unwrap_or(""),
+                                "standing by: another replica leads"
+                            );
                             last_holder = holder;
                         }
                         standby();
@@ -514,7 +532,10 @@ async fn keep(
                 }
             }
             Renewal::StepDown => {
-                return lose(format!("could not renew the lease within {:?}", settings.renew_deadline()));
+                return lose(format!(
+                    "could not renew the lease within {:?}",
+                    settings.renew_deadline()
+                ));
             }
             Renewal::Renew { deadline } => {
                 let started = Instant::now();
@@ -552,7 +573,9 @@ async fn renew(api: &Api<Lease>, settings: &LeaseSettings, lease: &Lease) -> Res
     next.spec = Some(held(&record, settings, Timestamp::now()));
     match api.replace(&settings.name, &PostParams::default(), &next).await {
         Ok(renewed) => Ok(renewed),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Err(RenewError::Taken("the lease was deleted".into())),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Err(RenewError::Taken("the lease was deleted".into()))
+        }
         Err(kube::Error::Api(status)) if status.is_conflict() => match api.get_opt(&settings.name).await {
             Ok(Some(fresh)) => {
                 let record = fresh.spec.clone().unwrap_or_default();
@@ -650,7 +673,11 @@ mod tests {
     fn a_free_or_own_lease_is_taken_at_once() {
         let t0 = Instant::now();
         let s = settings();
-        for free in [record(None, Some(15)), record(Some(""), Some(15)), record(Some("me"), Some(15))] {
+        for free in [
+            record(None, Some(15)),
+            record(Some(""), Some(15)),
+            record(Some("me"), Some(15)),
+        ] {
             let seen = Sighting::update(None, free, t0);
             assert_eq!(campaign(&seen, &s, t0), Campaign::Acquire);
         }

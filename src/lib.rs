@@ -2,17 +2,17 @@
 //! deployments as Kubernetes resources.
 
 pub mod account;
-pub mod aws;
+pub mod admin;
 pub mod api;
+pub mod aws;
 pub mod backoff;
+pub mod cli;
 pub mod conditions;
 pub mod context;
 pub mod error;
 pub mod leader;
 pub mod metrics;
-pub mod stack;
-pub mod admin;
-pub mod cli;
 pub mod run;
+pub mod stack;
 pub mod telemetry;
 pub mod tenancy;

@@ -47,13 +47,22 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("stackpilot");
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration =
-            Family::<KindLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
+        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by kind and outcome", reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconciles by kind and error category", reconcile_errors.clone());
-        registry.register("reconcile_duration_seconds", "Reconcile duration", reconcile_duration.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by kind and error category",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            reconcile_duration.clone(),
+        );
         registry.register("aws_calls", "AWS API calls by operation and outcome", aws_calls.clone());
         registry.register(
             "status_writes",
@@ -61,7 +70,11 @@ impl Default for Metrics {
             status_writes.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader Lease, else 0", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease, else 0",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,

@@ -49,7 +49,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     // `/livez` answers at once; `/readyz` follows `ctx.ready` (see `controllers`).
-    let admin = tokio::spawn(crate::admin::serve(args.admin_addr, ctx.clone(), stopped(stop_rx.clone())));
+    let admin = tokio::spawn(crate::admin::serve(
+        args.admin_addr,
+        ctx.clone(),
+        stopped(stop_rx.clone()),
+    ));
     controllers(&args, client, ctx, stop_rx).await?;
     admin.await??;
     info!("stopped");
@@ -64,7 +68,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// ready as a standby (so that a rolling update can proceed with one leader
 /// and standbys), not ready from winning the Lease until the Stack cache has
 /// synced, then ready.
-async fn controllers(args: &RunArgs, client: Client, ctx: Arc<Context>, stop_rx: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn controllers(
+    args: &RunArgs,
+    client: Client,
+    ctx: Arc<Context>,
+    stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let namespace = args.namespace.clone().filter(|n| !n.is_empty());
     tokio::select! {
         result = wait_for_crds(&client) => result?,
@@ -129,7 +138,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

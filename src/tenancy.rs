@@ -141,13 +141,17 @@ pub fn authorize(
         Ok(false) if namespace_selector.is_none() => {
             return Err(Refusal::stalled(
                 NAMESPACE_NOT_ALLOWED,
-                format!("AwsAccount {name} has no namespaceSelector, so no namespace may use it; namespace {namespace} is refused"),
+                format!(
+                    "AwsAccount {name} has no namespaceSelector, so no namespace may use it; namespace {namespace} is refused"
+                ),
             ));
         }
         Ok(false) => {
             return Err(Refusal::stalled(
                 NAMESPACE_NOT_ALLOWED,
-                format!("AwsAccount {name} does not allow namespace {namespace}: its namespaceSelector does not select it"),
+                format!(
+                    "AwsAccount {name} does not allow namespace {namespace}: its namespaceSelector does not select it"
+                ),
             ));
         }
         Err(problem) => {
@@ -177,7 +181,9 @@ pub fn authorize(
             };
             return Err(Refusal::stalled(
                 SERVICE_ROLE_NOT_ALLOWED,
-                format!("AwsAccount {name} does not allow service role {role} (spec.serviceRoleArn); allowed: {allowed}"),
+                format!(
+                    "AwsAccount {name} does not allow service role {role} (spec.serviceRoleArn); allowed: {allowed}"
+                ),
             ));
         }
         if let Some(other) = arn_account(role).filter(|a| a != account_id) {
@@ -214,7 +220,8 @@ pub fn operator_grant(
     if !allow_operator_credentials {
         return Err(Refusal::stalled(
             NO_ACCOUNT,
-            "spec.accountRef is not set and the operator is not allowed to use its own credentials; name an AwsAccount".into(),
+            "spec.accountRef is not set and the operator is not allowed to use its own credentials; name an AwsAccount"
+                .into(),
         ));
     }
     Ok(Grant {
@@ -260,10 +267,7 @@ fn account_ready(account: &AwsAccount) -> Result<(), Refusal> {
 /// Kubernetes label selector semantics: `None` selects nothing, `{}` selects
 /// everything; `matchLabels` and every `matchExpressions` term must hold.
 /// An invalid selector is an error (callers select nothing).
-pub fn selects(
-    selector: Option<&LabelSelector>,
-    labels: &BTreeMap<String, String>,
-) -> Result<bool, String> {
+pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> Result<bool, String> {
     let Some(selector) = selector else {
         return Ok(false);
     };
@@ -280,11 +284,7 @@ pub fn selects(
 }
 
 fn validate_requirement(requirement: &LabelSelectorRequirement) -> Result<(), String> {
-    let LabelSelectorRequirement {
-        key,
-        operator,
-        values,
-    } = requirement;
+    let LabelSelectorRequirement { key, operator, values } = requirement;
     let count = values.as_ref().map_or(0, Vec::len);
     match operator.as_str() {
         "In" | "NotIn" if count == 0 => Err(format!(
@@ -347,10 +347,7 @@ pub fn validate_account(spec: &AwsAccountSpec) -> Result<(), String> {
 }
 
 /// Default tags overlaid with the stack's own (the stack wins).
-pub fn merge_tags(
-    defaults: &BTreeMap<String, String>,
-    stack: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
+pub fn merge_tags(defaults: &BTreeMap<String, String>, stack: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut tags = defaults.clone();
     tags.extend(stack.iter().map(|(k, v)| (k.clone(), v.clone())));
     tags
@@ -463,27 +460,91 @@ mod tests {
             ("unset selects nothing", None, Ok(false)),
             ("{} selects everything", Some(LabelSelector::default()), Ok(true)),
             ("matchLabels hit", Some(selector(&[("team", "a")], vec![])), Ok(true)),
-            ("matchLabels all must hold", Some(selector(&[("team", "a"), ("env", "prod")], vec![])), Ok(false)),
-            ("matchLabels missing key", Some(selector(&[("tier", "x")], vec![])), Ok(false)),
-            ("In hit", Some(selector(&[], vec![requirement("env", "In", &["dev", "test"])])), Ok(true)),
-            ("In miss", Some(selector(&[], vec![requirement("env", "In", &["prod"])])), Ok(false)),
-            ("In absent key", Some(selector(&[], vec![requirement("tier", "In", &["x"])])), Ok(false)),
-            ("NotIn hit", Some(selector(&[], vec![requirement("env", "NotIn", &["prod"])])), Ok(true)),
-            ("NotIn miss", Some(selector(&[], vec![requirement("env", "NotIn", &["dev"])])), Ok(false)),
-            ("NotIn absent key holds", Some(selector(&[], vec![requirement("tier", "NotIn", &["x"])])), Ok(true)),
-            ("Exists", Some(selector(&[], vec![requirement("team", "Exists", &[])])), Ok(true)),
-            ("Exists absent", Some(selector(&[], vec![requirement("tier", "Exists", &[])])), Ok(false)),
-            ("DoesNotExist", Some(selector(&[], vec![requirement("tier", "DoesNotExist", &[])])), Ok(true)),
-            ("DoesNotExist present", Some(selector(&[], vec![requirement("team", "DoesNotExist", &[])])), Ok(false)),
+            (
+                "matchLabels all must hold",
+                Some(selector(&[("team", "a"), ("env", "prod")], vec![])),
+                Ok(false),
+            ),
+            (
+                "matchLabels missing key",
+                Some(selector(&[("tier", "x")], vec![])),
+                Ok(false),
+            ),
+            (
+                "In hit",
+                Some(selector(&[], vec![requirement("env", "In", &["dev", "test"])])),
+                Ok(true),
+            ),
+            (
+                "In miss",
+                Some(selector(&[], vec![requirement("env", "In", &["prod"])])),
+                Ok(false),
+            ),
+            (
+                "In absent key",
+                Some(selector(&[], vec![requirement("tier", "In", &["x"])])),
+                Ok(false),
+            ),
+            (
+                "NotIn hit",
+                Some(selector(&[], vec![requirement("env", "NotIn", &["prod"])])),
+                Ok(true),
+            ),
+            (
+                "NotIn miss",
+                Some(selector(&[], vec![requirement("env", "NotIn", &["dev"])])),
+                Ok(false),
+            ),
+            (
+                "NotIn absent key holds",
+                Some(selector(&[], vec![requirement("tier", "NotIn", &["x"])])),
+                Ok(true),
+            ),
+            (
+                "Exists",
+                Some(selector(&[], vec![requirement("team", "Exists", &[])])),
+                Ok(true),
+            ),
+            (
+                "Exists absent",
+                Some(selector(&[], vec![requirement("tier", "Exists", &[])])),
+                Ok(false),
+            ),
+            (
+                "DoesNotExist",
+                Some(selector(&[], vec![requirement("tier", "DoesNotExist", &[])])),
+                Ok(true),
+            ),
+            (
+                "DoesNotExist present",
+                Some(selector(&[], vec![requirement("team", "DoesNotExist", &[])])),
+                Ok(false),
+            ),
             (
                 "labels and expressions together",
                 Some(selector(&[("team", "a")], vec![requirement("env", "In", &["prod"])])),
                 Ok(false),
             ),
-            ("In without values is invalid", Some(selector(&[], vec![requirement("env", "In", &[])])), Err(())),
-            ("NotIn without values is invalid", Some(selector(&[], vec![requirement("env", "NotIn", &[])])), Err(())),
-            ("Exists with values is invalid", Some(selector(&[], vec![requirement("env", "Exists", &["x"])])), Err(())),
-            ("unknown operator is invalid", Some(selector(&[], vec![requirement("env", "Gt", &["1"])])), Err(())),
+            (
+                "In without values is invalid",
+                Some(selector(&[], vec![requirement("env", "In", &[])])),
+                Err(()),
+            ),
+            (
+                "NotIn without values is invalid",
+                Some(selector(&[], vec![requirement("env", "NotIn", &[])])),
+                Err(()),
+            ),
+            (
+                "Exists with values is invalid",
+                Some(selector(&[], vec![requirement("env", "Exists", &["x"])])),
+                Err(()),
+            ),
+            (
+                "unknown operator is invalid",
+                Some(selector(&[], vec![requirement("env", "Gt", &["1"])])),
+                Err(()),
+            ),
         ];
         for (what, selector, want) in cases {
             let got = selects(selector.as_ref(), &ns).map_err(|_| ());
@@ -534,26 +595,145 @@ mod tests {
         let mut stale = account();
         stale.metadata.generation = Some(2);
 
-        type Case<'a> = (&'a str, &'a AwsAccount, &'a BTreeMap<String, String>, &'a str, Option<&'a str>, Result<(), (&'static str, bool)>);
+        type Case<'a> = (
+            &'a str,
+            &'a AwsAccount,
+            &'a BTreeMap<String, String>,
+            &'a str,
+            Option<&'a str>,
+            Result<(), (&'static str, bool)>,
+        );
         let base = account();
         let cases: Vec<Case> = vec![
             ("allowed, no service role", &base, &team_a, "eu-west-1", None, Ok(())),
-            ("allowed, prefixed service role", &base, &team_a, "us-east-1", Some(&ok_role), Ok(())),
-            ("allowed, exact service role", &base, &team_a, "us-east-1", Some(&exact_role), Ok(())),
-            ("cross-namespace: team b names team a's account", &base, &team_b, "eu-west-1", None, Err((NAMESPACE_NOT_ALLOWED, false))),
-            ("unset selector refuses every namespace", &no_selector, &team_a, "eu-west-1", None, Err((NAMESPACE_NOT_ALLOWED, false))),
-            ("{} selector allows any namespace", &everyone, &team_b, "eu-west-1", None, Ok(())),
-            ("invalid selector refuses", &bad_selector, &team_a, "eu-west-1", None, Err((NAMESPACE_NOT_ALLOWED, false))),
-            ("region not allowed", &base, &team_a, "ap-south-1", None, Err((REGION_NOT_ALLOWED, false))),
-            ("empty region list allows all", &any_region, &team_a, "ap-south-1", None, Ok(())),
-            ("service role not listed", &base, &team_a, "eu-west-1", Some("arn:aws:iam::111122223333:role/admin"), Err((SERVICE_ROLE_NOT_ALLOWED, false))),
-            ("no service roles listed allows none", &no_roles, &team_a, "eu-west-1", Some(&ok_role), Err((SERVICE_ROLE_NOT_ALLOWED, false))),
-            ("no service roles listed, none passed", &no_roles, &team_a, "eu-west-1", None, Ok(())),
-            ("service role from another account", &loose_roles, &team_a, "eu-west-1", Some(&foreign_role), Err((SERVICE_ROLE_NOT_ALLOWED, false))),
-            ("not verified yet", &unverified, &team_a, "eu-west-1", None, Err((ACCOUNT_NOT_READY, true))),
-            ("verification failed", &wrong, &team_a, "eu-west-1", None, Err((ACCOUNT_NOT_READY, true))),
-            ("changed since verified", &stale, &team_a, "eu-west-1", None, Err((ACCOUNT_NOT_READY, true))),
-            ("namespace is checked before readiness", &unverified, &team_b, "eu-west-1", None, Err((NAMESPACE_NOT_ALLOWED, false))),
+            (
+                "allowed, prefixed service role",
+                &base,
+                &team_a,
+                "us-east-1",
+                Some(&ok_role),
+                Ok(()),
+            ),
+            (
+                "allowed, exact service role",
+                &base,
+                &team_a,
+                "us-east-1",
+                Some(&exact_role),
+                Ok(()),
+            ),
+            (
+                "cross-namespace: team b names team a's account",
+                &base,
+                &team_b,
+                "eu-west-1",
+                None,
+                Err((NAMESPACE_NOT_ALLOWED, false)),
+            ),
+            (
+                "unset selector refuses every namespace",
+                &no_selector,
+                &team_a,
+                "eu-west-1",
+                None,
+                Err((NAMESPACE_NOT_ALLOWED, false)),
+            ),
+            (
+                "{} selector allows any namespace",
+                &everyone,
+                &team_b,
+                "eu-west-1",
+                None,
+                Ok(()),
+            ),
+            (
+                "invalid selector refuses",
+                &bad_selector,
+                &team_a,
+                "eu-west-1",
+                None,
+                Err((NAMESPACE_NOT_ALLOWED, false)),
+            ),
+            (
+                "region not allowed",
+                &base,
+                &team_a,
+                "ap-south-1",
+                None,
+                Err((REGION_NOT_ALLOWED, false)),
+            ),
+            (
+                "empty region list allows all",
+                &any_region,
+                &team_a,
+                "ap-south-1",
+                None,
+                Ok(()),
+            ),
+            (
+                "service role not listed",
+                &base,
+                &team_a,
+                "eu-west-1",
+                Some("arn:aws:iam::111122223333:role/admin"),
+                Err((SERVICE_ROLE_NOT_ALLOWED, false)),
+            ),
+            (
+                "no service roles listed allows none",
+                &no_roles,
+                &team_a,
+                "eu-west-1",
+                Some(&ok_role),
+                Err((SERVICE_ROLE_NOT_ALLOWED, false)),
+            ),
+            (
+                "no service roles listed, none passed",
+                &no_roles,
+                &team_a,
+                "eu-west-1",
+                None,
+                Ok(()),
+            ),
+            (
+                "service role from another account",
+                &loose_roles,
+                &team_a,
+                "eu-west-1",
+                Some(&foreign_role),
+                Err((SERVICE_ROLE_NOT_ALLOWED, false)),
+            ),
+            (
+                "not verified yet",
+                &unverified,
+                &team_a,
+                "eu-west-1",
+                None,
+                Err((ACCOUNT_NOT_READY, true)),
+            ),
+            (
+                "verification failed",
+                &wrong,
+                &team_a,
+                "eu-west-1",
+                None,
+                Err((ACCOUNT_NOT_READY, true)),
+            ),
+            (
+                "changed since verified",
+                &stale,
+                &team_a,
+                "eu-west-1",
+                None,
+                Err((ACCOUNT_NOT_READY, true)),
+            ),
+            (
+                "namespace is checked before readiness",
+                &unverified,
+                &team_b,
+                "eu-west-1",
+                None,
+                Err((NAMESPACE_NOT_ALLOWED, false)),
+            ),
         ];
         for (what, account, ns_labels, region, role, want) in cases {
             let namespace = &ns_labels["kubernetes.io/metadata.name"];
@@ -565,8 +745,17 @@ mod tests {
                     assert_eq!(grant.service_role_arn.as_deref(), role, "{what}");
                 }
                 (Err(refusal), Err((reason, transient))) => {
-                    assert_eq!((refusal.reason, refusal.transient), (reason, transient), "{what}: {}", refusal.message);
-                    assert!(refusal.message.contains("team-a"), "{what}: names the account: {}", refusal.message);
+                    assert_eq!(
+                        (refusal.reason, refusal.transient),
+                        (reason, transient),
+                        "{what}: {}",
+                        refusal.message
+                    );
+                    assert!(
+                        refusal.message.contains("team-a"),
+                        "{what}: names the account: {}",
+                        refusal.message
+                    );
                 }
                 (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
             }
@@ -591,7 +780,10 @@ mod tests {
         let mut wrong = account();
         wrong.status = Some(ready(1, "False", "WrongAccount"));
         let not_ready = authorize(&wrong, &team_a, "apps-a", "eu-west-1", None).unwrap_err();
-        assert_eq!(not_ready.message, "AwsAccount team-a is not Ready (WrongAccount): because");
+        assert_eq!(
+            not_ready.message,
+            "AwsAccount team-a is not Ready (WrongAccount): because"
+        );
     }
 
     #[test]
@@ -599,13 +791,22 @@ mod tests {
         let grant = authorize(&account(), &labels(&[("team", "a")]), "apps-a", "eu-west-1", None).unwrap();
         let target = grant.target("web");
         assert_eq!(target.region, "eu-west-1");
-        assert_eq!(target.role_arn.as_deref(), Some("arn:aws:iam::111122223333:role/stackpilot"));
+        assert_eq!(
+            target.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/stackpilot")
+        );
         assert_eq!(target.external_id.as_deref(), Some("ext"));
         assert_eq!(target.session_name.as_deref(), Some("stackpilot-apps-a-web"));
-        assert_eq!(grant.session_tags("web"), labels(&[(SESSION_TAG_NAMESPACE, "apps-a"), (SESSION_TAG_NAME, "web")]));
+        assert_eq!(
+            grant.session_tags("web"),
+            labels(&[(SESSION_TAG_NAMESPACE, "apps-a"), (SESSION_TAG_NAME, "web")])
+        );
         assert_eq!(grant.account_id.as_deref(), Some(ACCOUNT_ID));
         let tags = grant.tags(&labels(&[("owner", "team-a"), ("app", "web")]));
-        assert_eq!(tags, labels(&[("app", "web"), ("cost-center", "42"), ("owner", "team-a")]));
+        assert_eq!(
+            tags,
+            labels(&[("app", "web"), ("cost-center", "42"), ("owner", "team-a")])
+        );
     }
 
     #[test]
@@ -651,8 +852,14 @@ mod tests {
 
     #[test]
     fn arn_accounts() {
-        assert_eq!(arn_account("arn:aws:iam::123456789012:role/a/b"), Some("123456789012".into()));
-        assert_eq!(arn_account("arn:aws-cn:iam::123456789012:role/x"), Some("123456789012".into()));
+        assert_eq!(
+            arn_account("arn:aws:iam::123456789012:role/a/b"),
+            Some("123456789012".into())
+        );
+        assert_eq!(
+            arn_account("arn:aws-cn:iam::123456789012:role/x"),
+            Some("123456789012".into())
+        );
         assert_eq!(arn_account("not-an-arn"), None);
         assert_eq!(arn_account("arn:aws:s3:::bucket"), None);
     }

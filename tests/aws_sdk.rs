@@ -74,9 +74,8 @@ use aws_sdk_cloudformation::config::Credentials;
 use futures::FutureExt;
 use stackpilot::aws::sdk::{SdkLimits, SdkProvider};
 use stackpilot::aws::{
-    AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
-    ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus, Parameter,
-    StackDescription, StackStatus, TemplateSource,
+    AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType, CloudFormation,
+    CloudFormationProvider, ExecutionStatus, Parameter, StackDescription, StackStatus, TemplateSource,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -89,8 +88,7 @@ fn endpoint(var: &str) -> String {
     {
         return value;
     }
-    let dir = std::env::var("STACKPILOT_TESTBED_DIR")
-        .unwrap_or_else(|_| "/tmp/stackpilot-testbed".to_string());
+    let dir = std::env::var("STACKPILOT_TESTBED_DIR").unwrap_or_else(|_| "/tmp/stackpilot-testbed".to_string());
     let file = format!("{dir}/env");
     if let Ok(text) = std::fs::read_to_string(&file) {
         for line in text.lines() {
@@ -114,13 +112,7 @@ async fn provider(endpoint: &str) -> SdkProvider {
 
 async fn provider_with(endpoint: &str, limits: SdkLimits) -> SdkProvider {
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "stackpilot-tests",
-        ))
+        .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
         .region(Region::new(REGION))
         .load()
         .await;
@@ -148,18 +140,11 @@ fn unique(label: &str) -> String {
         .unwrap_or_default()
         .as_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "sp-{label}-{:x}{n}",
-        (nanos as u64) ^ u64::from(std::process::id())
-    )
+    format!("sp-{label}-{:x}{n}", (nanos as u64) ^ u64::from(std::process::id()))
 }
 
 /// Runs `body`, then deletes `stacks` whether it passed or not.
-async fn cleanup_after(
-    cf: &Arc<dyn CloudFormation>,
-    stacks: &[&str],
-    body: impl Future<Output = ()>,
-) {
+async fn cleanup_after(cf: &Arc<dyn CloudFormation>, stacks: &[&str], body: impl Future<Output = ()>) {
     let result = AssertUnwindSafe(body).catch_unwind().await;
     for stack in stacks {
         if let Err(err) = cf.delete_stack(stack, "", &[]).await {
@@ -195,11 +180,7 @@ fn request(stack: &str, change_set: &str, kind: ChangeSetType, body: &str) -> Ch
     }
 }
 
-async fn settled_change_set(
-    cf: &Arc<dyn CloudFormation>,
-    stack: &str,
-    name: &str,
-) -> ChangeSetDescription {
+async fn settled_change_set(cf: &Arc<dyn CloudFormation>, stack: &str, name: &str) -> ChangeSetDescription {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let cs = cf
@@ -213,20 +194,13 @@ async fn settled_change_set(
         ) {
             return cs;
         }
-        assert!(
-            Instant::now() < deadline,
-            "change set {name} still {:?}",
-            cs.status
-        );
+        assert!(Instant::now() < deadline, "change set {name} still {:?}", cs.status);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Polls until the stack leaves `*_IN_PROGRESS`; returns the statuses seen.
-async fn settled_stack(
-    cf: &Arc<dyn CloudFormation>,
-    stack: &str,
-) -> (StackDescription, Vec<StackStatus>) {
+async fn settled_stack(cf: &Arc<dyn CloudFormation>, stack: &str) -> (StackDescription, Vec<StackStatus>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut seen = Vec::new();
     loop {
@@ -241,23 +215,14 @@ async fn settled_stack(
         if !described.status.is_in_progress() || described.status == StackStatus::ReviewInProgress {
             return (described, seen);
         }
-        assert!(
-            Instant::now() < deadline,
-            "stack {stack} still {}",
-            described.status
-        );
+        assert!(Instant::now() < deadline, "stack {stack} still {}", described.status);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn gone(cf: &Arc<dyn CloudFormation>, stack: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while cf
-        .describe_stack(stack)
-        .await
-        .expect("describe_stack")
-        .is_some()
-    {
+    while cf.describe_stack(stack).await.expect("describe_stack").is_some() {
         assert!(Instant::now() < deadline, "stack {stack} not deleted");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -290,12 +255,7 @@ async fn localstack_create_update_empty_and_delete() {
     cleanup_after(&cf, &[&stack], async {
         // Create through a change set: the stack waits in REVIEW_IN_PROGRESS.
         let id = cf
-            .create_change_set(&request(
-                &stack,
-                "create-1",
-                ChangeSetType::Create,
-                LOCALSTACK_TEMPLATE,
-            ))
+            .create_change_set(&request(&stack, "create-1", ChangeSetType::Create, LOCALSTACK_TEMPLATE))
             .await
             .expect("create_change_set");
         assert!(id.contains(":changeSet/create-1/"), "{id}");
@@ -310,13 +270,7 @@ async fn localstack_create_update_empty_and_delete() {
         let mut adds: Vec<(&str, &str, &str)> = cs
             .changes
             .iter()
-            .map(|c| {
-                (
-                    c.action.as_str(),
-                    c.logical_id.as_str(),
-                    c.resource_type.as_str(),
-                )
-            })
+            .map(|c| (c.action.as_str(), c.logical_id.as_str(), c.resource_type.as_str()))
             .collect();
         adds.sort();
         assert_eq!(
@@ -337,10 +291,7 @@ async fn localstack_create_update_empty_and_delete() {
             "async create, seen {seen:?}"
         );
         assert_eq!(created.stack_name, stack);
-        assert_eq!(
-            created.tags.get("team").map(String::as_str),
-            Some("platform")
-        );
+        assert_eq!(created.tags.get("team").map(String::as_str), Some("platform"));
         assert_eq!(
             created.parameters,
             [Parameter {
@@ -351,25 +302,15 @@ async fn localstack_create_update_empty_and_delete() {
         let mut outputs: Vec<&str> = created.outputs.iter().map(|o| o.key.as_str()).collect();
         outputs.sort();
         assert_eq!(outputs, ["SettingName", "TopicArn"]);
-        let topic = created
-            .outputs
-            .iter()
-            .find(|o| o.key == "TopicArn")
-            .unwrap();
-        assert!(
-            topic.value.starts_with("arn:aws:sns:us-east-1:"),
-            "{topic:?}"
-        );
+        let topic = created.outputs.iter().find(|o| o.key == "TopicArn").unwrap();
+        assert!(topic.value.starts_with("arn:aws:sns:us-east-1:"), "{topic:?}");
         // LocalStack drops output descriptions (AWS returns them).
         assert!(created.creation_time.is_some());
         let by_id = cf.describe_stack(&created.stack_id).await.unwrap().unwrap();
         assert_eq!(by_id.stack_name, stack);
 
         // Events: newest first, the stack's own CREATE_COMPLETE on top.
-        let events = cf
-            .stack_events(&stack, None, 100)
-            .await
-            .expect("stack_events");
+        let events = cf.stack_events(&stack, None, 100).await.expect("stack_events");
         assert_eq!(events[0].logical_id, stack);
         assert_eq!(events[0].status, "CREATE_COMPLETE");
         assert!(
@@ -379,22 +320,12 @@ async fn localstack_create_update_empty_and_delete() {
         );
         assert_eq!(cf.stack_events(&stack, None, 2).await.unwrap().len(), 2);
         let cursor = events[0].event_id.clone();
-        assert_eq!(
-            cf.stack_events(&stack, Some(&cursor), 100).await.unwrap(),
-            []
-        );
+        assert_eq!(cf.stack_events(&stack, Some(&cursor), 100).await.unwrap(), []);
 
         // Update with a changed parameter: the parameter resource is modified.
-        let mut update = request(
-            &stack,
-            "update-1",
-            ChangeSetType::Update,
-            LOCALSTACK_TEMPLATE,
-        );
+        let mut update = request(&stack, "update-1", ChangeSetType::Update, LOCALSTACK_TEMPLATE);
         update.parameters[0].value = "two".into();
-        cf.create_change_set(&update)
-            .await
-            .expect("update change set");
+        cf.create_change_set(&update).await.expect("update change set");
         let cs = settled_change_set(&cf, &stack, "update-1").await;
         assert_eq!(cs.status, ChangeSetStatus::CreateComplete, "{cs:?}");
         let modify = cs
@@ -405,10 +336,7 @@ async fn localstack_create_update_empty_and_delete() {
         assert_eq!(modify.action, "Modify");
         assert!(modify.physical_id.is_some());
         assert!(modify.replacement.is_some(), "{modify:?}");
-        assert!(
-            !cs.changes.iter().any(|c| c.logical_id == "Topic"),
-            "{cs:?}"
-        );
+        assert!(!cs.changes.iter().any(|c| c.logical_id == "Topic"), "{cs:?}");
 
         cf.execute_change_set(&stack, "update-1", &unique("exec"))
             .await
@@ -436,31 +364,21 @@ async fn localstack_create_update_empty_and_delete() {
         // Nothing changed: an empty change set, which stackpilot treats as success.
         update.change_set_name = "update-2".into();
         update.client_token = "update-2-token".into();
-        cf.create_change_set(&update)
-            .await
-            .expect("empty change set");
+        cf.create_change_set(&update).await.expect("empty change set");
         let empty = settled_change_set(&cf, &stack, "update-2").await;
         assert!(empty.is_empty_failure(), "{empty:?}");
         assert!(empty.changes.is_empty());
         cf.delete_change_set(&stack, "update-2")
             .await
             .expect("delete_change_set");
-        assert_eq!(
-            cf.describe_change_set(&stack, "update-2").await.unwrap(),
-            None
-        );
+        assert_eq!(cf.describe_change_set(&stack, "update-2").await.unwrap(), None);
         cf.delete_change_set(&stack, "never-existed")
             .await
             .expect("missing change set");
 
         // A Create change set for an existing stack.
         let again = cf
-            .create_change_set(&request(
-                &stack,
-                "create-2",
-                ChangeSetType::Create,
-                LOCALSTACK_TEMPLATE,
-            ))
+            .create_change_set(&request(&stack, "create-2", ChangeSetType::Create, LOCALSTACK_TEMPLATE))
             .await
             .unwrap_err();
         assert_eq!(again.kind, AwsErrorKind::AlreadyExists, "{again}");
@@ -493,27 +411,19 @@ Resources:
     cleanup_after(&cf, &[&stack], async {
         let mut create = request(&stack, "create-1", ChangeSetType::Create, template);
         create.parameters.clear();
-        cf.create_change_set(&create)
-            .await
-            .expect("create_change_set");
+        cf.create_change_set(&create).await.expect("create_change_set");
         settled_change_set(&cf, &stack, "create-1").await;
         cf.execute_change_set(&stack, "create-1", "").await.unwrap();
         let (failed, seen) = settled_stack(&cf, &stack).await;
         assert!(
             matches!(
                 failed.status,
-                StackStatus::RollbackComplete
-                    | StackStatus::CreateFailed
-                    | StackStatus::RollbackFailed
+                StackStatus::RollbackComplete | StackStatus::CreateFailed | StackStatus::RollbackFailed
             ),
             "seen {seen:?}"
         );
         let events = cf.stack_events(&stack, None, 100).await.unwrap();
-        let first_failure = events
-            .iter()
-            .rev()
-            .find(|e| e.is_failure())
-            .expect("a failed event");
+        let first_failure = events.iter().rev().find(|e| e.is_failure()).expect("a failed event");
         assert_eq!(first_failure.logical_id, "Broken");
         assert_eq!(first_failure.status, "CREATE_FAILED");
         assert_eq!(first_failure.resource_type, "AWS::SSM::Parameter");
@@ -537,9 +447,7 @@ async fn localstack_missing_things_and_validation_errors() {
     let missing = unique("missing");
     assert_eq!(cf.describe_stack(&missing).await.unwrap(), None);
     assert_eq!(cf.describe_change_set(&missing, "cs").await.unwrap(), None);
-    cf.delete_change_set(&missing, "cs")
-        .await
-        .expect("missing is success");
+    cf.delete_change_set(&missing, "cs").await.expect("missing is success");
     cf.delete_stack(&missing, "", &[])
         .await
         .expect("deleting a missing stack succeeds");
@@ -548,12 +456,7 @@ async fn localstack_missing_things_and_validation_errors() {
     let err = cf.execute_change_set(&missing, "cs", "").await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
     let err = cf
-        .create_change_set(&request(
-            &missing,
-            "cs",
-            ChangeSetType::Update,
-            LOCALSTACK_TEMPLATE,
-        ))
+        .create_change_set(&request(&missing, "cs", ChangeSetType::Update, LOCALSTACK_TEMPLATE))
         .await
         .unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
@@ -561,31 +464,18 @@ async fn localstack_missing_things_and_validation_errors() {
     let stack = unique("invalid");
     cleanup_after(&cf, &[&stack], async {
         let err = cf
-            .create_change_set(&request(
-                &stack,
-                "cs",
-                ChangeSetType::Create,
-                "Resources: [unclosed",
-            ))
+            .create_change_set(&request(&stack, "cs", ChangeSetType::Create, "Resources: [unclosed"))
             .await
             .unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::Validation, "{err}");
         assert_eq!(err.code, "ValidationError");
         assert!(err.message.starts_with("Template format error"), "{err}");
 
-        cf.create_change_set(&request(
-            &stack,
-            "cs",
-            ChangeSetType::Create,
-            LOCALSTACK_TEMPLATE,
-        ))
-        .await
-        .unwrap();
-        assert_eq!(cf.describe_change_set(&stack, "other").await.unwrap(), None);
-        let err = cf
-            .execute_change_set(&stack, "other", "")
+        cf.create_change_set(&request(&stack, "cs", ChangeSetType::Create, LOCALSTACK_TEMPLATE))
             .await
-            .unwrap_err();
+            .unwrap();
+        assert_eq!(cf.describe_change_set(&stack, "other").await.unwrap(), None);
+        let err = cf.execute_change_set(&stack, "other", "").await.unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
         assert_eq!(err.code, "ChangeSetNotFound");
     })
@@ -634,14 +524,9 @@ async fn moto_create_describe_delete() {
     let stack = unique("moto");
     assert_eq!(cf.describe_stack(&stack).await.unwrap(), None);
     cleanup_after(&cf, &[&stack], async {
-        cf.create_change_set(&request(
-            &stack,
-            "create-1",
-            ChangeSetType::Create,
-            MOTO_TEMPLATE,
-        ))
-        .await
-        .expect("create_change_set");
+        cf.create_change_set(&request(&stack, "create-1", ChangeSetType::Create, MOTO_TEMPLATE))
+            .await
+            .expect("create_change_set");
         assert_eq!(
             cf.describe_stack(&stack).await.unwrap().unwrap().status,
             StackStatus::ReviewInProgress
@@ -662,10 +547,7 @@ async fn moto_create_describe_delete() {
         let (created, _) = settled_stack(&cf, &stack).await;
         assert_eq!(created.status, StackStatus::CreateComplete);
         assert!(created.stack_id.contains(":123456789012:stack/"));
-        assert_eq!(
-            created.tags.get("team").map(String::as_str),
-            Some("platform")
-        );
+        assert_eq!(created.tags.get("team").map(String::as_str), Some("platform"));
         assert_eq!(
             created.parameters,
             [Parameter {
@@ -680,9 +562,7 @@ async fn moto_create_describe_delete() {
                 .any(|e| e.logical_id == stack && e.status == "CREATE_COMPLETE")
         );
 
-        cf.delete_stack(&stack, "delete-1", &[])
-            .await
-            .expect("delete");
+        cf.delete_stack(&stack, "delete-1", &[]).await.expect("delete");
         gone(&cf, &stack).await;
     })
     .await;
@@ -769,9 +649,7 @@ fn events_page(form: &BTreeMap<String, String>) -> (u16, String) {
         _ => ([3, 2, 1], None),
     };
     let events: String = ids.iter().map(|id| event_xml(*id)).collect();
-    let next = next
-        .map(|t| format!("<NextToken>{t}</NextToken>"))
-        .unwrap_or_default();
+    let next = next.map(|t| format!("<NextToken>{t}</NextToken>")).unwrap_or_default();
     let body = format!(
         "<DescribeStackEventsResponse xmlns=\"{NS}\"><DescribeStackEventsResult>\
          <StackEvents>{events}</StackEvents>{next}</DescribeStackEventsResult>\
@@ -790,10 +668,7 @@ fn change_xml(id: &str) -> String {
 
 fn change_set_page(form: &BTreeMap<String, String>) -> (u16, String) {
     let (changes, next) = match form.get("NextToken").map(String::as_str) {
-        None => (
-            change_xml("A") + &change_xml("B"),
-            "<NextToken>more</NextToken>",
-        ),
+        None => (change_xml("A") + &change_xml("B"), "<NextToken>more</NextToken>"),
         _ => (change_xml("C"), ""),
     };
     let body = format!(
@@ -834,19 +709,12 @@ async fn stack_events_page_only_until_the_cursor() {
     let newer = cf.stack_events("s", Some("e5"), 100).await.unwrap();
     let ids: Vec<&str> = newer.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["e9", "e8", "e7", "e6"]);
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        2,
-        "stopped on the page holding the cursor"
-    );
+    assert_eq!(seen.lock().unwrap().len(), 2, "stopped on the page holding the cursor");
 
     seen.lock().unwrap().clear();
     let newest = cf.stack_events("s", None, 2).await.unwrap();
     assert_eq!(newest.len(), 2);
-    assert_eq!(
-        newest[0].timestamp.to_rfc3339(),
-        "2024-01-01T00:00:09+00:00"
-    );
+    assert_eq!(newest[0].timestamp.to_rfc3339(), "2024-01-01T00:00:09+00:00");
     assert_eq!(seen.lock().unwrap().len(), 1);
 
     seen.lock().unwrap().clear();
@@ -866,21 +734,14 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
     assert_eq!(err.kind, AwsErrorKind::Throttled, "{err}");
     assert_eq!(err.code, "Throttling");
     assert_eq!(err.message, "Rate exceeded");
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        3,
-        "standard retry mode, 3 attempts"
-    );
+    assert_eq!(seen.lock().unwrap().len(), 3, "standard retry mode, 3 attempts");
 }
 
 #[tokio::test]
 async fn service_errors_keep_code_and_message() {
     let (url, _) = canned(Box::new(|form: &BTreeMap<String, String>| {
         match form.get("Action").map(String::as_str) {
-            Some("DescribeStacks") => (
-                400,
-                error_xml("ValidationError", "Stack with id s does not exist"),
-            ),
+            Some("DescribeStacks") => (400, error_xml("ValidationError", "Stack with id s does not exist")),
             Some("CreateChangeSet") => (
                 400,
                 error_xml(
@@ -908,10 +769,7 @@ async fn service_errors_keep_code_and_message() {
         .unwrap_err();
     assert_eq!(
         (err.kind, err.code.as_str()),
-        (
-            AwsErrorKind::Validation,
-            "InsufficientCapabilitiesException"
-        )
+        (AwsErrorKind::Validation, "InsufficientCapabilitiesException")
     );
     let err = cf.execute_change_set("s", "cs", "t").await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::InProgress, "{err}");

@@ -21,13 +21,27 @@ fn helm_template(namespace: &str, release: &str, sets: &[&str]) -> String {
     for set in sets {
         command.args(["--set", set]);
     }
-    let output = command.output().expect("helm is on PATH (scripts/test puts the test bed's helm there)");
-    assert!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = command
+        .output()
+        .expect("helm is on PATH (scripts/test puts the test bed's helm there)");
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 fn kubectl_apply(bed: &TestBed, manifest: &str, dry_run: bool) -> String {
-    let mut args = vec!["--kubeconfig", bed.kubeconfig.to_str().unwrap(), "apply", "--server-side", "--force-conflicts", "-f", "-"];
+    let mut args = vec![
+        "--kubeconfig",
+        bed.kubeconfig.to_str().unwrap(),
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+    ];
     if dry_run {
         args.push("--dry-run=server");
     }
@@ -66,16 +80,36 @@ async fn chart_renders_and_the_api_server_accepts_it() {
     let release = format!("sp{}", &ns.name[6..12]);
 
     let defaults = helm_template(&ns.name, &release, &[]);
-    for kind in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "CustomResourceDefinition"] {
-        assert!(defaults.contains(&format!("kind: {kind}\n")), "default render lacks a {kind}");
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "CustomResourceDefinition",
+    ] {
+        assert!(
+            defaults.contains(&format!("kind: {kind}\n")),
+            "default render lacks a {kind}"
+        );
     }
     assert!(defaults.contains("readOnlyRootFilesystem: true") && defaults.contains("runAsNonRoot: true"));
     let applied = kubectl_apply(&bed, &defaults, true);
-    assert!(applied.contains("deployment.apps/") && applied.contains("(server dry run)"), "{applied}");
+    assert!(
+        applied.contains("deployment.apps/") && applied.contains("(server dry run)"),
+        "{applied}"
+    );
 
-    let namespaced = helm_template(&ns.name, &release, &[&format!("watchNamespace={}", ns.name), "replicas=2"]);
+    let namespaced = helm_template(
+        &ns.name,
+        &release,
+        &[&format!("watchNamespace={}", ns.name), "replicas=2"],
+    );
     assert!(namespaced.contains("kind: Role\n"), "watchNamespace renders a Role");
-    assert!(namespaced.contains("coordination.k8s.io"), "replicas=2 renders the lease Role");
+    assert!(
+        namespaced.contains("coordination.k8s.io"),
+        "replicas=2 renders the lease Role"
+    );
     kubectl_apply(&bed, &namespaced, true);
     ns.cleanup().await;
 }
@@ -88,11 +122,21 @@ async fn the_chart_rbac_is_enough_to_run_the_operator() {
     let ns = TestNamespace::new(&client, "rbac").await;
     let release = format!("sp{}", &ns.name[5..11]);
     let manifest = helm_template(&ns.name, &release, &["allowOperatorCredentials=true"]);
-    let rbac = only_kinds(&manifest, &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
+    let rbac = only_kinds(
+        &manifest,
+        &[
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ],
+    );
     kubectl_apply(&bed, &rbac, false);
 
     // A kubeconfig that acts as the chart's ServiceAccount.
-    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&bed.kubeconfig).unwrap()).unwrap();
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&bed.kubeconfig).unwrap()).unwrap();
     let user = &mut config["users"][0]["user"];
     user["as"] = format!("system:serviceaccount:{}:{release}-stackpilot", ns.name).into();
     let impersonating = std::env::temp_dir().join(format!("kubeconfig-{}", ns.name));
@@ -107,12 +151,19 @@ async fn the_chart_rbac_is_enough_to_run_the_operator() {
     let stacks: Api<Stack> = Api::namespaced(client.clone(), &ns.name);
     let object = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack", "metadata": {"name": "rbac"},
         "spec": {"region": "us-east-1", "template": {"body": "Resources:\n  Q: {Type: AWS::SQS::Queue}\n"}}});
-    stacks.patch("rbac", &PatchParams::apply("chart-test"), &Patch::Apply(&object)).await.unwrap();
+    stacks
+        .patch("rbac", &PatchParams::apply("chart-test"), &Patch::Apply(&object))
+        .await
+        .unwrap();
     eventually(Duration::from_secs(120), "Stack Ready under the chart's RBAC", || {
         let stacks = stacks.clone();
         async move {
             let stack = stacks.get("rbac").await.ok()?;
-            let ready = stack.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ready = stack
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
             ready.then_some(())
         }
     })
@@ -130,7 +181,14 @@ async fn the_chart_rbac_is_enough_to_run_the_operator() {
     // Cluster-scoped leftovers of this release.
     let cleanup = only_kinds(&manifest, &["ClusterRole", "ClusterRoleBinding"]);
     let mut child = Command::new("kubectl")
-        .args(["--kubeconfig", bed.kubeconfig.to_str().unwrap(), "delete", "--ignore-not-found", "-f", "-"])
+        .args([
+            "--kubeconfig",
+            bed.kubeconfig.to_str().unwrap(),
+            "delete",
+            "--ignore-not-found",
+            "-f",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -14,7 +14,10 @@ fn crds_in_the_repo_match_the_rust_types() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for (file, crd) in stackpilot::api::crds() {
         let expected = stackpilot::api::crd_yaml(&crd);
-        for copy in [dir.join("crds").join(file), dir.join("charts/stackpilot/crds").join(file)] {
+        for copy in [
+            dir.join("crds").join(file),
+            dir.join("charts/stackpilot/crds").join(file),
+        ] {
             let actual = std::fs::read_to_string(&copy).unwrap_or_default();
             assert!(
                 actual == expected,
@@ -98,35 +101,100 @@ async fn crds_are_established_and_validate_objects() {
     ];
     for object in valid {
         let kind = object["kind"].as_str().unwrap().to_string();
-        let applied = apply(&client, n, object.clone()).await.unwrap_or_else(|e| panic!("valid {kind} refused: {e}"));
+        let applied = apply(&client, n, object.clone())
+            .await
+            .unwrap_or_else(|e| panic!("valid {kind} refused: {e}"));
         assert_eq!(applied.data["spec"]["targets"], object["spec"]["targets"]);
         assert!(applied.metadata.generation.is_some(), "{kind} has a generation");
     }
     let full = api(&client, n, "Stack").get("full").await.unwrap();
-    assert_eq!(full.data["spec"]["parameters"][1]["valueFrom"]["secretKeyRef"]["key"], "k");
+    assert_eq!(
+        full.data["spec"]["parameters"][1]["valueFrom"]["secretKeyRef"]["key"],
+        "k"
+    );
     assert_eq!(full.data["spec"]["failurePolicy"]["onCreateFailure"], "Recreate");
 
     // Two template sources.
-    let message = rejection(apply(&client, n, stack("two", json!({"region": "us-east-1", "template": {"body": BODY, "url": "https://x"}}))).await);
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack(
+                "two",
+                json!({"region": "us-east-1", "template": {"body": BODY, "url": "https://x"}}),
+            ),
+        )
+        .await,
+    );
     assert!(message.contains("exactly one of template.body"), "{message}");
     // No template source.
-    let message = rejection(apply(&client, n, stack("none", json!({"region": "us-east-1", "template": {}}))).await);
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack("none", json!({"region": "us-east-1", "template": {}})),
+        )
+        .await,
+    );
     assert!(message.contains("exactly one of template.body"), "{message}");
     // A bad enum value.
-    let message = rejection(apply(&client, n, stack("enum", json!({"region": "us-east-1", "template": {"body": BODY}, "deletionPolicy": "Sometimes"}))).await);
-    assert!(message.contains("Unsupported value") && message.contains("Sometimes"), "{message}");
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack(
+                "enum",
+                json!({"region": "us-east-1", "template": {"body": BODY}, "deletionPolicy": "Sometimes"}),
+            ),
+        )
+        .await,
+    );
+    assert!(
+        message.contains("Unsupported value") && message.contains("Sometimes"),
+        "{message}"
+    );
     // A parameter with both value and valueFrom.
-    let message = rejection(apply(&client, n, stack("param", json!({"region": "us-east-1", "template": {"body": BODY},
-        "parameters": [{"name": "A", "value": "1", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]}))).await);
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack(
+                "param",
+                json!({"region": "us-east-1", "template": {"body": BODY},
+        "parameters": [{"name": "A", "value": "1", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]}),
+            ),
+        )
+        .await,
+    );
     assert!(message.contains("exactly one of value or valueFrom"), "{message}");
     // An invalid stack name and region.
-    let message = rejection(apply(&client, n, stack("badname", json!({"stackName": "1-bad_name", "region": "us-east-1", "template": {"body": BODY}}))).await);
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack(
+                "badname",
+                json!({"stackName": "1-bad_name", "region": "us-east-1", "template": {"body": BODY}}),
+            ),
+        )
+        .await,
+    );
     assert!(message.contains("stackName"), "{message}");
-    let message = rejection(apply(&client, n, stack("badregion", json!({"region": "Mars", "template": {"body": BODY}}))).await);
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack("badregion", json!({"region": "Mars", "template": {"body": BODY}})),
+        )
+        .await,
+    );
     assert!(message.contains("region"), "{message}");
 
     // Immutable fields.
-    let mut changed = stack("full", json!({"stackName": "crd-test-other", "region": "eu-west-1", "template": {"body": BODY}}));
+    let mut changed = stack(
+        "full",
+        json!({"stackName": "crd-test-other", "region": "eu-west-1", "template": {"body": BODY}}),
+    );
     let message = rejection(apply(&client, n, changed.clone()).await);
     assert!(message.contains("stackName is immutable"), "{message}");
     changed["spec"]["stackName"] = json!("crd-test-full");
@@ -138,15 +206,32 @@ async fn crds_are_established_and_validate_objects() {
     let message = rejection(apply(&client, n, changed).await);
     assert!(message.contains("accountRef is immutable"), "{message}");
     // Dropping a defaulted stackName is also a change of name.
-    let message = rejection(apply(&client, n, stack("full", json!({"region": "eu-west-1", "template": {"body": BODY}}))).await);
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            stack("full", json!({"region": "eu-west-1", "template": {"body": BODY}})),
+        )
+        .await,
+    );
     assert!(message.contains("stackName is immutable"), "{message}");
 
     // A pipeline action with two kinds, and duplicate stage names.
-    let message = rejection(apply(&client, n, json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p2"}, "spec": {
-        "source": {"revision": "v1", "artifactRef": {"configMap": "a"}},
-        "stages": [{"name": "dev", "actions": [{"name": "a", "wait": {"duration": "1m"}, "approval": {}}]}]
-    }})).await);
-    assert!(message.contains("exactly one of deploy, approval, wait or test"), "{message}");
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p2"}, "spec": {
+                "source": {"revision": "v1", "artifactRef": {"configMap": "a"}},
+                "stages": [{"name": "dev", "actions": [{"name": "a", "wait": {"duration": "1m"}, "approval": {}}]}]
+            }}),
+        )
+        .await,
+    );
+    assert!(
+        message.contains("exactly one of deploy, approval, wait or test"),
+        "{message}"
+    );
     let message = rejection(apply(&client, n, json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p3"}, "spec": {
         "source": {"revision": "v1", "artifactRef": {"configMap": "a"}},
         "stages": [{"name": "dev", "actions": [{"name": "a", "wait": {"duration": "1m"}}]}, {"name": "dev", "actions": [{"name": "b", "wait": {"duration": "1m"}}]}]
@@ -175,14 +260,27 @@ async fn printer_columns_and_category_are_served() {
     let group = discovery.get("stackpilot.dev").expect("group served");
     let kinds: Vec<String> = group.recommended_resources().into_iter().map(|(r, _)| r.kind).collect();
     for kind in ["Stack", "StackDeployment", "Pipeline", "AwsAccount"] {
-        assert!(kinds.contains(&kind.to_string()), "{kind} missing from discovery: {kinds:?}");
+        assert!(
+            kinds.contains(&kind.to_string()),
+            "{kind} missing from discovery: {kinds:?}"
+        );
     }
     let output = std::process::Command::new("kubectl")
-        .args(["--kubeconfig", bed.kubeconfig.to_str().unwrap(), "api-resources", "--categories=stackpilot", "-o", "name"])
+        .args([
+            "--kubeconfig",
+            bed.kubeconfig.to_str().unwrap(),
+            "api-resources",
+            "--categories=stackpilot",
+            "-o",
+            "name",
+        ])
         .output()
         .expect("kubectl");
     let listed = String::from_utf8_lossy(&output.stdout);
     for plural in ["stacks", "stackdeployments", "pipelines", "awsaccounts"] {
-        assert!(listed.contains(&format!("{plural}.stackpilot.dev")), "category lists {listed}");
+        assert!(
+            listed.contains(&format!("{plural}.stackpilot.dev")),
+            "category lists {listed}"
+        );
     }
 }

@@ -58,7 +58,12 @@ impl Fixture {
             external_id: None,
             session_name: None,
         });
-        Fixture { client, ns, operator, aws }
+        Fixture {
+            client,
+            ns,
+            operator,
+            aws,
+        }
     }
 
     fn stacks(&self) -> Api<Stack> {
@@ -66,7 +71,8 @@ impl Fixture {
     }
 
     async fn apply(&self, name: &str, spec: Value) {
-        let object = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack", "metadata": {"name": name}, "spec": spec});
+        let object =
+            json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack", "metadata": {"name": name}, "spec": spec});
         self.stacks()
             .patch(name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&object))
             .await
@@ -104,7 +110,13 @@ impl Fixture {
         list.items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
@@ -124,7 +136,14 @@ impl Fixture {
 }
 
 fn ready(stack: &Stack) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    stack.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap()
+    stack
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
 }
 
 #[tokio::test]
@@ -138,17 +157,34 @@ async fn create_update_noop_and_delete() {
     let stack_name = format!("{}-queue", f.ns.name);
     assert_eq!(status.stack_name.as_deref(), Some(stack_name.as_str()));
     assert_eq!(status.stack_status.as_deref(), Some("CREATE_COMPLETE"));
-    assert!(status.stack_id.as_deref().unwrap().starts_with("arn:aws:cloudformation:us-east-1:"));
+    assert!(
+        status
+            .stack_id
+            .as_deref()
+            .unwrap()
+            .starts_with("arn:aws:cloudformation:us-east-1:")
+    );
     assert_eq!(status.outputs.get("Visibility").map(String::as_str), Some("40"));
     assert!(status.outputs.contains_key("QueueUrl"));
     assert!(stack.finalizers().contains(&stackpilot::stack::FINALIZER.to_string()));
     let change_set = status.change_set.clone().expect("change set shown in status");
     assert_eq!(change_set.change_type, "CREATE");
-    assert!(change_set.changes.iter().any(|c| c.action == "Add" && c.logical_id == "Queue"), "{change_set:?}");
+    assert!(
+        change_set
+            .changes
+            .iter()
+            .any(|c| c.action == "Add" && c.logical_id == "Queue"),
+        "{change_set:?}"
+    );
     let first_change_set = change_set.name.clone();
 
     // The stack in AWS carries the user's tags and the ownership tags.
-    let described = f.aws.describe_stack(&stack_name).await.unwrap().expect("stack exists in AWS");
+    let described = f
+        .aws
+        .describe_stack(&stack_name)
+        .await
+        .unwrap()
+        .expect("stack exists in AWS");
     assert_eq!(described.tags.get("team").map(String::as_str), Some("payments"));
     assert_eq!(described.tags.get(stackpilot::stack::TAG_UID), stack.uid().as_ref());
     assert_eq!(described.tags.get(stackpilot::stack::TAG_NAMESPACE), Some(&f.ns.name));
@@ -164,11 +200,25 @@ async fn create_update_noop_and_delete() {
     let change_set = status.change_set.clone().unwrap();
     assert_eq!(change_set.change_type, "UPDATE");
     assert_ne!(change_set.name, first_change_set);
-    assert!(change_set.changes.iter().any(|c| c.action == "Modify" && c.logical_id == "Queue"), "{change_set:?}");
+    assert!(
+        change_set
+            .changes
+            .iter()
+            .any(|c| c.action == "Modify" && c.logical_id == "Queue"),
+        "{change_set:?}"
+    );
 
     // A requested reconcile with nothing to change is success, not an error.
-    let before = f.operator.metric("stackpilot_aws_calls_total", &["operation=\"ExecuteChangeSet\""]).await;
-    f.annotate("queue", stackpilot::stack::RECONCILE_REQUESTED_AT, "2026-11-21T00:00:00Z").await;
+    let before = f
+        .operator
+        .metric("stackpilot_aws_calls_total", &["operation=\"ExecuteChangeSet\""])
+        .await;
+    f.annotate(
+        "queue",
+        stackpilot::stack::RECONCILE_REQUESTED_AT,
+        "2026-11-21T00:00:00Z",
+    )
+    .await;
     let api = f.stacks();
     let stack = eventually(TIMEOUT, "no-op change set recorded", || {
         let api = api.clone();
@@ -180,14 +230,24 @@ async fn create_update_noop_and_delete() {
     })
     .await;
     assert_eq!(ready(&stack).status, "True", "{:?}", ready(&stack));
-    assert!(ready(&stack).message.contains("no changes"), "{}", ready(&stack).message);
-    let after = f.operator.metric("stackpilot_aws_calls_total", &["operation=\"ExecuteChangeSet\""]).await;
+    assert!(
+        ready(&stack).message.contains("no changes"),
+        "{}",
+        ready(&stack).message
+    );
+    let after = f
+        .operator
+        .metric("stackpilot_aws_calls_total", &["operation=\"ExecuteChangeSet\""])
+        .await;
     assert_eq!(before, after, "a no-op must not execute anything");
 
     // Deleting the object deletes the stack, behind the finalizer.
     f.stacks().delete("queue", &DeleteParams::default()).await.unwrap();
     f.wait_gone("queue").await;
-    assert!(f.aws.describe_stack(&stack_name).await.unwrap().is_none(), "stack still in AWS");
+    assert!(
+        f.aws.describe_stack(&stack_name).await.unwrap().is_none(),
+        "stack still in AWS"
+    );
     let reasons: Vec<String> = f.events("queue").await.into_iter().map(|e| e.1).collect();
     for reason in ["ChangeSetExecuting", "Ready", "Deleting", "StackDeleted"] {
         assert!(reasons.iter().any(|r| r == reason), "no {reason} event in {reasons:?}");
@@ -198,13 +258,20 @@ async fn create_update_noop_and_delete() {
 #[tokio::test]
 async fn retain_leaves_the_stack_in_aws() {
     let f = Fixture::new("e2e-retain").await;
-    f.apply("kept", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "deletionPolicy": "Retain"})).await;
+    f.apply(
+        "kept",
+        json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "deletionPolicy": "Retain"}),
+    )
+    .await;
     f.wait_condition("kept", "Ready", "True").await;
     let stack_name = format!("{}-kept", f.ns.name);
     f.stacks().delete("kept", &DeleteParams::default()).await.unwrap();
     f.wait_gone("kept").await;
     let described = f.aws.describe_stack(&stack_name).await.unwrap();
-    assert!(described.is_some_and(|s| s.status.as_str() == "CREATE_COMPLETE"), "retained stack should remain");
+    assert!(
+        described.is_some_and(|s| s.status.as_str() == "CREATE_COMPLETE"),
+        "retained stack should remain"
+    );
     f.aws.delete_stack(&stack_name, "cleanup-retained", &[]).await.unwrap();
     f.finish().await;
 }
@@ -212,20 +279,36 @@ async fn retain_leaves_the_stack_in_aws() {
 #[tokio::test]
 async fn bad_input_stalls_without_aws_calls_and_recovers() {
     let f = Fixture::new("e2e-bad").await;
-    f.apply("broken", json!({"region": "us-east-1", "template": {"body": "Resources: [unclosed"}})).await;
+    f.apply(
+        "broken",
+        json!({"region": "us-east-1", "template": {"body": "Resources: [unclosed"}}),
+    )
+    .await;
     let stack = f.wait_condition("broken", "Stalled", "True").await;
     assert_eq!(ready(&stack).status, "False");
     assert_eq!(ready(&stack).reason, "InvalidTemplate");
-    assert!(ready(&stack).message.contains("neither valid JSON nor valid YAML"), "{}", ready(&stack).message);
+    assert!(
+        ready(&stack).message.contains("neither valid JSON nor valid YAML"),
+        "{}",
+        ready(&stack).message
+    );
 
     // Unknown parameter and missing Secret are explained too.
-    f.apply("unknown", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
-        "parameters": [{"name": "Nope", "value": "1"}]})).await;
+    f.apply(
+        "unknown",
+        json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
+        "parameters": [{"name": "Nope", "value": "1"}]}),
+    )
+    .await;
     let stack = f.wait_condition("unknown", "Stalled", "True").await;
     assert_eq!(ready(&stack).reason, "InvalidParameters");
     assert!(ready(&stack).message.contains("\"Nope\""));
-    f.apply("nosecret", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
-        "parameters": [{"name": "Visibility", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]})).await;
+    f.apply(
+        "nosecret",
+        json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE},
+        "parameters": [{"name": "Visibility", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]}),
+    )
+    .await;
     let stack = f.wait_condition("nosecret", "Ready", "False").await;
     assert_eq!(ready(&stack).reason, "SecretNotFound");
 
@@ -234,10 +317,19 @@ async fn bad_input_stalls_without_aws_calls_and_recovers() {
     let calls = f.operator.metric("stackpilot_aws_calls_total", &[]).await;
     assert_eq!(calls, 0.0, "bad input must not call AWS");
     let events = f.events("broken").await;
-    assert!(events.iter().any(|(t, r, n)| t == "Warning" && r == "NotReady" && n.contains("InvalidTemplate")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "NotReady" && n.contains("InvalidTemplate")),
+        "{events:?}"
+    );
 
     // Fixing the template recovers.
-    f.apply("broken", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}})).await;
+    f.apply(
+        "broken",
+        json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}}),
+    )
+    .await;
     let stack = f.wait_condition("broken", "Ready", "True").await;
     assert!(stack.status.unwrap().conditions.iter().all(|c| c.type_ != "Stalled"));
     for name in ["broken", "unknown", "nosecret"] {
@@ -250,21 +342,44 @@ async fn bad_input_stalls_without_aws_calls_and_recovers() {
 #[tokio::test]
 async fn manual_approval_waits_for_that_change_set() {
     let f = Fixture::new("e2e-approve").await;
-    f.apply("gated", json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "changes": {"approval": "Manual"}})).await;
+    f.apply(
+        "gated",
+        json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "changes": {"approval": "Manual"}}),
+    )
+    .await;
     let stack = f.wait_condition("gated", "ApprovalRequired", "True").await;
     let change_set = stack.status.as_ref().unwrap().change_set.clone().unwrap();
     assert!(ready(&stack).message.contains(&change_set.name));
-    assert!(f.aws.describe_stack(&format!("{}-gated", f.ns.name)).await.unwrap().is_some_and(|s| s.status.as_str() == "REVIEW_IN_PROGRESS"));
+    assert!(
+        f.aws
+            .describe_stack(&format!("{}-gated", f.ns.name))
+            .await
+            .unwrap()
+            .is_some_and(|s| s.status.as_str() == "REVIEW_IN_PROGRESS")
+    );
 
     // An approval naming another change set does nothing.
-    f.annotate("gated", stackpilot::stack::APPROVE_ANNOTATION, "stackpilot-g0-0000000000000000").await;
+    f.annotate(
+        "gated",
+        stackpilot::stack::APPROVE_ANNOTATION,
+        "stackpilot-g0-0000000000000000",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stack = f.wait_condition("gated", "ApprovalRequired", "True").await;
-    assert!(ready(&stack).message.contains("not this change set"), "{}", ready(&stack).message);
+    assert!(
+        ready(&stack).message.contains("not this change set"),
+        "{}",
+        ready(&stack).message
+    );
 
-    f.annotate("gated", stackpilot::stack::APPROVE_ANNOTATION, &change_set.name).await;
+    f.annotate("gated", stackpilot::stack::APPROVE_ANNOTATION, &change_set.name)
+        .await;
     let stack = f.wait_condition("gated", "Ready", "True").await;
-    assert!(!stack.annotations().contains_key(stackpilot::stack::APPROVE_ANNOTATION), "approval is cleared once used");
+    assert!(
+        !stack.annotations().contains_key(stackpilot::stack::APPROVE_ANNOTATION),
+        "approval is cleared once used"
+    );
     f.stacks().delete("gated", &DeleteParams::default()).await.unwrap();
     f.wait_gone("gated").await;
     f.finish().await;
@@ -283,18 +398,39 @@ Resources:
 #[tokio::test]
 async fn failed_create_names_the_resource_and_recreate_recovers() {
     let f = Fixture::new("e2e-fail").await;
-    f.apply("broken", json!({"region": "us-east-1", "template": {"body": BAD_BUCKET_TEMPLATE}})).await;
+    f.apply(
+        "broken",
+        json!({"region": "us-east-1", "template": {"body": BAD_BUCKET_TEMPLATE}}),
+    )
+    .await;
     let stack = f.wait_condition("broken", "Stalled", "True").await;
     let condition = ready(&stack);
     assert_eq!(condition.status, "False");
     assert_eq!(condition.reason, "CreateFailed");
-    assert!(condition.message.contains("Bucket (AWS::S3::Bucket) CREATE_FAILED"), "{}", condition.message);
+    assert!(
+        condition.message.contains("Bucket (AWS::S3::Bucket) CREATE_FAILED"),
+        "{}",
+        condition.message
+    );
     assert!(condition.message.contains("InvalidBucketName"), "{}", condition.message);
-    assert!(condition.message.contains("onCreateFailure: Recreate"), "tells the user what to do: {}", condition.message);
+    assert!(
+        condition.message.contains("onCreateFailure: Recreate"),
+        "tells the user what to do: {}",
+        condition.message
+    );
     let status = stack.status.clone().unwrap();
-    assert!(status.recent_failures.iter().any(|r| r.logical_id == "Bucket"), "{:?}", status.recent_failures);
+    assert!(
+        status.recent_failures.iter().any(|r| r.logical_id == "Bucket"),
+        "{:?}",
+        status.recent_failures
+    );
     let events = f.events("broken").await;
-    assert!(events.iter().any(|(t, r, n)| t == "Warning" && r == "CreateFailed" && n.contains("InvalidBucketName")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "CreateFailed" && n.contains("InvalidBucketName")),
+        "{events:?}"
+    );
 
     // Stalled means stalled: no further AWS writes while nothing changes.
     let op = ["operation=\"CreateChangeSet\""];
@@ -304,10 +440,17 @@ async fn failed_create_names_the_resource_and_recreate_recovers() {
 
     // With Recreate and a fixed template the failed stack is replaced.
     let fixed = BAD_BUCKET_TEMPLATE.replace("Invalid_Bucket_Name_UPPER", &format!("{}-ok", f.ns.name));
-    f.apply("broken", json!({"region": "us-east-1", "template": {"body": fixed},
-        "failurePolicy": {"onCreateFailure": "Recreate"}})).await;
+    f.apply(
+        "broken",
+        json!({"region": "us-east-1", "template": {"body": fixed},
+        "failurePolicy": {"onCreateFailure": "Recreate"}}),
+    )
+    .await;
     let stack = f.wait_condition("broken", "Ready", "True").await;
-    assert_eq!(stack.status.as_ref().unwrap().stack_status.as_deref(), Some("CREATE_COMPLETE"));
+    assert_eq!(
+        stack.status.as_ref().unwrap().stack_status.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
     let reasons: Vec<String> = f.events("broken").await.into_iter().map(|e| e.1).collect();
     assert!(reasons.iter().any(|r| r == "Recreating"), "{reasons:?}");
     f.stacks().delete("broken", &DeleteParams::default()).await.unwrap();

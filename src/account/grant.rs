@@ -44,11 +44,5 @@ pub async fn grant_for(
         .await?
         .map(|ns| ns.labels().clone())
         .unwrap_or_default();
-    Ok(tenancy::authorize(
-        &account,
-        &labels,
-        namespace,
-        region,
-        service_role,
-    ))
+    Ok(tenancy::authorize(&account, &labels, namespace, region, service_role))
 }

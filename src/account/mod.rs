@@ -23,9 +23,8 @@ use crate::context::Context;
 pub use grant::grant_for;
 pub use reconcile::FIELD_MANAGER;
 pub use verify::{
-    ASSUME_ROLE_FAILED, CREDENTIALS_REJECTED, INVALID_SPEC, Note, Outcome, REVERIFY,
-    RETRY_REFUSED, VERIFICATION_FAILED, VERIFIED, VERIFYING, Verdict, WRONG_ACCOUNT, decide,
-    plan, status_changed, verify_target,
+    ASSUME_ROLE_FAILED, CREDENTIALS_REJECTED, INVALID_SPEC, Note, Outcome, RETRY_REFUSED, REVERIFY,
+    VERIFICATION_FAILED, VERIFIED, VERIFYING, Verdict, WRONG_ACCOUNT, decide, plan, status_changed, verify_target,
 };
 
 /// Accounts are few; two checks at a time is plenty.
@@ -43,12 +42,27 @@ pub async fn run(
     identity: Arc<dyn AccountIdentity>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_selected(ctx, identity, None, shutdown).await;
+}
+
+/// [`run`] for the AwsAccounts matching a label selector only (tests, or
+/// sharding accounts over operators).
+pub async fn run_selected(
+    ctx: Arc<Context>,
+    identity: Arc<dyn AccountIdentity>,
+    label_selector: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let api: Api<AwsAccount> = Api::all(ctx.client.clone());
     let (reader, writer) = reflector::store();
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = label_selector {
+        config = config.labels(selector);
+    }
     // Status writes change neither generation nor annotations, so they do
     // not wake the controller; a spec edit or the reconcile-requested-at
     // annotation does, and so does the 30-minute requeue.
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    let stream = watcher(api, config)
         .default_backoff()
         .reflect(writer)
         .applied_objects()

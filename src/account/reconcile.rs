@@ -37,10 +37,7 @@ pub async fn reconcile(account: Arc<AwsAccount>, ctx: Arc<AccountContext>) -> Re
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics
         .reconciles
-        .get_or_create(&OutcomeLabels {
-            kind: KIND,
-            outcome,
-        })
+        .get_or_create(&OutcomeLabels { kind: KIND, outcome })
         .inc();
     if result.is_ok() {
         ctx.ctx.backoff.succeed(&backoff_key(&account));
@@ -56,19 +53,14 @@ pub fn error_policy(account: Arc<AwsAccount>, error: &Error, ctx: Arc<AccountCon
     ctx.ctx
         .metrics
         .reconcile_errors
-        .get_or_create(&ErrorLabels {
-            kind: KIND,
-            category,
-        })
+        .get_or_create(&ErrorLabels { kind: KIND, category })
         .inc();
     let delay = ctx.ctx.backoff.fail(&key);
     warn!(account = %account.name_any(), category, %error, retry_in = ?delay, "reconcile failed");
     let reference = account.object_ref(&());
     let message = error.to_string();
     tokio::spawn(async move {
-        ctx.ctx
-            .publish(&reference, true, "ReconcileError", &message)
-            .await;
+        ctx.ctx.publish(&reference, true, "ReconcileError", &message).await;
     });
     Action::requeue(delay)
 }
@@ -128,12 +120,8 @@ async fn write_status(
         "kind": KIND,
         "status": after,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
     metrics
         .status_writes
         .get_or_create(&OutcomeLabels {

@@ -104,7 +104,9 @@ pub fn decide(
         }
         Outcome::Answer(Ok(actual)) => Some((
             WRONG_ACCOUNT,
-            format!("{who} resolve to account {actual}, not to spec.accountId {expected}; fix spec.accountId or spec.roleArn"),
+            format!(
+                "{who} resolve to account {actual}, not to spec.accountId {expected}; fix spec.accountId or spec.roleArn"
+            ),
         )),
         Outcome::Answer(Err(error)) => match error.kind {
             AwsErrorKind::Transient | AwsErrorKind::Throttled | AwsErrorKind::InProgress => {
@@ -123,15 +125,20 @@ pub fn decide(
                 ASSUME_ROLE_FAILED,
                 format!("could not assume {who}: {error}; check the role's trust policy (and externalId)"),
             )),
-            AwsErrorKind::AccessDenied => Some((
-                CREDENTIALS_REJECTED,
-                format!("AWS rejected {who}: {error}"),
-            )),
+            AwsErrorKind::AccessDenied => Some((CREDENTIALS_REJECTED, format!("AWS rejected {who}: {error}"))),
             _ => Some((VERIFICATION_FAILED, format!("could not check {who}: {error}"))),
         },
     };
     if let Some((reason, message)) = refused {
-        set(&mut status, READY, Truth::False, reason, message.clone(), generation, now);
+        set(
+            &mut status,
+            READY,
+            Truth::False,
+            reason,
+            message.clone(),
+            generation,
+            now,
+        );
         set(&mut status, STALLED, Truth::True, reason, message, generation, now);
         if reason != INVALID_SPEC && reason != WRONG_ACCOUNT {
             requeue = RETRY_REFUSED;
@@ -224,27 +231,120 @@ mod tests {
 
     #[test]
     fn outcomes_table() {
-        type Case = (&'static str, Option<&'static str>, Outcome, &'static str, &'static str, bool, Duration, bool);
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            Outcome,
+            &'static str,
+            &'static str,
+            bool,
+            Duration,
+            bool,
+        );
         let cases: Vec<Case> = vec![
-            ("right account", Some(ROLE), Outcome::Answer(Ok(ID.into())), "True", VERIFIED, false, REVERIFY, false),
-            ("wrong account", Some(ROLE), Outcome::Answer(Ok("111111111111".into())), "False", WRONG_ACCOUNT, true, REVERIFY, false),
-            ("role refused", Some(ROLE), Outcome::Answer(Err(error(AwsErrorKind::AccessDenied))), "False", ASSUME_ROLE_FAILED, true, RETRY_REFUSED, false),
-            ("own credentials refused", None, Outcome::Answer(Err(error(AwsErrorKind::AccessDenied))), "False", CREDENTIALS_REJECTED, true, RETRY_REFUSED, false),
-            ("other error", Some(ROLE), Outcome::Answer(Err(error(AwsErrorKind::Validation))), "False", VERIFICATION_FAILED, true, RETRY_REFUSED, false),
-            ("invalid spec", Some(ROLE), Outcome::InvalidSpec("bad selector".into()), "False", INVALID_SPEC, true, REVERIFY, false),
-            ("network blip, first check", Some(ROLE), Outcome::Answer(Err(error(AwsErrorKind::Transient))), "Unknown", VERIFYING, false, REVERIFY, true),
-            ("throttled, first check", Some(ROLE), Outcome::Answer(Err(error(AwsErrorKind::Throttled))), "Unknown", VERIFYING, false, REVERIFY, true),
+            (
+                "right account",
+                Some(ROLE),
+                Outcome::Answer(Ok(ID.into())),
+                "True",
+                VERIFIED,
+                false,
+                REVERIFY,
+                false,
+            ),
+            (
+                "wrong account",
+                Some(ROLE),
+                Outcome::Answer(Ok("111111111111".into())),
+                "False",
+                WRONG_ACCOUNT,
+                true,
+                REVERIFY,
+                false,
+            ),
+            (
+                "role refused",
+                Some(ROLE),
+                Outcome::Answer(Err(error(AwsErrorKind::AccessDenied))),
+                "False",
+                ASSUME_ROLE_FAILED,
+                true,
+                RETRY_REFUSED,
+                false,
+            ),
+            (
+                "own credentials refused",
+                None,
+                Outcome::Answer(Err(error(AwsErrorKind::AccessDenied))),
+                "False",
+                CREDENTIALS_REJECTED,
+                true,
+                RETRY_REFUSED,
+                false,
+            ),
+            (
+                "other error",
+                Some(ROLE),
+                Outcome::Answer(Err(error(AwsErrorKind::Validation))),
+                "False",
+                VERIFICATION_FAILED,
+                true,
+                RETRY_REFUSED,
+                false,
+            ),
+            (
+                "invalid spec",
+                Some(ROLE),
+                Outcome::InvalidSpec("bad selector".into()),
+                "False",
+                INVALID_SPEC,
+                true,
+                REVERIFY,
+                false,
+            ),
+            (
+                "network blip, first check",
+                Some(ROLE),
+                Outcome::Answer(Err(error(AwsErrorKind::Transient))),
+                "Unknown",
+                VERIFYING,
+                false,
+                REVERIFY,
+                true,
+            ),
+            (
+                "throttled, first check",
+                Some(ROLE),
+                Outcome::Answer(Err(error(AwsErrorKind::Throttled))),
+                "Unknown",
+                VERIFYING,
+                false,
+                REVERIFY,
+                true,
+            ),
         ];
         for (what, role, outcome, truth, reason, stalled, requeue, retry) in cases {
             let verdict = decide(&spec(role), 3, &AwsAccountStatus::default(), outcome, at(100));
-            assert_eq!(ready(&verdict.status), (truth.to_string(), reason.to_string()), "{what}");
-            assert_eq!(conditions::is_true(&verdict.status.conditions, STALLED), stalled, "{what}");
+            assert_eq!(
+                ready(&verdict.status),
+                (truth.to_string(), reason.to_string()),
+                "{what}"
+            );
+            assert_eq!(
+                conditions::is_true(&verdict.status.conditions, STALLED),
+                stalled,
+                "{what}"
+            );
             assert_eq!(verdict.requeue, requeue, "{what}");
             assert_eq!(verdict.retry.is_some(), retry, "{what}");
             assert_eq!(verdict.status.observed_generation, (!retry).then_some(3), "{what}");
             assert_eq!(verdict.status.last_verified.is_some(), reason == VERIFIED, "{what}");
             let event = verdict.event.as_ref();
-            assert_eq!(event.is_some(), truth != "Unknown", "{what}: an Event on the first verdict");
+            assert_eq!(
+                event.is_some(),
+                truth != "Unknown",
+                "{what}: an Event on the first verdict"
+            );
             if let Some(note) = event {
                 assert_eq!((note.reason, note.warning), (reason, truth == "False"), "{what}");
             }
@@ -253,29 +353,62 @@ mod tests {
 
     #[test]
     fn wrong_account_names_both_ids() {
-        let verdict = decide(&spec(Some(ROLE)), 1, &AwsAccountStatus::default(), Outcome::Answer(Ok("111111111111".into())), at(1));
+        let verdict = decide(
+            &spec(Some(ROLE)),
+            1,
+            &AwsAccountStatus::default(),
+            Outcome::Answer(Ok("111111111111".into())),
+            at(1),
+        );
         let message = &verdict.event.unwrap().message;
-        assert!(message.contains("111111111111") && message.contains(ID) && message.contains(ROLE), "{message}");
+        assert!(
+            message.contains("111111111111") && message.contains(ID) && message.contains(ROLE),
+            "{message}"
+        );
     }
 
     #[test]
     fn events_only_on_transitions() {
         let spec = spec(None);
-        let first = decide(&spec, 1, &AwsAccountStatus::default(), Outcome::Answer(Ok(ID.into())), at(1));
+        let first = decide(
+            &spec,
+            1,
+            &AwsAccountStatus::default(),
+            Outcome::Answer(Ok(ID.into())),
+            at(1),
+        );
         assert_eq!(first.event.as_ref().map(|n| n.reason), Some(VERIFIED));
         let again = decide(&spec, 1, &first.status, Outcome::Answer(Ok(ID.into())), at(2000));
         assert_eq!(again.event, None);
         // Only lastVerified moved, and the transition time stayed.
         assert!(status_changed(&first.status, &again.status));
         assert_eq!(again.status.conditions, first.status.conditions);
-        let wrong = decide(&spec, 1, &again.status, Outcome::Answer(Ok("111111111111".into())), at(3000));
-        assert_eq!(wrong.event.as_ref().map(|n| (n.reason, n.warning)), Some((WRONG_ACCOUNT, true)));
+        let wrong = decide(
+            &spec,
+            1,
+            &again.status,
+            Outcome::Answer(Ok("111111111111".into())),
+            at(3000),
+        );
+        assert_eq!(
+            wrong.event.as_ref().map(|n| (n.reason, n.warning)),
+            Some((WRONG_ACCOUNT, true))
+        );
         assert_eq!(wrong.status.last_verified, again.status.last_verified);
-        let still_wrong = decide(&spec, 1, &wrong.status, Outcome::Answer(Ok("111111111111".into())), at(4000));
+        let still_wrong = decide(
+            &spec,
+            1,
+            &wrong.status,
+            Outcome::Answer(Ok("111111111111".into())),
+            at(4000),
+        );
         assert_eq!(still_wrong.event, None);
         assert!(!status_changed(&wrong.status, &still_wrong.status), "nothing to write");
         let fixed = decide(&spec, 1, &still_wrong.status, Outcome::Answer(Ok(ID.into())), at(5000));
-        assert_eq!(fixed.event.as_ref().map(|n| (n.reason, n.warning)), Some((VERIFIED, false)));
+        assert_eq!(
+            fixed.event.as_ref().map(|n| (n.reason, n.warning)),
+            Some((VERIFIED, false))
+        );
         assert!(!conditions::is_true(&fixed.status.conditions, STALLED));
         assert!(conditions::find(&fixed.status.conditions, STALLED).is_none());
     }
@@ -283,12 +416,30 @@ mod tests {
     #[test]
     fn a_blip_keeps_a_current_verdict() {
         let spec = spec(Some(ROLE));
-        let ok = decide(&spec, 2, &AwsAccountStatus::default(), Outcome::Answer(Ok(ID.into())), at(1));
-        let blip = decide(&spec, 2, &ok.status, Outcome::Answer(Err(error(AwsErrorKind::Transient))), at(2));
+        let ok = decide(
+            &spec,
+            2,
+            &AwsAccountStatus::default(),
+            Outcome::Answer(Ok(ID.into())),
+            at(1),
+        );
+        let blip = decide(
+            &spec,
+            2,
+            &ok.status,
+            Outcome::Answer(Err(error(AwsErrorKind::Transient))),
+            at(2),
+        );
         assert_eq!(blip.status, ok.status);
         assert!(blip.retry.is_some() && blip.event.is_none());
         // After a spec change the old verdict no longer counts.
-        let changed = decide(&spec, 3, &ok.status, Outcome::Answer(Err(error(AwsErrorKind::Transient))), at(3));
+        let changed = decide(
+            &spec,
+            3,
+            &ok.status,
+            Outcome::Answer(Err(error(AwsErrorKind::Transient))),
+            at(3),
+        );
         assert_eq!(ready(&changed.status), ("Unknown".to_string(), VERIFYING.to_string()));
         assert_eq!(changed.status.observed_generation, Some(2));
     }

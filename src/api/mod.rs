@@ -12,8 +12,8 @@ pub use stack::*;
 pub use stack_deployment::*;
 pub use template::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every kind.
 pub const GROUP: &str = "stackpilot.dev";

@@ -25,7 +25,7 @@ use super::template::{AccountRef, StackParameter};
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".spec.source.revision"}"#,
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.currentExecution.stage"}"#,
     printcolumn = r#"{"name":"Approval","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"ApprovalRequired\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineSpec {

@@ -25,7 +25,7 @@ use super::template::{AccountRef, Capability, StackParameter, TemplateSpec};
     printcolumn = r#"{"name":"Current","type":"string","jsonPath":".status.currentRevision"}"#,
     printcolumn = r#"{"name":"Updated","type":"integer","jsonPath":".status.updatedTargets"}"#,
     printcolumn = r#"{"name":"Progressing","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Progressing\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StackDeploymentSpec {

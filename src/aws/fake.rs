@@ -39,16 +39,16 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest,
-    ChangeSetStatus, ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus,
-    Parameter, ResourceChange, StackDescription, StackEvent, StackOutput, StackStatus,
-    TemplateSource,
+    AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
+    ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus, Parameter, ResourceChange,
+    StackDescription, StackEvent, StackOutput, StackStatus, TemplateSource,
 };
 
 /// The account every fake stack lives in.
 pub const ACCOUNT_ID: &str = "123456789012";
 /// What AWS says when an update change set has nothing to do.
-pub const EMPTY_CHANGE_SET_REASON: &str = "The submitted information didn't contain changes. Submit different information to create a change set.";
+pub const EMPTY_CHANGE_SET_REASON: &str =
+    "The submitted information didn't contain changes. Submit different information to create a change set.";
 const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 /// 2024-01-01T00:00:00Z; the fake clock ticks one second per event.
 const EPOCH: i64 = 1_704_067_200;
@@ -256,24 +256,17 @@ fn scalar_text(value: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(scalar_text)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        Value::Array(items) => Some(items.iter().filter_map(scalar_text).collect::<Vec<_>>().join(",")),
         _ => None,
     }
 }
 
 fn parse_template(body: &str) -> AwsResult<Template> {
     let document: Value = if body.trim_start().starts_with('{') {
-        serde_json::from_str(body)
-            .map_err(|e| format_error(format_args!("JSON not well-formed. ({e})")))?
+        serde_json::from_str(body).map_err(|e| format_error(format_args!("JSON not well-formed. ({e})")))?
     } else {
-        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(body)
-            .map_err(|e| format_error(format_args!("YAML not well-formed. ({e})")))?;
+        let yaml: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(body).map_err(|e| format_error(format_args!("YAML not well-formed. ({e})")))?;
         yaml_to_json(yaml)
     };
     let Some(top) = document.as_object() else {
@@ -281,9 +274,7 @@ fn parse_template(body: &str) -> AwsResult<Template> {
     };
     let resources_doc = top.get("Resources").and_then(Value::as_object);
     let Some(resources_doc) = resources_doc.filter(|r| !r.is_empty()) else {
-        return Err(format_error(
-            "At least one Resources member must be defined.",
-        ));
+        return Err(format_error("At least one Resources member must be defined."));
     };
     let mut resources = BTreeMap::new();
     for (id, definition) in resources_doc {
@@ -319,11 +310,7 @@ fn parse_template(body: &str) -> AwsResult<Template> {
                 .map(|(k, v)| {
                     let description = v.get("Description").and_then(Value::as_str);
                     let export = v.pointer("/Export/Name").and_then(Value::as_str);
-                    (
-                        k.clone(),
-                        description.map(str::to_string),
-                        export.map(str::to_string),
-                    )
+                    (k.clone(), description.map(str::to_string), export.map(str::to_string))
                 })
                 .collect()
         })
@@ -420,10 +407,7 @@ enum Phase {
         previous: Box<Content>,
     },
     /// UPDATE_COMPLETE_CLEANUP_IN_PROGRESS ends (removed resources go).
-    UpdateCleanup {
-        change_set: String,
-        removed: Vec<String>,
-    },
+    UpdateCleanup { change_set: String, removed: Vec<String> },
     /// UPDATE_ROLLBACK_IN_PROGRESS ends.
     UpdateRollback {
         change_set: String,
@@ -490,9 +474,7 @@ impl FakeStack {
     }
 
     fn change_set_mut(&mut self, name: &str) -> Option<&mut FakeChangeSet> {
-        self.change_sets
-            .iter_mut()
-            .find(|cs| cs.name == name || cs.id == name)
+        self.change_sets.iter_mut().find(|cs| cs.name == name || cs.id == name)
     }
 
     fn set_execution(&mut self, change_set: &str, status: ExecutionStatus) {
@@ -510,10 +492,7 @@ impl FakeStack {
         AwsError::new(
             kind,
             "ValidationError",
-            format!(
-                "Stack:{} is in {} state and can not be {verb}.",
-                self.id, self.status
-            ),
+            format!("Stack:{} is in {} state and can not be {verb}.", self.id, self.status),
         )
     }
 }
@@ -573,12 +552,7 @@ impl State {
     }
 
     /// Logs the call and applies error injection.
-    fn enter(
-        &mut self,
-        operation: Operation,
-        stack: &str,
-        change_set: Option<&str>,
-    ) -> AwsResult<()> {
+    fn enter(&mut self, operation: Operation, stack: &str, change_set: Option<&str>) -> AwsResult<()> {
         let call = Call {
             operation,
             stack: stack.to_string(),
@@ -610,14 +584,7 @@ impl State {
         }
     }
 
-    fn event(
-        &mut self,
-        name: &str,
-        logical_id: &str,
-        resource_type: &str,
-        status: &str,
-        reason: Option<&str>,
-    ) {
+    fn event(&mut self, name: &str, logical_id: &str, resource_type: &str, status: &str, reason: Option<&str>) {
         let event_id = self.uuid();
         let timestamp = self.now();
         let Some(stack) = self.stacks.get_mut(name) else {
@@ -670,10 +637,7 @@ impl State {
         if status.ends_with("_COMPLETE") && status.starts_with("CREATE") {
             let physical = format!("{name}-{logical_id}-{:08X}", self.next());
             if let Some(stack) = self.stacks.get_mut(name) {
-                stack
-                    .physical_ids
-                    .entry(logical_id.to_string())
-                    .or_insert(physical);
+                stack.physical_ids.entry(logical_id.to_string()).or_insert(physical);
             }
         }
         self.event(name, logical_id, &resource_type, status, reason);
@@ -752,43 +716,31 @@ impl State {
 
     fn finish(&mut self, name: &str, phase: Phase) {
         match phase {
-            Phase::Create {
-                change_set,
-                failure,
-            } => {
+            Phase::Create { change_set, failure } => {
                 let changes = self.changes_of(name, &change_set);
                 for change in &changes {
                     let failed = failure.as_ref().filter(|(id, _)| *id == change.logical_id);
                     self.resource_event(name, &change.logical_id, "CREATE_IN_PROGRESS", None);
                     match failed {
                         Some((_, reason)) => {
-                            self.resource_event(
-                                name,
-                                &change.logical_id,
-                                "CREATE_FAILED",
-                                Some(reason),
-                            );
+                            self.resource_event(name, &change.logical_id, "CREATE_FAILED", Some(reason));
                             break;
                         }
-                        None => {
-                            self.resource_event(name, &change.logical_id, "CREATE_COMPLETE", None)
-                        }
+                        None => self.resource_event(name, &change.logical_id, "CREATE_COMPLETE", None),
                     }
                 }
                 match failure {
                     None => {
                         let template = self.stacks.get(name).and_then(|s| s.content.clone());
-                        if let (Some(content), Some(stack)) = (template, self.stacks.get_mut(name))
-                        {
+                        if let (Some(content), Some(stack)) = (template, self.stacks.get_mut(name)) {
                             stack.outputs = Self::outputs_for(name, &content.template);
                         }
                         self.set_execution(name, &change_set, ExecutionStatus::ExecuteComplete);
                         self.stack_status(name, StackStatus::CreateComplete, None);
                     }
                     Some((id, _)) => {
-                        let reason = format!(
-                            "The following resource(s) failed to create: [{id}]. Rollback requested by user."
-                        );
+                        let reason =
+                            format!("The following resource(s) failed to create: [{id}]. Rollback requested by user.");
                         self.stack_status(name, StackStatus::RollbackInProgress, Some(&reason));
                         self.start(name, Phase::CreateRollback { change_set });
                     }
@@ -846,22 +798,11 @@ impl State {
                     }
                     None => {
                         self.stack_status(name, StackStatus::UpdateCompleteCleanupInProgress, None);
-                        self.start(
-                            name,
-                            Phase::UpdateCleanup {
-                                change_set,
-                                removed,
-                            },
-                        );
+                        self.start(name, Phase::UpdateCleanup { change_set, removed });
                     }
                     Some(id) => {
-                        let reason =
-                            format!("The following resource(s) failed to update: [{id}]. ");
-                        self.stack_status(
-                            name,
-                            StackStatus::UpdateRollbackInProgress,
-                            Some(&reason),
-                        );
+                        let reason = format!("The following resource(s) failed to update: [{id}]. ");
+                        self.stack_status(name, StackStatus::UpdateRollbackInProgress, Some(&reason));
                         self.start(
                             name,
                             Phase::UpdateRollback {
@@ -873,10 +814,7 @@ impl State {
                     }
                 }
             }
-            Phase::UpdateCleanup {
-                change_set,
-                removed,
-            } => {
+            Phase::UpdateCleanup { change_set, removed } => {
                 for id in &removed {
                     self.resource_event(name, id, "DELETE_IN_PROGRESS", None);
                     self.resource_event(name, id, "DELETE_COMPLETE", None);
@@ -915,8 +853,7 @@ impl State {
                     self.resource_event(name, id, "DELETE_IN_PROGRESS", None);
                     if let Some((_, reason)) = failure.as_ref().filter(|(f, _)| f == id) {
                         self.resource_event(name, id, "DELETE_FAILED", Some(reason));
-                        let reason =
-                            format!("The following resource(s) failed to delete: [{id}]. ");
+                        let reason = format!("The following resource(s) failed to delete: [{id}]. ");
                         self.stack_status(name, StackStatus::DeleteFailed, Some(&reason));
                         return;
                     }
@@ -989,13 +926,11 @@ impl State {
     fn read_template(&self, source: &TemplateSource) -> AwsResult<(String, Template)> {
         let body = match source {
             TemplateSource::Body(body) => body.clone(),
-            TemplateSource::Url(url) => {
-                self.templates_by_url.get(url).cloned().ok_or_else(|| {
-                    validation(format!(
-                        "S3 error: The specified key does not exist. ({url})"
-                    ))
-                })?
-            }
+            TemplateSource::Url(url) => self
+                .templates_by_url
+                .get(url)
+                .cloned()
+                .ok_or_else(|| validation(format!("S3 error: The specified key does not exist. ({url})")))?,
         };
         let template = parse_template(&body)?;
         Ok((body, template))
@@ -1006,10 +941,7 @@ impl State {
         let existing = self.resolve(stack_name);
         // Idempotency and name clashes first, as AWS does.
         if let Some(stack) = existing.as_ref().and_then(|n| self.stacks.get(n))
-            && let Some(cs) = stack
-                .change_sets
-                .iter()
-                .find(|cs| cs.name == request.change_set_name)
+            && let Some(cs) = stack.change_sets.iter().find(|cs| cs.name == request.change_set_name)
         {
             if !request.client_token.is_empty() && cs.client_token == request.client_token {
                 return Ok(cs.id.clone());
@@ -1024,9 +956,7 @@ impl State {
             request.change_set_type,
             existing.as_ref().and_then(|n| self.stacks.get(n)),
         ) {
-            (ChangeSetType::Create, Some(stack))
-                if stack.status != StackStatus::ReviewInProgress =>
-            {
+            (ChangeSetType::Create, Some(stack)) if stack.status != StackStatus::ReviewInProgress => {
                 return Err(AwsError::new(
                     AwsErrorKind::AlreadyExists,
                     "ValidationError",
@@ -1104,11 +1034,7 @@ impl State {
             Some(name) => name,
             None => {
                 self.new_stack(stack_name);
-                self.stack_status(
-                    stack_name,
-                    StackStatus::ReviewInProgress,
-                    Some("User Initiated"),
-                );
+                self.stack_status(stack_name, StackStatus::ReviewInProgress, Some("User Initiated"));
                 stack_name.to_string()
             }
         };
@@ -1170,19 +1096,14 @@ impl State {
             .collect();
         let physical = |id: &str| stack.and_then(|s| s.physical_ids.get(id).cloned());
         let mut changes = Vec::new();
-        let ids: BTreeSet<&String> = old_resources
-            .keys()
-            .chain(new.template.resources.keys())
-            .collect();
+        let ids: BTreeSet<&String> = old_resources.keys().chain(new.template.resources.keys()).collect();
         for id in ids {
             let change = match (old_resources.get(id), new.template.resources.get(id)) {
                 (None, Some(added)) => Some(("Add", added, None)),
                 (Some(removed), None) => Some(("Remove", removed, None)),
                 (Some(before), Some(after)) => {
                     let modified = before.definition != after.definition
-                        || changed_params
-                            .iter()
-                            .any(|p| references(&after.definition, p));
+                        || changed_params.iter().any(|p| references(&after.definition, p));
                     let replacement = if let Some(configured) = self.replacements.get(id.as_str()) {
                         configured.clone()
                     } else if before.resource_type != after.resource_type {
@@ -1267,11 +1188,9 @@ impl State {
             .filter(|c| c.action != "Remove")
             .map(|c| c.logical_id.as_str())
             .collect();
-        let by_resource = touched.iter().find_map(|id| {
-            resource_failures
-                .get(*id)
-                .map(|r| (id.to_string(), r.clone()))
-        });
+        let by_resource = touched
+            .iter()
+            .find_map(|id| resource_failures.get(*id).map(|r| (id.to_string(), r.clone())));
         let first = touched
             .first()
             .map(|id| id.to_string())
@@ -1343,10 +1262,7 @@ impl State {
             return Err(AwsError::new(
                 AwsErrorKind::InProgress,
                 "ValidationError",
-                format!(
-                    "Stack [{name}] cannot be deleted while in status {}",
-                    fake.status
-                ),
+                format!("Stack [{name}] cannot be deleted while in status {}", fake.status),
             ));
         }
         if !token.is_empty() {
@@ -1484,9 +1400,7 @@ impl FakeCloudFormation {
 
     /// Content for `TemplateSource::Url(url)`.
     pub fn put_template_url(&self, url: &str, body: &str) {
-        self.state()
-            .templates_by_url
-            .insert(url.to_string(), body.to_string());
+        self.state().templates_by_url.insert(url.to_string(), body.to_string());
     }
 
     /// Keep the full call log (default) or only the per-operation counts
@@ -1500,20 +1414,14 @@ impl FakeCloudFormation {
     /// Creating `stack` fails: its first resource ends CREATE_FAILED with
     /// `reason`, then ROLLBACK_IN_PROGRESS -> ROLLBACK_COMPLETE.
     pub fn fail_create(&self, stack: &str, reason: &str) {
-        self.state()
-            .failures
-            .create
-            .insert(stack.into(), reason.into());
+        self.state().failures.create.insert(stack.into(), reason.into());
     }
 
     /// Updating `stack` fails: the first changed resource ends UPDATE_FAILED,
     /// then UPDATE_ROLLBACK_IN_PROGRESS -> UPDATE_ROLLBACK_COMPLETE (previous
     /// template, parameters and tags restored).
     pub fn fail_update(&self, stack: &str, reason: &str) {
-        self.state()
-            .failures
-            .update
-            .insert(stack.into(), reason.into());
+        self.state().failures.update.insert(stack.into(), reason.into());
     }
 
     /// A failed update of `stack` ends UPDATE_ROLLBACK_FAILED with `reason`.
@@ -1527,18 +1435,12 @@ impl FakeCloudFormation {
     /// Deleting `stack` ends DELETE_FAILED: its last logical id (the first
     /// deleted) fails with `reason`, unless that resource is retained.
     pub fn fail_delete(&self, stack: &str, reason: &str) {
-        self.state()
-            .failures
-            .delete
-            .insert(stack.into(), reason.into());
+        self.state().failures.delete.insert(stack.into(), reason.into());
     }
 
     /// Creating or updating resource `logical_id` fails in any stack.
     pub fn fail_resource(&self, logical_id: &str, reason: &str) {
-        self.state()
-            .failures
-            .resources
-            .insert(logical_id.into(), reason.into());
+        self.state().failures.resources.insert(logical_id.into(), reason.into());
     }
 
     pub fn clear_failures(&self) {
@@ -1573,11 +1475,7 @@ impl FakeCloudFormation {
     /// Calls of `operation` since the last reset (counted even when the log
     /// is off, and including calls that failed by injection).
     pub fn call_count(&self, operation: Operation) -> usize {
-        self.state()
-            .call_counts
-            .get(&operation)
-            .copied()
-            .unwrap_or(0)
+        self.state().call_counts.get(&operation).copied().unwrap_or(0)
     }
 
     pub fn total_calls(&self) -> usize {
@@ -1655,11 +1553,7 @@ impl FakeCloudFormation {
     /// The template body the stack runs (after execute), if any.
     pub fn template_body(&self, stack: &str) -> Option<String> {
         let state = self.state();
-        state
-            .find_any(stack)?
-            .content
-            .as_ref()
-            .map(|c| c.body.clone())
+        state.find_any(stack)?.content.as_ref().map(|c| c.body.clone())
     }
 
     /// All stack events, newest first, without logging a call.
@@ -1692,22 +1586,14 @@ impl FakeCloudFormation {
 
     /// Out-of-band tag change.
     pub fn set_tags(&self, stack: &str, tags: BTreeMap<String, String>) {
-        if let Some(content) = self
-            .state()
-            .stack_mut(stack)
-            .and_then(|s| s.content.as_mut())
-        {
+        if let Some(content) = self.state().stack_mut(stack).and_then(|s| s.content.as_mut()) {
             content.tags = tags;
         }
     }
 
     /// Out-of-band parameter change.
     pub fn set_parameters(&self, stack: &str, parameters: Vec<Parameter>) {
-        if let Some(content) = self
-            .state()
-            .stack_mut(stack)
-            .and_then(|s| s.content.as_mut())
-        {
+        if let Some(content) = self.state().stack_mut(stack).and_then(|s| s.content.as_mut()) {
             content.parameters = parameters;
         }
     }
@@ -1738,13 +1624,10 @@ impl CloudFormation for FakeCloudFormation {
                 state.tick(&name);
                 // The tick may have completed a delete.
                 Ok(state.find_any(stack).and_then(|s| {
-                    (s.status != StackStatus::DeleteComplete || stack.starts_with("arn:"))
-                        .then(|| s.describe())
+                    (s.status != StackStatus::DeleteComplete || stack.starts_with("arn:")).then(|| s.describe())
                 }))
             }
-            None if stack.starts_with("arn:") => {
-                Ok(state.deleted.get(stack).map(FakeStack::describe))
-            }
+            None if stack.starts_with("arn:") => Ok(state.deleted.get(stack).map(FakeStack::describe)),
             None => Ok(None),
         }
     }
@@ -1759,11 +1642,7 @@ impl CloudFormation for FakeCloudFormation {
         state.create_change_set(request)
     }
 
-    async fn describe_change_set(
-        &self,
-        stack: &str,
-        change_set_name: &str,
-    ) -> AwsResult<Option<ChangeSetDescription>> {
+    async fn describe_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<Option<ChangeSetDescription>> {
         let mut state = self.state();
         state.enter(Operation::DescribeChangeSet, stack, Some(change_set_name))?;
         let Some(fake) = state.stack_mut(stack) else {
@@ -1783,12 +1662,7 @@ impl CloudFormation for FakeCloudFormation {
         Ok(Some(describe_change_set(fake, &cs)))
     }
 
-    async fn execute_change_set(
-        &self,
-        stack: &str,
-        change_set_name: &str,
-        client_token: &str,
-    ) -> AwsResult<()> {
+    async fn execute_change_set(&self, stack: &str, change_set_name: &str, client_token: &str) -> AwsResult<()> {
         let mut state = self.state();
         state.enter(Operation::ExecuteChangeSet, stack, Some(change_set_name))?;
         state.execute(stack, change_set_name, client_token)
@@ -1804,12 +1678,7 @@ impl CloudFormation for FakeCloudFormation {
         Ok(())
     }
 
-    async fn delete_stack(
-        &self,
-        stack: &str,
-        client_token: &str,
-        retain_resources: &[String],
-    ) -> AwsResult<()> {
+    async fn delete_stack(&self, stack: &str, client_token: &str, retain_resources: &[String]) -> AwsResult<()> {
         let mut state = self.state();
         state.enter(Operation::DeleteStack, stack, None)?;
         state.delete_stack(stack, client_token, retain_resources)
@@ -1823,9 +1692,7 @@ impl CloudFormation for FakeCloudFormation {
     ) -> AwsResult<Vec<StackEvent>> {
         let mut state = self.state();
         state.enter(Operation::DescribeStackEvents, stack, None)?;
-        let fake = state
-            .find_any(stack)
-            .ok_or_else(|| stack_not_found(stack))?;
+        let fake = state.find_any(stack).ok_or_else(|| stack_not_found(stack))?;
         Ok(fake
             .events
             .iter()
@@ -1861,10 +1728,7 @@ impl FakeProvider {
 
     /// Every target a client was asked for, in order.
     pub fn targets(&self) -> Vec<AwsTarget> {
-        self.targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.targets.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -1927,14 +1791,7 @@ Outputs:
         fake.create_change_set(&request(stack, "c1", ChangeSetType::Create, TEMPLATE))
             .await
             .unwrap();
-        while fake
-            .describe_change_set(stack, "c1")
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            == ChangeSetStatus::CreatePending
-        {}
+        while fake.describe_change_set(stack, "c1").await.unwrap().unwrap().status == ChangeSetStatus::CreatePending {}
         fake.execute_change_set(stack, "c1", "x1").await.unwrap();
         loop {
             let status = status(fake, stack).await.unwrap();
@@ -1952,10 +1809,7 @@ Outputs:
             .await
             .unwrap();
         assert!(id.starts_with("arn:aws:cloudformation:us-east-1:123456789012:changeSet/c1/"));
-        assert_eq!(
-            status(&fake, "s1").await,
-            Some(StackStatus::ReviewInProgress)
-        );
+        assert_eq!(status(&fake, "s1").await, Some(StackStatus::ReviewInProgress));
 
         let pending = fake.describe_change_set("s1", "c1").await.unwrap().unwrap();
         assert_eq!(pending.status, ChangeSetStatus::CreatePending);
@@ -1971,10 +1825,7 @@ Outputs:
         assert_eq!(actions, [("Add", "Queue"), ("Add", "Topic")]);
 
         fake.execute_change_set("s1", "c1", "t1").await.unwrap();
-        assert_eq!(
-            status(&fake, "s1").await,
-            Some(StackStatus::CreateInProgress)
-        );
+        assert_eq!(status(&fake, "s1").await, Some(StackStatus::CreateInProgress));
         let done = fake.describe_stack("s1").await.unwrap().unwrap();
         assert_eq!(done.status, StackStatus::CreateComplete);
         assert!(
@@ -2013,11 +1864,7 @@ Outputs:
         fake.create_change_set(&request("s1", "same", ChangeSetType::Update, TEMPLATE))
             .await
             .unwrap();
-        let same = fake
-            .describe_change_set("s1", "same")
-            .await
-            .unwrap()
-            .unwrap();
+        let same = fake.describe_change_set("s1", "same").await.unwrap().unwrap();
         assert!(same.is_empty_failure(), "{same:?}");
         assert_eq!(same.status_reason.as_deref(), Some(EMPTY_CHANGE_SET_REASON));
 
@@ -2028,12 +1875,7 @@ Outputs:
             value: "prod".into(),
         }];
         fake.create_change_set(&update).await.unwrap();
-        let changes = fake
-            .describe_change_set("s1", "param")
-            .await
-            .unwrap()
-            .unwrap()
-            .changes;
+        let changes = fake.describe_change_set("s1", "param").await.unwrap().unwrap().changes;
         assert_eq!(changes.len(), 1);
         assert_eq!(
             (changes[0].action.as_str(), changes[0].logical_id.as_str()),
@@ -2053,21 +1895,10 @@ Outputs:
         fake.create_change_set(&request("s1", "edit", ChangeSetType::Update, &edited))
             .await
             .unwrap();
-        let changes = fake
-            .describe_change_set("s1", "edit")
-            .await
-            .unwrap()
-            .unwrap()
-            .changes;
+        let changes = fake.describe_change_set("s1", "edit").await.unwrap().unwrap().changes;
         let summary: Vec<(&str, &str, Option<&str>)> = changes
             .iter()
-            .map(|c| {
-                (
-                    c.action.as_str(),
-                    c.logical_id.as_str(),
-                    c.replacement.as_deref(),
-                )
-            })
+            .map(|c| (c.action.as_str(), c.logical_id.as_str(), c.replacement.as_deref()))
             .collect();
         assert_eq!(
             summary,
@@ -2172,9 +2003,7 @@ Outputs:
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
         assert_eq!(stack.status, StackStatus::DeleteFailed);
         // Retaining the failing resource (the last one, deleted first) lets the delete finish.
-        fake.delete_stack("s1", "d2", &["Topic".into()])
-            .await
-            .unwrap();
+        fake.delete_stack("s1", "d2", &["Topic".into()]).await.unwrap();
         assert_eq!(fake.describe_stack("s1").await.unwrap(), None);
         // By id, the deleted stack is still visible.
         let by_id = fake.describe_stack(&stack.stack_id).await.unwrap().unwrap();
@@ -2203,10 +2032,7 @@ Outputs:
 
         fake.execute_change_set("s1", "c1", "exec-1").await.unwrap();
         fake.execute_change_set("s1", "c1", "exec-1").await.unwrap();
-        let err = fake
-            .execute_change_set("s1", "c1", "exec-2")
-            .await
-            .unwrap_err();
+        let err = fake.execute_change_set("s1", "c1", "exec-2").await.unwrap_err();
         assert_eq!(err.code, "InvalidChangeSetStatus");
         let starts = fake
             .events("s1")
@@ -2225,12 +2051,7 @@ Outputs:
     async fn validation_errors_look_like_aws() {
         let fake = FakeCloudFormation::default();
         let bad = fake
-            .create_change_set(&request(
-                "s1",
-                "c1",
-                ChangeSetType::Create,
-                "Resources: [unclosed",
-            ))
+            .create_change_set(&request("s1", "c1", ChangeSetType::Create, "Resources: [unclosed"))
             .await
             .unwrap_err();
         assert_eq!(bad.kind, AwsErrorKind::Validation);
@@ -2244,10 +2065,7 @@ Outputs:
             ))
             .await
             .unwrap_err();
-        assert!(
-            json.message.starts_with("Template format error: JSON"),
-            "{json}"
-        );
+        assert!(json.message.starts_with("Template format error: JSON"), "{json}");
 
         let mut unknown = request("s1", "c1", ChangeSetType::Create, TEMPLATE);
         unknown.parameters = vec![Parameter {
@@ -2255,10 +2073,7 @@ Outputs:
             value: "x".into(),
         }];
         let err = fake.create_change_set(&unknown).await.unwrap_err();
-        assert_eq!(
-            err.message,
-            "Parameters: [Nope] do not exist in the template"
-        );
+        assert_eq!(err.message, "Parameters: [Nope] do not exist in the template");
         assert_eq!(err.kind, AwsErrorKind::Validation);
 
         let iam = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n";
@@ -2280,14 +2095,10 @@ Outputs:
     #[tokio::test]
     async fn events_read_from_a_cursor_and_errors_are_injected() {
         let fake = FakeCloudFormation::default();
-        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new())
-            .unwrap();
+        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
         let all = fake.stack_events("s1", None, 100).await.unwrap();
         let cursor = all[0].event_id.clone();
-        assert_eq!(
-            fake.stack_events("s1", Some(&cursor), 100).await.unwrap(),
-            []
-        );
+        assert_eq!(fake.stack_events("s1", Some(&cursor), 100).await.unwrap(), []);
         assert_eq!(fake.stack_events("s1", None, 2).await.unwrap().len(), 2);
 
         fake.set_status("s1", StackStatus::UpdateRollbackFailed, Some("out of band"));
@@ -2344,17 +2155,13 @@ Outputs:
         let other = provider.client(&target("us-east-1", None));
         assert!(other.describe_stack("s1").await.unwrap().is_none());
         assert_eq!(provider.targets().len(), 2);
-        assert_eq!(
-            provider.targets()[0].role_arn.as_deref(),
-            Some("arn:aws:iam::1:role/a")
-        );
+        assert_eq!(provider.targets()[0].role_arn.as_deref(), Some("arn:aws:iam::1:role/a"));
     }
 
     #[tokio::test]
     async fn out_of_band_changes_show_up() {
         let fake = FakeCloudFormation::default();
-        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new())
-            .unwrap();
+        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
         fake.set_tags("s1", BTreeMap::from([("x".into(), "y".into())]));
         fake.set_parameters(
             "s1",

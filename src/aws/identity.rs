@@ -51,9 +51,7 @@ impl AccountIdentity for SdkIdentity {
     async fn account_id(&self, target: &AwsTarget) -> AwsResult<String> {
         let base = self.provider.base_config();
         let region = if target.region.is_empty() {
-            base.region()
-                .cloned()
-                .unwrap_or(Region::from_static(FALLBACK_REGION))
+            base.region().cloned().unwrap_or(Region::from_static(FALLBACK_REGION))
         } else {
             Region::new(target.region.clone())
         };
@@ -145,9 +143,7 @@ impl FakeIdentity {
 
     /// The answer for one role (`None`: the operator's own credentials).
     pub fn set_answer(&self, role_arn: Option<&str>, answer: AwsResult<String>) {
-        self.state()
-            .by_role
-            .insert(role_arn.map(str::to_string), answer);
+        self.state().by_role.insert(role_arn.map(str::to_string), answer);
     }
 
     /// Makes assuming `role_arn` fail as AWS refuses an untrusted caller.
@@ -171,11 +167,7 @@ impl AccountIdentity for FakeIdentity {
     async fn account_id(&self, target: &AwsTarget) -> AwsResult<String> {
         let mut state = self.state();
         state.calls.push(target.clone());
-        state
-            .by_role
-            .get(&target.role_arn)
-            .unwrap_or(&state.default)
-            .clone()
+        state.by_role.get(&target.role_arn).unwrap_or(&state.default).clone()
     }
 }
 
@@ -222,7 +214,10 @@ mod tests {
         identity.account_id(&target(None)).await.unwrap_err();
         let text = metrics.encode();
         assert!(text.contains(r#"operation="GetCallerIdentity",outcome="ok""#), "{text}");
-        assert!(text.contains(r#"operation="GetCallerIdentity",outcome="throttled""#), "{text}");
+        assert!(
+            text.contains(r#"operation="GetCallerIdentity",outcome="throttled""#),
+            "{text}"
+        );
         assert_eq!(fake.calls().len(), 2);
     }
 }

@@ -58,7 +58,10 @@ impl CloudFormation for Instrumented {
     }
 
     async fn execute_change_set(&self, stack: &str, name: &str, token: &str) -> AwsResult<()> {
-        self.count("ExecuteChangeSet", self.inner.execute_change_set(stack, name, token).await)
+        self.count(
+            "ExecuteChangeSet",
+            self.inner.execute_change_set(stack, name, token).await,
+        )
     }
 
     async fn delete_change_set(&self, stack: &str, name: &str) -> AwsResult<()> {
@@ -70,7 +73,10 @@ impl CloudFormation for Instrumented {
     }
 
     async fn stack_events(&self, stack: &str, after: Option<&str>, limit: usize) -> AwsResult<Vec<StackEvent>> {
-        self.count("DescribeStackEvents", self.inner.stack_events(stack, after, limit).await)
+        self.count(
+            "DescribeStackEvents",
+            self.inner.stack_events(stack, after, limit).await,
+        )
     }
 }
 

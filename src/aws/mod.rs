@@ -149,9 +149,10 @@ impl ChangeSetDescription {
     /// fixed reason; stackpilot treats it as success.
     pub fn is_empty_failure(&self) -> bool {
         self.status == ChangeSetStatus::Failed
-            && self.status_reason.as_deref().is_some_and(|r| {
-                r.contains("didn't contain changes") || r.contains("No updates are to be performed")
-            })
+            && self
+                .status_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("didn't contain changes") || r.contains("No updates are to be performed"))
     }
 }
 
@@ -228,42 +229,24 @@ pub trait CloudFormation: Send + Sync {
     async fn create_change_set(&self, request: &ChangeSetRequest) -> AwsResult<String>;
 
     /// DescribeChangeSet (all pages of changes). `Ok(None)` when it does not exist.
-    async fn describe_change_set(
-        &self,
-        stack: &str,
-        change_set_name: &str,
-    ) -> AwsResult<Option<ChangeSetDescription>>;
+    async fn describe_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<Option<ChangeSetDescription>>;
 
     /// ExecuteChangeSet with an idempotency token.
-    async fn execute_change_set(
-        &self,
-        stack: &str,
-        change_set_name: &str,
-        client_token: &str,
-    ) -> AwsResult<()>;
+    async fn execute_change_set(&self, stack: &str, change_set_name: &str, client_token: &str) -> AwsResult<()>;
 
     /// DeleteChangeSet; a missing change set is success.
     async fn delete_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<()>;
 
     /// DeleteStack with an idempotency token; `retain_resources` only applies
     /// to stacks in DELETE_FAILED.
-    async fn delete_stack(
-        &self,
-        stack: &str,
-        client_token: &str,
-        retain_resources: &[String],
-    ) -> AwsResult<()>;
+    async fn delete_stack(&self, stack: &str, client_token: &str, retain_resources: &[String]) -> AwsResult<()>;
 
     /// Stack events newer than `after_event_id` (exclusive), newest first,
     /// reading pages only until that event is reached. With `None`, at most
     /// `limit` newest events. `limit` also caps the cursor case, so a cursor
     /// that is never found (stack re-created) cannot page the whole history.
-    async fn stack_events(
-        &self,
-        stack: &str,
-        after_event_id: Option<&str>,
-        limit: usize,
-    ) -> AwsResult<Vec<StackEvent>>;
+    async fn stack_events(&self, stack: &str, after_event_id: Option<&str>, limit: usize)
+    -> AwsResult<Vec<StackEvent>>;
 }
 
 /// Gives a CloudFormation client for a target (account role + region).

@@ -14,9 +14,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::{
-    ProvideCredentials, SharedCredentialsProvider, future as credentials_future,
-};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future as credentials_future};
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::config::http::HttpResponse;
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -24,10 +22,9 @@ use aws_sdk_cloudformation::types as sdk;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest,
-    ChangeSetStatus, ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus,
-    Parameter, ResourceChange, StackDescription, StackEvent, StackOutput, StackStatus,
-    TemplateSource,
+    AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
+    ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus, Parameter, ResourceChange,
+    StackDescription, StackEvent, StackOutput, StackStatus, TemplateSource,
 };
 
 /// Retry and timeout bounds of every SDK call, so a dead or silent endpoint
@@ -113,9 +110,7 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
 fn classify_validation_message(message: &str) -> AwsErrorKind {
     // "Stack with id X does not exist", "Stack [X] does not exist",
     // "ChangeSet [X] does not exist" (but not "Parameters: [X] do not exist").
-    if (message.starts_with("Stack") || message.starts_with("ChangeSet"))
-        && message.contains("does not exist")
-    {
+    if (message.starts_with("Stack") || message.starts_with("ChangeSet")) && message.contains("does not exist") {
         return AwsErrorKind::NotFound;
     }
     // "Stack:arn... is in UPDATE_IN_PROGRESS state and can not be updated.",
@@ -231,8 +226,7 @@ impl SdkCloudFormation {
     /// A client for `region` from a base config (credentials, HTTP client,
     /// retries, timeouts), optionally pointed at an emulator.
     pub fn from_config(base: &SdkConfig, region: &str, endpoint_url: Option<&str>) -> Self {
-        let mut config = aws_sdk_cloudformation::config::Builder::from(base)
-            .region(Region::new(region.to_string()));
+        let mut config = aws_sdk_cloudformation::config::Builder::from(base).region(Region::new(region.to_string()));
         if let Some(url) = endpoint_url {
             config = config.endpoint_url(url);
         }
@@ -274,11 +268,7 @@ fn stack_description(stack: &sdk::Stack) -> StackDescription {
                 export_name: o.export_name().map(str::to_string),
             })
             .collect(),
-        capabilities: stack
-            .capabilities()
-            .iter()
-            .map(|c| c.as_str().to_string())
-            .collect(),
+        capabilities: stack.capabilities().iter().map(|c| c.as_str().to_string()).collect(),
         role_arn: stack.role_arn().map(str::to_string),
         termination_protection: stack.enable_termination_protection().unwrap_or(false),
         creation_time: stack.creation_time().and_then(to_chrono),
@@ -317,10 +307,7 @@ fn execution_status(status: Option<&sdk::ExecutionStatus>) -> ExecutionStatus {
 fn resource_change(change: &sdk::Change) -> Option<ResourceChange> {
     let rc = change.resource_change()?;
     Some(ResourceChange {
-        action: rc
-            .action()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_default(),
+        action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
         logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
         physical_id: rc.physical_resource_id().map(str::to_string),
         resource_type: rc.resource_type().unwrap_or_default().to_string(),
@@ -331,10 +318,7 @@ fn resource_change(change: &sdk::Change) -> Option<ResourceChange> {
 fn stack_event(event: &sdk::StackEvent) -> StackEvent {
     StackEvent {
         event_id: event.event_id().unwrap_or_default().to_string(),
-        timestamp: event
-            .timestamp()
-            .and_then(to_chrono)
-            .unwrap_or(DateTime::UNIX_EPOCH),
+        timestamp: event.timestamp().and_then(to_chrono).unwrap_or(DateTime::UNIX_EPOCH),
         logical_id: event.logical_resource_id().unwrap_or_default().to_string(),
         physical_id: event
             .physical_resource_id()
@@ -417,10 +401,7 @@ impl CloudFormation for SdkCloudFormation {
                     .collect(),
             ))
             .set_capabilities(Some(
-                capabilities
-                    .iter()
-                    .map(|c| sdk::Capability::from(c.as_str()))
-                    .collect(),
+                capabilities.iter().map(|c| sdk::Capability::from(c.as_str())).collect(),
             ))
             .set_role_arn(role_arn.clone())
             .set_description(description.clone());
@@ -455,11 +436,7 @@ impl CloudFormation for SdkCloudFormation {
         Ok(output.id().unwrap_or_default().to_string())
     }
 
-    async fn describe_change_set(
-        &self,
-        stack: &str,
-        change_set_name: &str,
-    ) -> AwsResult<Option<ChangeSetDescription>> {
+    async fn describe_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<Option<ChangeSetDescription>> {
         let mut description: Option<ChangeSetDescription> = None;
         let mut next_token: Option<String> = None;
         loop {
@@ -480,10 +457,7 @@ impl CloudFormation for SdkCloudFormation {
                 None => {
                     description = Some(ChangeSetDescription {
                         change_set_id: page.change_set_id().unwrap_or_default().to_string(),
-                        change_set_name: page
-                            .change_set_name()
-                            .unwrap_or(change_set_name)
-                            .to_string(),
+                        change_set_name: page.change_set_name().unwrap_or(change_set_name).to_string(),
                         stack_id: page.stack_id().map(str::to_string),
                         status: change_set_status(page.status()),
                         status_reason: page.status_reason().map(str::to_string),
@@ -499,12 +473,7 @@ impl CloudFormation for SdkCloudFormation {
         }
     }
 
-    async fn execute_change_set(
-        &self,
-        stack: &str,
-        change_set_name: &str,
-        client_token: &str,
-    ) -> AwsResult<()> {
+    async fn execute_change_set(&self, stack: &str, change_set_name: &str, client_token: &str) -> AwsResult<()> {
         let mut call = self
             .client
             .execute_change_set()
@@ -529,12 +498,7 @@ impl CloudFormation for SdkCloudFormation {
         Ok(())
     }
 
-    async fn delete_stack(
-        &self,
-        stack: &str,
-        client_token: &str,
-        retain_resources: &[String],
-    ) -> AwsResult<()> {
+    async fn delete_stack(&self, stack: &str, client_token: &str, retain_resources: &[String]) -> AwsResult<()> {
         let mut call = self.client.delete_stack().stack_name(stack);
         if !client_token.is_empty() {
             call = call.client_request_token(client_token);
@@ -615,9 +579,7 @@ impl ProvideCredentials for LazyAssumeRole {
     where
         Self: 'a,
     {
-        credentials_future::ProvideCredentials::new(async move {
-            self.provider().await.provide_credentials().await
-        })
+        credentials_future::ProvideCredentials::new(async move { self.provider().await.provide_credentials().await })
     }
 }
 
@@ -672,8 +634,7 @@ impl SdkProvider {
     pub async fn from_env(endpoint_url: Option<String>, default_region: Option<String>) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = default_region {
-            let chain = aws_config::meta::region::RegionProviderChain::default_provider()
-                .or_else(Region::new(region));
+            let chain = aws_config::meta::region::RegionProviderChain::default_provider().or_else(Region::new(region));
             loader = loader.region(chain);
         }
         Self::new(loader.load().await, endpoint_url)
@@ -681,8 +642,7 @@ impl SdkProvider {
 
     fn build_client(&self, target: &AwsTarget) -> SdkCloudFormation {
         let region = Region::new(target.region.clone());
-        let mut config =
-            aws_sdk_cloudformation::config::Builder::from(&self.base).region(region.clone());
+        let mut config = aws_sdk_cloudformation::config::Builder::from(&self.base).region(region.clone());
         if let Some(url) = &self.endpoint_url {
             config = config.endpoint_url(url);
         }
@@ -702,18 +662,9 @@ impl SdkProvider {
     /// top of the operator's own; `None` when the target names no role. Each
     /// call makes a new provider, which assumes the role again on first use.
     /// Shared with `identity.rs`, so account verification takes the same path.
-    pub(crate) fn role_credentials(
-        &self,
-        target: &AwsTarget,
-        region: Region,
-    ) -> Option<SharedCredentialsProvider> {
+    pub(crate) fn role_credentials(&self, target: &AwsTarget, region: Region) -> Option<SharedCredentialsProvider> {
         let role_arn = target.role_arn.as_ref()?;
-        let session_name = sanitize_session_name(
-            target
-                .session_name
-                .as_deref()
-                .unwrap_or(DEFAULT_SESSION_NAME),
-        );
+        let session_name = sanitize_session_name(target.session_name.as_deref().unwrap_or(DEFAULT_SESSION_NAME));
         let assume = LazyAssumeRole {
             role_arn: role_arn.clone(),
             external_id: target.external_id.clone(),
@@ -766,12 +717,7 @@ mod tests {
             ),
             (Some("ChangeSetNotFoundException"), "", Some(404), NotFound),
             (Some("Throttling"), "Rate exceeded", Some(400), Throttled),
-            (
-                Some("ThrottlingException"),
-                "Rate exceeded",
-                Some(400),
-                Throttled,
-            ),
+            (Some("ThrottlingException"), "Rate exceeded", Some(400), Throttled),
             (Some("RequestLimitExceeded"), "", Some(400), Throttled),
             (None, "", Some(429), Throttled),
             (Some("SomethingNew"), "slow down", Some(429), Throttled),
@@ -788,21 +734,11 @@ mod tests {
                 Some(400),
                 AlreadyExists,
             ),
-            (
-                Some("AccessDenied"),
-                "not authorized",
-                Some(403),
-                AccessDenied,
-            ),
+            (Some("AccessDenied"), "not authorized", Some(403), AccessDenied),
             (Some("AccessDeniedException"), "", Some(400), AccessDenied),
             (Some("InvalidClientTokenId"), "", Some(403), AccessDenied),
             (Some("ExpiredToken"), "", Some(400), AccessDenied),
-            (
-                Some("UnrecognizedClientException"),
-                "",
-                Some(400),
-                AccessDenied,
-            ),
+            (Some("UnrecognizedClientException"), "", Some(400), AccessDenied),
             (
                 Some("InsufficientCapabilitiesException"),
                 "Requires capabilities : [CAPABILITY_IAM]",
@@ -851,12 +787,7 @@ mod tests {
                 Some(400),
                 Validation,
             ),
-            (
-                Some("OperationInProgressException"),
-                "",
-                Some(400),
-                InProgress,
-            ),
+            (Some("OperationInProgressException"), "", Some(400), InProgress),
             (
                 Some("InvalidChangeSetStatus"),
                 "cannot be executed in its current status",

@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{
-    Adoption, AppliedRevision, Approval, ChangeSetSummary, CreateFailureAction, DeleteFailureAction,
-    DeletionPolicy, Operation, PlannedChange, StackSpec, StackStatus,
+    Adoption, AppliedRevision, Approval, ChangeSetSummary, CreateFailureAction, DeleteFailureAction, DeletionPolicy,
+    Operation, PlannedChange, StackSpec, StackStatus,
 };
 use crate::aws::{
     ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription,
@@ -240,7 +240,11 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
             return;
         }
     }
-    let since = o.previous.operation.as_ref().map(|op| op.started_at.0 - SignedDuration::from_secs(30));
+    let since = o
+        .previous
+        .operation
+        .as_ref()
+        .map(|op| op.started_at.0 - SignedDuration::from_secs(30));
     let failures = failures_since(o.new_events, since);
     record_failures(&mut plan.status, &failures);
 
@@ -275,7 +279,10 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
             report(o, plan).stalled("StackFailed", &message);
         }
         Lifecycle::Unknown => {
-            let message = format!("CloudFormation reports status {} which this version does not know", stack.status);
+            let message = format!(
+                "CloudFormation reports status {} which this version does not know",
+                stack.status
+            );
             report(o, plan).waiting("UnknownStackStatus", &message);
         }
         Lifecycle::Deleted => unreachable!("filtered above"),
@@ -292,7 +299,11 @@ fn reason_of(stack: &StackDescription) -> String {
 
 /// No stack: start (or restart) with a CREATE change set.
 fn create_from_nothing(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
-    let recreating = o.previous.operation.as_ref().is_some_and(|op| op.action == "DeleteStack");
+    let recreating = o
+        .previous
+        .operation
+        .as_ref()
+        .is_some_and(|op| op.action == "DeleteStack");
     if o.previous.applied.is_some() && !recreating {
         plan.notes.push(Note::warning(
             "StackMissing",
@@ -319,7 +330,12 @@ fn create_from_nothing(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
 fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, plan: &mut Plan) {
     let name = change_set_name(o.generation, &desired.fingerprint);
     let token = client_token(o.uid, "changeset", &name);
-    if let Some(old) = plan.status.change_set.as_ref().filter(|cs| cs.name != name && !was_executed(cs)) {
+    if let Some(old) = plan
+        .status
+        .change_set
+        .as_ref()
+        .filter(|cs| cs.name != name && !was_executed(cs))
+    {
         plan.steps.push(Step::DeleteChangeSet { name: old.name.clone() });
         plan.notes.push(Note::normal(
             "ChangeSetSuperseded",
@@ -339,10 +355,19 @@ fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, 
         rollback_triggers: desired.rollback_triggers.clone(),
         rollback_monitoring_minutes: desired.rollback_monitoring_minutes,
         client_token: token.clone(),
-        description: Some(format!("stackpilot {}/{} generation {}", o.namespace, o.name, o.generation)),
+        description: Some(format!(
+            "stackpilot {}/{} generation {}",
+            o.namespace, o.name, o.generation
+        )),
     };
     plan.steps.push(Step::CreateChangeSet(Box::new(request)));
-    plan.status.operation = Some(record(o, "CreateChangeSet", Some(&name), &token, Some(&desired.fingerprint)));
+    plan.status.operation = Some(record(
+        o,
+        "CreateChangeSet",
+        Some(&name),
+        &token,
+        Some(&desired.fingerprint),
+    ));
     plan.status.change_set = Some(ChangeSetSummary {
         name: name.clone(),
         change_type: kind_text(kind).into(),
@@ -350,8 +375,15 @@ fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, 
         generation: o.generation,
         ..Default::default()
     });
-    let verb = if kind == ChangeSetType::Create { "create" } else { "update" };
-    report(o, plan).progressing("ChangeSetPending", &format!("planning the {verb} with change set {name}"));
+    let verb = if kind == ChangeSetType::Create {
+        "create"
+    } else {
+        "update"
+    };
+    report(o, plan).progressing(
+        "ChangeSetPending",
+        &format!("planning the {verb} with change set {name}"),
+    );
     plan.requeue = o.timing.change_set;
 }
 
@@ -363,7 +395,9 @@ fn kind_text(kind: ChangeSetType) -> &'static str {
 }
 
 fn was_executed(cs: &ChangeSetSummary) -> bool {
-    cs.execution_status.as_deref().is_some_and(|s| s.starts_with("EXECUTE_"))
+    cs.execution_status
+        .as_deref()
+        .is_some_and(|s| s.starts_with("EXECUTE_"))
 }
 
 /// An execution we started has finished if the stack settled and the change
@@ -375,7 +409,12 @@ fn finish_execution(
     failures: &[&StackEvent],
     plan: &mut Plan,
 ) -> bool {
-    let Some(op) = o.previous.operation.as_ref().filter(|op| op.action == "ExecuteChangeSet") else {
+    let Some(op) = o
+        .previous
+        .operation
+        .as_ref()
+        .filter(|op| op.action == "ExecuteChangeSet")
+    else {
         return false;
     };
     let pending = o
@@ -413,7 +452,11 @@ fn finish_execution(
         });
         plan.notes.push(Note::normal(
             "ChangeSetExecuted",
-            format!("change set {} finished: {}", op.change_set_name.as_deref().unwrap_or("?"), stack.status),
+            format!(
+                "change set {} finished: {}",
+                op.change_set_name.as_deref().unwrap_or("?"),
+                stack.status
+            ),
         ));
         return false;
     }
@@ -430,9 +473,19 @@ fn finish_execution(
 }
 
 /// The change set lifecycle on a stack that can take one.
-fn change_set_flow(o: &Observed, desired: &DesiredStack, stack: &StackDescription, kind: ChangeSetType, plan: &mut Plan) {
+fn change_set_flow(
+    o: &Observed,
+    desired: &DesiredStack,
+    stack: &StackDescription,
+    kind: ChangeSetType,
+    plan: &mut Plan,
+) {
     let wanted = change_set_name(o.generation, &desired.fingerprint);
-    let applied = plan.status.applied.as_ref().is_some_and(|a| a.fingerprint == desired.fingerprint);
+    let applied = plan
+        .status
+        .applied
+        .as_ref()
+        .is_some_and(|a| a.fingerprint == desired.fingerprint);
     if kind == ChangeSetType::Update && applied && plan.status.operation.is_none() {
         let message = format!("stack {} is {}", stack.stack_name, stack.status);
         report(o, plan).ready("Succeeded", &message);
@@ -454,14 +507,22 @@ fn change_set_flow(o: &Observed, desired: &DesiredStack, stack: &StackDescriptio
     }
     let Some(described) = o.change_set.filter(|cs| cs.change_set_name == wanted) else {
         if summary.status.as_deref() == Some("FAILED") {
-            let message = format!("change set {wanted} was rejected: {}", summary.status_reason.as_deref().unwrap_or("?"));
+            let message = format!(
+                "change set {wanted} was rejected: {}",
+                summary.status_reason.as_deref().unwrap_or("?")
+            );
             report(o, plan).stalled("ChangeSetFailed", &message);
             return;
         }
         // Recorded but not found: the create was lost; repeat it (same token).
         return create_change_set(o, desired, kind, plan);
     };
-    if plan.status.operation.as_ref().is_some_and(|op| op.action == "CreateChangeSet") {
+    if plan
+        .status
+        .operation
+        .as_ref()
+        .is_some_and(|op| op.action == "CreateChangeSet")
+    {
         plan.status.operation = None;
     }
     summary.id = Some(described.change_set_id.clone());
@@ -483,7 +544,10 @@ fn change_set_flow(o: &Observed, desired: &DesiredStack, stack: &StackDescriptio
 
     match &described.status {
         ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress => {
-            report(o, plan).progressing("ChangeSetPending", &format!("CloudFormation is computing change set {wanted}"));
+            report(o, plan).progressing(
+                "ChangeSetPending",
+                &format!("CloudFormation is computing change set {wanted}"),
+            );
             plan.requeue = o.timing.change_set;
         }
         ChangeSetStatus::Failed if described.is_empty_failure() => {
@@ -533,16 +597,24 @@ fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan)
                 o.name
             );
             if let Some(other) = o.approval {
-                message.push_str(&format!(". The current approval names {other:?}, which is not this change set"));
+                message.push_str(&format!(
+                    ". The current approval names {other:?}, which is not this change set"
+                ));
             }
-            if plan.status.conditions.iter().all(|c| c.type_ != crate::conditions::APPROVAL_REQUIRED) {
+            if plan
+                .status
+                .conditions
+                .iter()
+                .all(|c| c.type_ != crate::conditions::APPROVAL_REQUIRED)
+            {
                 plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
             }
             report(o, plan).approval_required(&message);
             return;
         }
         plan.approval_used = true;
-        plan.notes.push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
+        plan.notes
+            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
     }
     let token = client_token(o.uid, "execute", name);
     plan.steps.push(Step::ExecuteChangeSet {
@@ -551,7 +623,13 @@ fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan)
     });
     let fingerprint = plan.status.operation.as_ref().and_then(|op| op.fingerprint.clone());
     let fingerprint = fingerprint.or_else(|| o.desired.as_ref().ok().map(|d| d.fingerprint.clone()));
-    plan.status.operation = Some(record(o, "ExecuteChangeSet", Some(name), &token, fingerprint.as_deref()));
+    plan.status.operation = Some(record(
+        o,
+        "ExecuteChangeSet",
+        Some(name),
+        &token,
+        fingerprint.as_deref(),
+    ));
     plan.notes.push(Note::normal(
         "ChangeSetExecuting",
         format!("executing change set {name}: {}", change_summary(summary)),
@@ -576,20 +654,37 @@ fn change_summary(summary: &ChangeSetSummary) -> String {
     if replacements > 0 {
         parts.push(format!("{replacements} replacement(s)"));
     }
-    if parts.is_empty() { "no resource changes".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "no resource changes".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent], plan: &mut Plan) {
     let why = explain(failures, &stack.stack_name)
-        .or_else(|| plan.status.recent_failures.first().map(|f| format!("{} {}: {}", f.logical_id, f.status, f.reason)))
+        .or_else(|| {
+            plan.status
+                .recent_failures
+                .first()
+                .map(|f| format!("{} {}: {}", f.logical_id, f.status, f.reason))
+        })
         .unwrap_or_else(|| reason_of(stack));
-    if plan.status.operation.as_ref().is_some_and(|op| op.action == "ExecuteChangeSet") {
+    if plan
+        .status
+        .operation
+        .as_ref()
+        .is_some_and(|op| op.action == "ExecuteChangeSet")
+    {
         plan.status.operation = None;
         if let Some(cs) = plan.status.change_set.as_mut() {
             cs.execution_status = Some("EXECUTE_FAILED".into());
             cs.status_reason = Some(why.clone());
         }
-        plan.notes.push(Note::warning("CreateFailed", format!("stack {} failed to create: {why}", stack.stack_name)));
+        plan.notes.push(Note::warning(
+            "CreateFailed",
+            format!("stack {} failed to create: {why}", stack.stack_name),
+        ));
     }
     match o.spec.failure_policy.on_create_failure {
         CreateFailureAction::Retain => {
@@ -606,12 +701,20 @@ fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent
             let due = last + SignedDuration::try_from(delay).unwrap_or_default();
             if o.now < due {
                 let wait = due.duration_since(o.now).unsigned_abs();
-                let message = format!("stack {} failed to create: {why}. Recreating it in {}s", stack.stack_name, wait.as_secs());
+                let message = format!(
+                    "stack {} failed to create: {why}. Recreating it in {}s",
+                    stack.stack_name,
+                    wait.as_secs()
+                );
                 report(o, plan).waiting("CreateFailed", &message);
                 plan.requeue = wait;
                 return;
             }
-            let token = client_token(o.uid, "recreate", &format!("{}-{}", o.generation, plan.status.recent_failures.len()));
+            let token = client_token(
+                o.uid,
+                "recreate",
+                &format!("{}-{}", o.generation, plan.status.recent_failures.len()),
+            );
             plan.steps.push(Step::DeleteStack {
                 token: token.clone(),
                 retain: Vec::new(),
@@ -621,7 +724,10 @@ fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent
                 "Recreating",
                 format!("deleting failed stack {} to create it again: {why}", stack.stack_name),
             ));
-            report(o, plan).progressing("Recreating", &format!("deleting failed stack {} to create it again", stack.stack_name));
+            report(o, plan).progressing(
+                "Recreating",
+                &format!("deleting failed stack {} to create it again", stack.stack_name),
+            );
             plan.requeue = o.timing.in_flight;
         }
     }
@@ -630,17 +736,24 @@ fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent
 fn decide_delete(o: &Observed, plan: &mut Plan) {
     let name = o.stack_name;
     if o.spec.deletion_policy == DeletionPolicy::Retain {
-        plan.notes.push(Note::normal("StackRetained", format!("deletionPolicy is Retain: stack {name} is left in AWS")));
+        plan.notes.push(Note::normal(
+            "StackRetained",
+            format!("deletionPolicy is Retain: stack {name} is left in AWS"),
+        ));
         plan.release = true;
         return;
     }
     let Some(stack) = o.stack.filter(|s| classify(&s.status) != Lifecycle::Deleted) else {
-        plan.notes.push(Note::normal("StackDeleted", format!("stack {name} is deleted")));
+        plan.notes
+            .push(Note::normal("StackDeleted", format!("stack {name} is deleted")));
         plan.release = true;
         return;
     };
     if let Ownership::Foreign(_) = ownership(o, stack) {
-        plan.notes.push(Note::normal("StackLeftAlone", format!("stack {name} was never managed by this object; left in AWS")));
+        plan.notes.push(Note::normal(
+            "StackLeftAlone",
+            format!("stack {name} was never managed by this object; left in AWS"),
+        ));
         plan.release = true;
         return;
     }
@@ -658,7 +771,12 @@ fn decide_delete(o: &Observed, plan: &mut Plan) {
         }
         Lifecycle::DeleteFailed => {
             let why = explain(&failures, name)
-                .or_else(|| plan.status.recent_failures.first().map(|f| format!("{}: {}", f.logical_id, f.reason)))
+                .or_else(|| {
+                    plan.status
+                        .recent_failures
+                        .first()
+                        .map(|f| format!("{}: {}", f.logical_id, f.reason))
+                })
                 .unwrap_or_else(|| reason_of(stack));
             match o.spec.failure_policy.on_delete_failure {
                 DeleteFailureAction::RetainFailedResources => {
@@ -674,9 +792,15 @@ fn decide_delete(o: &Observed, plan: &mut Plan) {
                         "DeleteRetainingResources",
                         format!("deleting stack {name} again, keeping the resources that failed: {retain:?}"),
                     ));
-                    plan.steps.push(Step::DeleteStack { token: token.clone(), retain });
+                    plan.steps.push(Step::DeleteStack {
+                        token: token.clone(),
+                        retain,
+                    });
                     plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
-                    report(o, plan).progressing("Deleting", &format!("deleting stack {name}, retaining failed resources"));
+                    report(o, plan).progressing(
+                        "Deleting",
+                        &format!("deleting stack {name}, retaining failed resources"),
+                    );
                     plan.requeue = o.timing.in_flight;
                 }
                 DeleteFailureAction::Retain => {
@@ -692,7 +816,8 @@ fn decide_delete(o: &Observed, plan: &mut Plan) {
             let token = client_token(o.uid, "delete", &o.generation.to_string());
             let repeat = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
             if !repeat {
-                plan.notes.push(Note::normal("Deleting", format!("deleting stack {name}")));
+                plan.notes
+                    .push(Note::normal("Deleting", format!("deleting stack {name}")));
             }
             plan.steps.push(Step::DeleteStack {
                 token: token.clone(),

@@ -63,12 +63,21 @@ pub async fn resolve(client: &Client, stack: &Stack) -> Result<DesiredStack, Inp
         role_arn: stack.spec.service_role_arn.clone(),
         notification_arns: stack.spec.notification_arns.clone(),
         rollback_triggers: triggers
-            .map(|t| t.alarms.iter().map(|a| RollbackTrigger { alarm_arn: a.clone() }).collect())
+            .map(|t| {
+                t.alarms
+                    .iter()
+                    .map(|a| RollbackTrigger { alarm_arn: a.clone() })
+                    .collect()
+            })
             .unwrap_or_default(),
         rollback_monitoring_minutes: triggers.and_then(|t| t.monitoring_time_in_minutes),
         fingerprint: String::new(),
     };
-    let nonce = stack.annotations().get(RECONCILE_REQUESTED_AT).cloned().unwrap_or_default();
+    let nonce = stack
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .cloned()
+        .unwrap_or_default();
     Ok(desired.seal(&nonce))
 }
 
@@ -77,7 +86,11 @@ fn check_template(body: &str, parameters: &[ResolvedParameter], capabilities: &[
     if body.len() > template::MAX_URL_BYTES {
         return Err(InputProblem::stalled(
             "TemplateTooLarge",
-            format!("template is {} bytes, over CloudFormation's limit of {} bytes", body.len(), template::MAX_URL_BYTES),
+            format!(
+                "template is {} bytes, over CloudFormation's limit of {} bytes",
+                body.len(),
+                template::MAX_URL_BYTES
+            ),
         ));
     }
     if body.len() > template::MAX_INLINE_BYTES {
@@ -93,7 +106,9 @@ fn check_template(body: &str, parameters: &[ResolvedParameter], capabilities: &[
     let facts = template::parse(body).map_err(|m| InputProblem::stalled("InvalidTemplate", m))?;
     template::check_parameters(&facts, parameters.iter().map(|p| p.name.as_str()))
         .map_err(|m| InputProblem::stalled("InvalidParameters", m))?;
-    let acknowledged = capabilities.iter().any(|c| c == "CAPABILITY_IAM" || c == "CAPABILITY_NAMED_IAM");
+    let acknowledged = capabilities
+        .iter()
+        .any(|c| c == "CAPABILITY_IAM" || c == "CAPABILITY_NAMED_IAM");
     if template::needs_iam_capability(&facts) && !acknowledged {
         return Err(InputProblem::stalled(
             "InsufficientCapabilities",
@@ -145,8 +160,14 @@ impl Reader<'_> {
             Some(ParameterSource {
                 stack_output: Some(output),
                 ..
-            }) => self.stack_output(&output.stack, &output.output, &what).await.map(|v| resolved(v, false)),
-            _ => Err(InputProblem::stalled("InvalidParameters", format!("{what} has neither value nor valueFrom"))),
+            }) => self
+                .stack_output(&output.stack, &output.output, &what)
+                .await
+                .map(|v| resolved(v, false)),
+            _ => Err(InputProblem::stalled(
+                "InvalidParameters",
+                format!("{what} has neither value nor valueFrom"),
+            )),
         }
     }
 
@@ -156,15 +177,29 @@ impl Reader<'_> {
         let secret = secret.ok_or_else(|| {
             InputProblem::waiting("SecretNotFound", format!("{what}: Secret {} not found", key_ref.name))
         })?;
-        let bytes = secret.data.as_ref().and_then(|d| d.get(&key_ref.key)).map(|b| b.0.clone());
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&key_ref.key))
+            .map(|b| b.0.clone());
         let bytes = bytes.or_else(|| {
-            secret.string_data.as_ref().and_then(|d| d.get(&key_ref.key)).map(|s| s.clone().into_bytes())
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&key_ref.key))
+                .map(|s| s.clone().into_bytes())
         });
         let bytes = bytes.ok_or_else(|| {
-            InputProblem::waiting("SecretKeyNotFound", format!("{what}: Secret {} has no key {}", key_ref.name, key_ref.key))
+            InputProblem::waiting(
+                "SecretKeyNotFound",
+                format!("{what}: Secret {} has no key {}", key_ref.name, key_ref.key),
+            )
         })?;
         String::from_utf8(bytes).map_err(|_| {
-            InputProblem::stalled("InvalidParameters", format!("{what}: Secret {} key {} is not UTF-8 text", key_ref.name, key_ref.key))
+            InputProblem::stalled(
+                "InvalidParameters",
+                format!("{what}: Secret {} key {} is not UTF-8 text", key_ref.name, key_ref.key),
+            )
         })
     }
 
@@ -172,7 +207,10 @@ impl Reader<'_> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), self.namespace);
         let config_map = api.get_opt(&key_ref.name).await.map_err(|e| read_error(what, &e))?;
         let config_map = config_map.ok_or_else(|| {
-            InputProblem::waiting("ConfigMapNotFound", format!("{what}: ConfigMap {} not found", key_ref.name))
+            InputProblem::waiting(
+                "ConfigMapNotFound",
+                format!("{what}: ConfigMap {} not found", key_ref.name),
+            )
         })?;
         config_map.data.and_then(|mut d| d.remove(&key_ref.key)).ok_or_else(|| {
             InputProblem::waiting(
@@ -185,13 +223,15 @@ impl Reader<'_> {
     async fn ready_stack(&self, name: &str, what: &str) -> Result<Stack, InputProblem> {
         let api: Api<Stack> = Api::namespaced(self.client.clone(), self.namespace);
         let other = api.get_opt(name).await.map_err(|e| read_error(what, &e))?;
-        let other = other.ok_or_else(|| {
-            InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {name} not found"))
-        })?;
+        let other = other
+            .ok_or_else(|| InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {name} not found")))?;
         let status = other.status.clone().unwrap_or_default();
         let current = status.observed_generation == other.metadata.generation;
         if !current || !conditions::is_true(&status.conditions, READY) {
-            return Err(InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {name} is not Ready yet")));
+            return Err(InputProblem::waiting(
+                "DependencyNotReady",
+                format!("{what}: Stack {name} is not Ready yet"),
+            ));
         }
         Ok(other)
     }
@@ -200,7 +240,10 @@ impl Reader<'_> {
         let other = self.ready_stack(stack, what).await?;
         let outputs: BTreeMap<String, String> = other.status.map(|s| s.outputs).unwrap_or_default();
         outputs.get(output).cloned().ok_or_else(|| {
-            InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {stack} has no output {output}"))
+            InputProblem::waiting(
+                "DependencyNotReady",
+                format!("{what}: Stack {stack} has no output {output}"),
+            )
         })
     }
 
@@ -217,5 +260,8 @@ fn read_error(what: &str, error: &kube::Error) -> InputProblem {
         kube::Error::Api(status) if status.code == 403 => "Forbidden",
         _ => "ReadFailed",
     };
-    InputProblem::waiting(reason, format!("{what}: could not read from the Kubernetes API: {error}"))
+    InputProblem::waiting(
+        reason,
+        format!("{what}: could not read from the Kubernetes API: {error}"),
+    )
 }

@@ -42,8 +42,12 @@ pub fn classify(status: &StackStatus) -> Lifecycle {
         | UpdateRollbackCompleteCleanupInProgress
         | ImportInProgress
         | ImportRollbackInProgress => Lifecycle::Busy { deleting: false },
-        CreateComplete | UpdateComplete | ImportComplete => Lifecycle::Settled { last_update_failed: false },
-        UpdateRollbackComplete | ImportRollbackComplete => Lifecycle::Settled { last_update_failed: true },
+        CreateComplete | UpdateComplete | ImportComplete => Lifecycle::Settled {
+            last_update_failed: false,
+        },
+        UpdateRollbackComplete | ImportRollbackComplete => Lifecycle::Settled {
+            last_update_failed: true,
+        },
         CreateFailed | RollbackFailed | RollbackComplete => Lifecycle::CreateFailed,
         UpdateRollbackFailed => Lifecycle::UpdateRollbackFailed,
         UpdateFailed => Lifecycle::UpdateFailed,
@@ -65,7 +69,12 @@ mod tests {
         let expected = [
             ("CREATE_IN_PROGRESS", Busy { deleting: false }),
             ("CREATE_FAILED", CreateFailed),
-            ("CREATE_COMPLETE", Settled { last_update_failed: false }),
+            (
+                "CREATE_COMPLETE",
+                Settled {
+                    last_update_failed: false,
+                },
+            ),
             ("ROLLBACK_IN_PROGRESS", Busy { deleting: false }),
             ("ROLLBACK_FAILED", CreateFailed),
             ("ROLLBACK_COMPLETE", CreateFailed),
@@ -74,21 +83,45 @@ mod tests {
             ("DELETE_COMPLETE", Deleted),
             ("UPDATE_IN_PROGRESS", Busy { deleting: false }),
             ("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", Busy { deleting: false }),
-            ("UPDATE_COMPLETE", Settled { last_update_failed: false }),
+            (
+                "UPDATE_COMPLETE",
+                Settled {
+                    last_update_failed: false,
+                },
+            ),
             ("UPDATE_FAILED", UpdateFailed),
             ("UPDATE_ROLLBACK_IN_PROGRESS", Busy { deleting: false }),
             ("UPDATE_ROLLBACK_FAILED", UpdateRollbackFailed),
             ("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", Busy { deleting: false }),
-            ("UPDATE_ROLLBACK_COMPLETE", Settled { last_update_failed: true }),
+            (
+                "UPDATE_ROLLBACK_COMPLETE",
+                Settled {
+                    last_update_failed: true,
+                },
+            ),
             ("REVIEW_IN_PROGRESS", Review),
             ("IMPORT_IN_PROGRESS", Busy { deleting: false }),
-            ("IMPORT_COMPLETE", Settled { last_update_failed: false }),
+            (
+                "IMPORT_COMPLETE",
+                Settled {
+                    last_update_failed: false,
+                },
+            ),
             ("IMPORT_ROLLBACK_IN_PROGRESS", Busy { deleting: false }),
             ("IMPORT_ROLLBACK_FAILED", ImportRollbackFailed),
-            ("IMPORT_ROLLBACK_COMPLETE", Settled { last_update_failed: true }),
+            (
+                "IMPORT_ROLLBACK_COMPLETE",
+                Settled {
+                    last_update_failed: true,
+                },
+            ),
             ("SOMETHING_NEW", Unknown),
         ];
-        assert_eq!(expected.len(), StackStatus::ALL.len() + 1, "a status is missing from this table");
+        assert_eq!(
+            expected.len(),
+            StackStatus::ALL.len() + 1,
+            "a status is missing from this table"
+        );
         for (text, lifecycle) in expected {
             assert_eq!(classify(&StackStatus::parse(text)), lifecycle, "{text}");
         }

@@ -1,6 +1,8 @@
 //! The Stack controller: the only caller of CloudFormation.
 
 mod decide;
+#[cfg(test)]
+mod decide_tests;
 mod desired;
 mod inputs;
 mod lifecycle;
@@ -11,8 +13,8 @@ mod status;
 mod template;
 
 use std::sync::Arc;
-use std::time::Duration;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
@@ -30,7 +32,12 @@ pub use names::{TAG_NAME, TAG_NAMESPACE, TAG_UID};
 pub use reconcile::FINALIZER;
 
 /// Runs the Stack controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let api: Api<Stack> = match &namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),

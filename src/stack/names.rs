@@ -75,7 +75,11 @@ pub fn change_set_name(generation: i64, fingerprint: &str) -> String {
 pub fn client_token(uid: &str, step: &str, discriminator: &str) -> String {
     let uid: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
     let token = format!("sp-{uid}-{step}-{discriminator}");
-    token.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(128).collect()
+    token
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(128)
+        .collect()
 }
 
 #[cfg(test)]

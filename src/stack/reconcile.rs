@@ -39,7 +39,10 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action> {
         .get_or_create(&KindLabels { kind: KIND })
         .observe(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics.reconciles.get_or_create(&OutcomeLabels { kind: KIND, outcome }).inc();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&OutcomeLabels { kind: KIND, outcome })
+        .inc();
     if result.is_ok() {
         ctx.backoff.succeed(&key);
     }
@@ -114,7 +117,12 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
             if let Some(cs) = change_set_name.filter(|_| !deleting && (op.is_some() || !applied_current)) {
                 change_set = cfn.describe_change_set(&name, &cs).await?;
             }
-            let eventful = !matches!(lifecycle, Lifecycle::Settled { last_update_failed: false } | Lifecycle::Review);
+            let eventful = !matches!(
+                lifecycle,
+                Lifecycle::Settled {
+                    last_update_failed: false
+                } | Lifecycle::Review
+            );
             if op.is_some() || eventful || deleting {
                 let cursor = previous.last_event_id.as_deref();
                 events = cfn.stack_events(&found.stack_id, cursor, EVENT_PAGE).await?;
@@ -150,7 +158,10 @@ fn check_credentials(stack: &Stack, ctx: &Context) -> Result<(), InputProblem> {
     if let Some(account) = &stack.spec.account_ref {
         return Err(InputProblem::stalled(
             "AccountNotSupported",
-            format!("accountRef {} is set, but this version of stackpilot does not act through AwsAccounts yet", account.name),
+            format!(
+                "accountRef {} is set, but this version of stackpilot does not act through AwsAccounts yet",
+                account.name
+            ),
         ));
     }
     if !ctx.settings.allow_operator_credentials {
@@ -206,7 +217,12 @@ async fn act(
     }
     write_status(api, ctx, &name, &written, &status).await?;
     let reference = stack.object_ref(&());
-    for Note { warning, reason, message } in &notes {
+    for Note {
+        warning,
+        reason,
+        message,
+    } in &notes
+    {
         info!(stack = %name, reason, message = %message, "event");
         ctx.publish(&reference, *warning, reason, message).await;
     }
@@ -235,11 +251,20 @@ async fn run_step(cfn: &dyn CloudFormation, stack_name: &str, step: &Step) -> Re
 }
 
 /// Server-side apply of the status, skipped when only timestamps would change.
-async fn write_status(api: &Api<Stack>, ctx: &Context, name: &str, before: &StackStatus, after: &StackStatus) -> Result<()> {
+async fn write_status(
+    api: &Api<Stack>,
+    ctx: &Context,
+    name: &str,
+    before: &StackStatus,
+    after: &StackStatus,
+) -> Result<()> {
     if !status_changed(before, after) {
         ctx.metrics
             .status_writes
-            .get_or_create(&OutcomeLabels { kind: KIND, outcome: "skipped" })
+            .get_or_create(&OutcomeLabels {
+                kind: KIND,
+                outcome: "skipped",
+            })
             .inc();
         return Ok(());
     }
@@ -252,7 +277,10 @@ async fn write_status(api: &Api<Stack>, ctx: &Context, name: &str, before: &Stac
         .await?;
     ctx.metrics
         .status_writes
-        .get_or_create(&OutcomeLabels { kind: KIND, outcome: "written" })
+        .get_or_create(&OutcomeLabels {
+            kind: KIND,
+            outcome: "written",
+        })
         .inc();
     Ok(())
 }
@@ -290,7 +318,8 @@ async fn remove_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
 
 async fn json_patch(api: &Api<Stack>, stack: &Stack, patch: serde_json::Value) -> Result<()> {
     let patch: json_patch::Patch = serde_json::from_value(patch).expect("well-formed JSON patch");
-    api.patch::<Stack>(&stack.name_any(), &PatchParams::default(), &Patch::Json(patch)).await?;
+    api.patch::<Stack>(&stack.name_any(), &PatchParams::default(), &Patch::Json(patch))
+        .await?;
     Ok(())
 }
 

@@ -180,7 +180,12 @@ mod tests {
             timestamp: chrono::Utc.timestamp_opt(second, 0).unwrap(),
             logical_id: logical.into(),
             physical_id: None,
-            resource_type: if logical == "s" { "AWS::CloudFormation::Stack" } else { "AWS::SQS::Queue" }.into(),
+            resource_type: if logical == "s" {
+                "AWS::CloudFormation::Stack"
+            } else {
+                "AWS::SQS::Queue"
+            }
+            .into(),
             status: status.into(),
             reason: Some(reason.into()),
         }
@@ -190,14 +195,23 @@ mod tests {
     fn explains_the_first_failed_resource_not_the_stack_or_cancellations() {
         let events = vec![
             event("4", 40, "s", "ROLLBACK_COMPLETE", ""),
-            event("3", 30, "s", "CREATE_FAILED", "The following resource(s) failed to create: [Queue]"),
+            event(
+                "3",
+                30,
+                "s",
+                "CREATE_FAILED",
+                "The following resource(s) failed to create: [Queue]",
+            ),
             event("2", 20, "Topic", "CREATE_FAILED", "Resource creation cancelled"),
             event("1", 10, "Queue", "CREATE_FAILED", "Invalid VisibilityTimeout"),
         ];
         let failures = failures_since(&events, None);
         assert_eq!(failures.len(), 2);
         let message = explain(&failures, "s").unwrap();
-        assert_eq!(message, "Queue (AWS::SQS::Queue) CREATE_FAILED: Invalid VisibilityTimeout");
+        assert_eq!(
+            message,
+            "Queue (AWS::SQS::Queue) CREATE_FAILED: Invalid VisibilityTimeout"
+        );
     }
 
     #[test]
@@ -211,8 +225,16 @@ mod tests {
     fn recent_failures_are_bounded_newest_first() {
         let mut status = StackStatus::default();
         for round in 0..4 {
-            let events = [event(&round.to_string(), round, "Queue", "CREATE_FAILED", &format!("r{round}")),
-                event("x", round, "Topic", "CREATE_FAILED", "t")];
+            let events = [
+                event(
+                    &round.to_string(),
+                    round,
+                    "Queue",
+                    "CREATE_FAILED",
+                    &format!("r{round}"),
+                ),
+                event("x", round, "Topic", "CREATE_FAILED", "t"),
+            ];
             let failures: Vec<&StackEvent> = events.iter().collect();
             record_failures(&mut status, &failures);
         }

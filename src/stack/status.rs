@@ -20,7 +20,11 @@ pub fn rejected(status: &mut StackStatus, step: &Step, error: &AwsError, generat
     };
     let what = match step {
         Step::CreateChangeSet(request) => {
-            if let Some(cs) = status.change_set.as_mut().filter(|cs| cs.name == request.change_set_name) {
+            if let Some(cs) = status
+                .change_set
+                .as_mut()
+                .filter(|cs| cs.name == request.change_set_name)
+            {
                 cs.status = Some("FAILED".into());
                 cs.status_reason = Some(error.message.clone());
             }

@@ -27,7 +27,9 @@ pub struct TemplateFacts {
 pub fn parse(body: &str) -> Result<TemplateFacts, String> {
     let value: Value = match serde_json::from_str::<serde_json::Value>(body) {
         Ok(json) => serde_yaml_ng::to_value(json).map_err(|e| format!("template is not valid JSON: {e}"))?,
-        Err(_) => serde_yaml_ng::from_str(body).map_err(|e| format!("template is neither valid JSON nor valid YAML: {e}"))?,
+        Err(_) => {
+            serde_yaml_ng::from_str(body).map_err(|e| format!("template is neither valid JSON nor valid YAML: {e}"))?
+        }
     };
     let Value::Mapping(root) = value else {
         return Err("template must be a JSON or YAML object with a Resources section".into());
@@ -39,17 +41,24 @@ pub fn parse(body: &str) -> Result<TemplateFacts, String> {
     let mut facts = TemplateFacts::default();
     for (logical_id, resource) in resources {
         let id = logical_id.as_str().unwrap_or_default();
-        let kind = resource.get("Type").and_then(Value::as_str).ok_or_else(|| format!("resource {id} has no Type"))?;
+        let kind = resource
+            .get("Type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("resource {id} has no Type"))?;
         facts.resource_types.insert(kind.to_string());
     }
     if let Some(parameters) = section("Parameters") {
         for (name, declaration) in parameters {
             let name = name.as_str().ok_or("parameter names must be strings")?;
-            facts.parameters.insert(name.to_string(), declaration.get("Default").is_some());
+            facts
+                .parameters
+                .insert(name.to_string(), declaration.get("Default").is_some());
         }
     }
     if let Some(outputs) = section("Outputs") {
-        facts.outputs.extend(outputs.keys().filter_map(Value::as_str).map(str::to_string));
+        facts
+            .outputs
+            .extend(outputs.keys().filter_map(Value::as_str).map(str::to_string));
     }
     Ok(facts)
 }
@@ -57,7 +66,11 @@ pub fn parse(body: &str) -> Result<TemplateFacts, String> {
 /// Checks the given parameter names against the template's declarations.
 pub fn check_parameters<'a>(facts: &TemplateFacts, given: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
     let given: BTreeSet<&str> = given.into_iter().collect();
-    let unknown: Vec<&str> = given.iter().copied().filter(|name| !facts.parameters.contains_key(*name)).collect();
+    let unknown: Vec<&str> = given
+        .iter()
+        .copied()
+        .filter(|name| !facts.parameters.contains_key(*name))
+        .collect();
     if !unknown.is_empty() {
         return Err(format!("parameters {unknown:?} are not declared in the template"));
     }
@@ -68,7 +81,9 @@ pub fn check_parameters<'a>(facts: &TemplateFacts, given: impl IntoIterator<Item
         .map(|(name, _)| name.as_str())
         .collect();
     if !missing.is_empty() {
-        return Err(format!("parameters {missing:?} have no default in the template and must be given a value"));
+        return Err(format!(
+            "parameters {missing:?} have no default in the template and must be given a value"
+        ));
     }
     Ok(())
 }
@@ -113,10 +128,18 @@ Outputs:
 
     #[test]
     fn malformed_templates_are_explained() {
-        assert!(parse("Resources: [unclosed").unwrap_err().contains("neither valid JSON nor valid YAML"));
+        assert!(
+            parse("Resources: [unclosed")
+                .unwrap_err()
+                .contains("neither valid JSON nor valid YAML")
+        );
         assert!(parse("- a\n- b").unwrap_err().contains("object"));
         assert!(parse("Parameters: {}").unwrap_err().contains("no Resources"));
-        assert!(parse("Resources:\n  B: {Properties: {}}").unwrap_err().contains("has no Type"));
+        assert!(
+            parse("Resources:\n  B: {Properties: {}}")
+                .unwrap_err()
+                .contains("has no Type")
+        );
     }
 
     #[test]
@@ -124,7 +147,11 @@ Outputs:
         let facts = parse(YAML).unwrap();
         assert!(check_parameters(&facts, ["Env"]).is_ok());
         assert!(check_parameters(&facts, ["Env", "Retention"]).is_ok());
-        assert!(check_parameters(&facts, ["Env", "Nope"]).unwrap_err().contains("\"Nope\""));
+        assert!(
+            check_parameters(&facts, ["Env", "Nope"])
+                .unwrap_err()
+                .contains("\"Nope\"")
+        );
         assert!(check_parameters(&facts, ["Retention"]).unwrap_err().contains("\"Env\""));
     }
 

@@ -33,13 +33,17 @@ impl TestBed {
             for line in text.lines() {
                 let line = line.trim().trim_start_matches("export ");
                 if let Some((k, v)) = line.split_once('=') {
-                    vars.entry(k.to_string()).or_insert_with(|| v.trim_matches(['"', '\'']).to_string());
+                    vars.entry(k.to_string())
+                        .or_insert_with(|| v.trim_matches(['"', '\'']).to_string());
                 }
             }
         }
         let need = |key: &str| {
             vars.get(key).cloned().unwrap_or_else(|| {
-                panic!("{key} is not set and {} has no value for it: start the test bed with testbed/up.sh", file.display())
+                panic!(
+                    "{key} is not set and {} has no value for it: start the test bed with testbed/up.sh",
+                    file.display()
+                )
             })
         };
         TestBed {
@@ -63,9 +67,13 @@ pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for (_, crd) in stackpilot::api::crds() {
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("stackpilot-tests").force(), &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        api.patch(
+            &name,
+            &PatchParams::apply("stackpilot-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
         let established = await_condition(api.clone(), &name, conditions::is_crd_established());
         tokio::time::timeout(Duration::from_secs(30), established)
             .await
@@ -128,8 +136,10 @@ pub struct Operator {
 impl Operator {
     pub async fn start(bed: &TestBed, namespace: &str, aws_endpoint: &str, extra_env: &[(&str, &str)]) -> Operator {
         let port = free_port();
-        let log_dir = std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
-        let log = std::fs::File::create(PathBuf::from(log_dir).join(format!("operator-{namespace}.log"))).expect("log file");
+        let log_dir =
+            std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+        let log = std::fs::File::create(PathBuf::from(log_dir).join(format!("operator-{namespace}-{port}.log")))
+            .expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_stackpilot"));
         command
             .arg("run")
@@ -180,6 +190,17 @@ impl Operator {
             .sum()
     }
 
+    /// The process id, for sending signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("operator still running")
+    }
+
+    /// Waits up to `timeout` for the process to exit: its status, or None
+    /// while it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait()).await.ok()?.ok()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
@@ -190,7 +211,10 @@ impl Operator {
 pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut stream = tokio::net::TcpStream::connect(host).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
@@ -201,7 +225,10 @@ pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 

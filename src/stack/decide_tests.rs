@@ -1,0 +1,659 @@
+//! Table-style tests of the pure Stack decision: no cluster, no AWS, a fixed
+//! clock. Each builds an observation and checks steps, conditions and notes.
+
+use std::collections::BTreeMap;
+
+use chrono::TimeZone;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::decide::{Observed, Plan, Step, Timing, decide};
+use super::desired::{DesiredStack, InputProblem, ResolvedParameter};
+use super::names::{TAG_UID, change_set_name};
+use crate::api::{
+    Adoption, AppliedRevision, Approval, ChangeSetSummary, CreateFailureAction, DeleteFailureAction, DeletionPolicy,
+    FailureRecord, Operation, StackSpec, StackStatus,
+};
+use crate::aws::{
+    ChangeSetDescription, ChangeSetStatus, ExecutionStatus, ResourceChange, StackDescription, StackEvent,
+    StackStatus as Cfn, TemplateSource,
+};
+use crate::conditions::{self, APPROVAL_REQUIRED, READY, RECONCILING, STALLED};
+
+const UID: &str = "3f2b5c1e-0000-4000-8000-000000000001";
+const NOW: i64 = 1_800_000_000;
+
+fn desired() -> DesiredStack {
+    DesiredStack {
+        stack_name: "team-a-web".into(),
+        template: TemplateSource::Body("Resources:\n  Q: {Type: AWS::SQS::Queue}\n".into()),
+        parameters: vec![ResolvedParameter {
+            name: "Password".into(),
+            value: "s3cret".into(),
+            secret: true,
+        }],
+        tags: BTreeMap::from([(TAG_UID.to_string(), UID.to_string())]),
+        capabilities: vec![],
+        role_arn: None,
+        notification_arns: vec![],
+        rollback_triggers: vec![],
+        rollback_monitoring_minutes: None,
+        fingerprint: String::new(),
+    }
+    .seal("")
+}
+
+fn stack(status: Cfn) -> StackDescription {
+    StackDescription {
+        stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/team-a-web/1".into(),
+        stack_name: "team-a-web".into(),
+        status,
+        status_reason: None,
+        parameters: vec![],
+        tags: BTreeMap::from([(TAG_UID.to_string(), UID.to_string())]),
+        outputs: vec![],
+        capabilities: vec![],
+        role_arn: None,
+        termination_protection: false,
+        creation_time: None,
+        last_updated_time: None,
+    }
+}
+
+fn change_set(name: &str, status: ChangeSetStatus, execution: ExecutionStatus) -> ChangeSetDescription {
+    ChangeSetDescription {
+        change_set_id: format!("arn:cs/{name}"),
+        change_set_name: name.into(),
+        stack_id: None,
+        status,
+        status_reason: None,
+        execution_status: execution,
+        changes: vec![ResourceChange {
+            action: "Add".into(),
+            logical_id: "Q".into(),
+            physical_id: None,
+            resource_type: "AWS::SQS::Queue".into(),
+            replacement: None,
+        }],
+    }
+}
+
+fn failure_event(id: &str, second: i64, logical: &str, status: &str, reason: &str) -> StackEvent {
+    StackEvent {
+        event_id: id.into(),
+        timestamp: chrono::Utc.timestamp_opt(second, 0).unwrap(),
+        logical_id: logical.into(),
+        physical_id: None,
+        resource_type: "AWS::SQS::Queue".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+    }
+}
+
+fn operation(action: &str, change_set: Option<&str>, fingerprint: &str, started: i64) -> Operation {
+    Operation {
+        action: action.into(),
+        change_set_name: change_set.map(str::to_string),
+        client_token: "token".into(),
+        generation: 1,
+        fingerprint: Some(fingerprint.into()),
+        started_at: Time(Timestamp::from_second(started).unwrap()),
+    }
+}
+
+/// One observation with sensible defaults, adjusted per case.
+struct Case {
+    spec: StackSpec,
+    previous: StackStatus,
+    desired: Result<DesiredStack, InputProblem>,
+    stack: Option<StackDescription>,
+    change_set: Option<ChangeSetDescription>,
+    events: Vec<StackEvent>,
+    approval: Option<String>,
+    deleting: bool,
+    now: i64,
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            spec: StackSpec {
+                region: "us-east-1".into(),
+                ..Default::default()
+            },
+            previous: StackStatus::default(),
+            desired: Ok(desired()),
+            stack: None,
+            change_set: None,
+            events: vec![],
+            approval: None,
+            deleting: false,
+            now: NOW,
+        }
+    }
+
+    fn decide(&self) -> Plan {
+        decide(&Observed {
+            namespace: "team-a",
+            name: "web",
+            uid: UID,
+            generation: 1,
+            spec: &self.spec,
+            previous: &self.previous,
+            desired: &self.desired,
+            stack_name: "team-a-web",
+            aws_observed: self.desired.is_ok() || self.deleting,
+            stack: self.stack.as_ref(),
+            change_set: self.change_set.as_ref(),
+            new_events: &self.events,
+            approval: self.approval.as_deref(),
+            deleting: self.deleting,
+            now: Timestamp::from_second(self.now).unwrap(),
+            timing: Timing::default(),
+        })
+    }
+}
+
+fn fingerprint() -> String {
+    desired().fingerprint
+}
+
+fn wanted() -> String {
+    change_set_name(1, &fingerprint())
+}
+
+fn condition<'a>(plan: &'a Plan, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    conditions::find(&plan.status.conditions, type_).map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+fn pending(name: &str, kind: &str) -> ChangeSetSummary {
+    ChangeSetSummary {
+        name: name.into(),
+        change_type: kind.into(),
+        generation: 1,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn no_stack_starts_a_create_change_set_and_records_the_intent() {
+    let plan = Case::new().decide();
+    let [Step::CreateChangeSet(request)] = plan.steps.as_slice() else {
+        panic!("{:?}", plan.steps)
+    };
+    assert_eq!(request.change_set_name, wanted());
+    assert_eq!(request.change_set_type, crate::aws::ChangeSetType::Create);
+    assert_eq!(request.parameters[0].value, "s3cret");
+    let op = plan.status.operation.as_ref().expect("intent recorded before the call");
+    assert_eq!(op.action, "CreateChangeSet");
+    assert_eq!(op.client_token, request.client_token);
+    assert_eq!(condition(&plan, READY).unwrap().0, "Unknown");
+    assert_eq!(condition(&plan, RECONCILING).unwrap().0, "True");
+}
+
+#[test]
+fn repeating_a_decision_repeats_the_same_names_and_tokens() {
+    let first = Case::new().decide();
+    let second = Case::new().decide();
+    assert_eq!(
+        first.steps, second.steps,
+        "a retried reconcile must send the identical request"
+    );
+}
+
+#[test]
+fn secret_values_never_reach_status_or_notes() {
+    for plan in [Case::new().decide(), {
+        let mut case = Case::new();
+        case.spec.changes.approval = Approval::Manual;
+        case.previous.change_set = Some(pending(&wanted(), "CREATE"));
+        case.stack = Some(stack(Cfn::ReviewInProgress));
+        case.change_set = Some(change_set(
+            &wanted(),
+            ChangeSetStatus::CreateComplete,
+            ExecutionStatus::Available,
+        ));
+        case.decide()
+    }] {
+        let status = serde_json::to_string(&plan.status).unwrap();
+        assert!(!status.contains("s3cret"), "{status}");
+        assert!(plan.notes.iter().all(|n| !n.message.contains("s3cret")));
+    }
+    assert!(
+        !format!("{:?}", desired()).contains("s3cret"),
+        "Debug redacts Secret values"
+    );
+}
+
+#[test]
+fn an_available_change_set_runs_at_once_with_automatic_approval() {
+    let mut case = Case::new();
+    case.previous.change_set = Some(pending(&wanted(), "CREATE"));
+    case.previous.operation = Some(operation("CreateChangeSet", Some(&wanted()), &fingerprint(), NOW - 5));
+    case.stack = Some(stack(Cfn::ReviewInProgress));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::Available,
+    ));
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::ExecuteChangeSet { name, .. }] if *name == wanted()));
+    assert_eq!(plan.status.operation.as_ref().unwrap().action, "ExecuteChangeSet");
+    let shown = plan.status.change_set.as_ref().unwrap();
+    assert_eq!(shown.changes[0].logical_id, "Q");
+    assert_eq!(shown.execution_status.as_deref(), Some("AVAILABLE"));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.reason == "ChangeSetExecuting" && n.message.contains("1 Add"))
+    );
+}
+
+#[test]
+fn manual_approval_waits_for_the_exact_change_set() {
+    let mut case = Case::new();
+    case.spec.changes.approval = Approval::Manual;
+    case.previous.change_set = Some(pending(&wanted(), "CREATE"));
+    case.stack = Some(stack(Cfn::ReviewInProgress));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::Available,
+    ));
+
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    let (status, _, message) = condition(&plan, APPROVAL_REQUIRED).unwrap();
+    assert_eq!(status, "True");
+    assert!(
+        message.contains(&format!("stackpilot.dev/approve={}", wanted())),
+        "{message}"
+    );
+    assert_eq!(condition(&plan, READY).unwrap().0, "False");
+    assert!(plan.notes.iter().any(|n| n.reason == "ApprovalRequired"));
+
+    case.approval = Some("stackpilot-g0-0123456789abcdef".into());
+    let plan = case.decide();
+    assert!(
+        plan.steps.is_empty(),
+        "an approval of another change set must not run this one"
+    );
+    assert!(
+        condition(&plan, APPROVAL_REQUIRED)
+            .unwrap()
+            .2
+            .contains("not this change set")
+    );
+
+    case.approval = Some(wanted());
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::ExecuteChangeSet { .. }]));
+    assert!(plan.approval_used);
+    assert!(condition(&plan, APPROVAL_REQUIRED).is_none());
+}
+
+#[test]
+fn a_finished_execution_is_recorded_as_applied_and_ready() {
+    let mut case = Case::new();
+    case.previous.change_set = Some(pending(&wanted(), "CREATE"));
+    case.previous.operation = Some(operation("ExecuteChangeSet", Some(&wanted()), &fingerprint(), NOW - 30));
+    case.stack = Some(stack(Cfn::CreateComplete));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert!(plan.status.operation.is_none());
+    assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+    assert!(plan.notes.iter().any(|n| n.reason == "ChangeSetExecuted"));
+    assert!(plan.notes.iter().any(|n| n.reason == "Ready"));
+}
+
+#[test]
+fn an_execution_not_yet_started_is_sent_again_with_the_same_token() {
+    let mut case = Case::new();
+    case.previous.change_set = Some(pending(&wanted(), "UPDATE"));
+    case.previous.operation = Some(operation("ExecuteChangeSet", Some(&wanted()), &fingerprint(), NOW - 30));
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::Available,
+    ));
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::ExecuteChangeSet { token, .. }] if token == "token"));
+}
+
+#[test]
+fn a_rolled_back_update_stalls_once_and_does_not_retry() {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 0,
+        fingerprint: "old".into(),
+    });
+    case.previous.change_set = Some(pending(&wanted(), "UPDATE"));
+    case.previous.operation = Some(operation("ExecuteChangeSet", Some(&wanted()), &fingerprint(), NOW - 60));
+    case.stack = Some(stack(Cfn::UpdateRollbackComplete));
+    case.events = vec![failure_event(
+        "e1",
+        NOW - 20,
+        "Q",
+        "UPDATE_FAILED",
+        "VisibilityTimeout out of range",
+    )];
+    let plan = case.decide();
+    let (status, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!((status, reason), ("True", "UpdateFailed"));
+    assert!(
+        message.contains("Q (AWS::SQS::Queue) UPDATE_FAILED: VisibilityTimeout out of range"),
+        "{message}"
+    );
+    assert_eq!(plan.status.recent_failures.len(), 1);
+    assert_eq!(plan.status.last_event_id.as_deref(), Some("e1"));
+
+    // The next reconcile, with nothing new, stays put.
+    let mut again = Case::new();
+    again.previous = plan.status.clone();
+    again.stack = Some(stack(Cfn::UpdateRollbackComplete));
+    let plan = again.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(condition(&plan, STALLED).unwrap().1, "UpdateFailed");
+}
+
+#[test]
+fn a_failed_update_reported_as_complete_is_still_a_failure() {
+    // LocalStack reports some failed updates as UPDATE_COMPLETE; the events tell.
+    let mut case = Case::new();
+    case.previous.change_set = Some(pending(&wanted(), "UPDATE"));
+    case.previous.operation = Some(operation("ExecuteChangeSet", Some(&wanted()), &fingerprint(), NOW - 60));
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    case.events = vec![failure_event("e1", NOW - 10, "Q", "UPDATE_FAILED", "boom")];
+    let plan = case.decide();
+    assert_eq!(condition(&plan, READY).unwrap().1, "UpdateFailed");
+    assert!(plan.status.applied.is_none());
+}
+
+#[test]
+fn a_settled_stack_with_the_spec_applied_is_ready_without_calls() {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 1,
+        fingerprint: fingerprint(),
+    });
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+    assert_eq!(plan.requeue, Timing::default().resync);
+}
+
+#[test]
+fn a_new_spec_supersedes_an_unexecuted_change_set() {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 0,
+        fingerprint: "old".into(),
+    });
+    case.previous.change_set = Some(pending("stackpilot-g0-aaaaaaaaaaaaaaaa", "UPDATE"));
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = case.decide();
+    match plan.steps.as_slice() {
+        [Step::DeleteChangeSet { name }, Step::CreateChangeSet(request)] => {
+            assert_eq!(name, "stackpilot-g0-aaaaaaaaaaaaaaaa");
+            assert_eq!(request.change_set_type, crate::aws::ChangeSetType::Update);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(plan.notes.iter().any(|n| n.reason == "ChangeSetSuperseded"));
+}
+
+#[test]
+fn an_empty_change_set_means_no_changes_and_is_success() {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 0,
+        fingerprint: "old".into(),
+    });
+    case.previous.change_set = Some(pending(&wanted(), "UPDATE"));
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    let mut empty = change_set(&wanted(), ChangeSetStatus::Failed, ExecutionStatus::Unavailable);
+    empty.status_reason = Some(
+        "The submitted information didn't contain changes. Submit different information to create a change set.".into(),
+    );
+    empty.changes.clear();
+    case.change_set = Some(empty);
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::DeleteChangeSet { .. }]));
+    assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
+    let (status, _, message) = condition(&plan, READY).unwrap();
+    assert_eq!(status, "True");
+    assert!(message.contains("no changes"));
+}
+
+#[test]
+fn a_rejected_change_set_stalls_with_the_reason() {
+    let mut case = Case::new();
+    case.previous.change_set = Some(pending(&wanted(), "CREATE"));
+    case.stack = Some(stack(Cfn::ReviewInProgress));
+    let mut failed = change_set(&wanted(), ChangeSetStatus::Failed, ExecutionStatus::Unavailable);
+    failed.status_reason = Some("Template format error: Unresolved resource dependencies [X]".into());
+    case.change_set = Some(failed);
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    let (status, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!((status, reason), ("True", "ChangeSetFailed"));
+    assert!(message.contains("Unresolved resource dependencies"));
+}
+
+#[test]
+fn a_failed_create_is_kept_by_default_and_recreated_with_backoff_on_request() {
+    let mut case = Case::new();
+    case.stack = Some(stack(Cfn::RollbackComplete));
+    case.previous.operation = Some(operation("ExecuteChangeSet", Some(&wanted()), &fingerprint(), NOW - 60));
+    case.events = vec![failure_event("e1", NOW - 30, "Q", "CREATE_FAILED", "bad property")];
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    let (_, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!(reason, "CreateFailed");
+    assert!(
+        message.contains("bad property") && message.contains("onCreateFailure: Recreate"),
+        "{message}"
+    );
+    assert!(plan.notes.iter().any(|n| n.warning && n.reason == "CreateFailed"));
+
+    // Recreate: wait out the backoff from the last failure, then delete.
+    let mut recreate = Case::new();
+    recreate.spec.failure_policy.on_create_failure = CreateFailureAction::Recreate;
+    recreate.stack = Some(stack(Cfn::RollbackComplete));
+    recreate.previous.recent_failures = vec![FailureRecord {
+        time: Time(Timestamp::from_second(NOW - 10).unwrap()),
+        logical_id: "Q".into(),
+        resource_type: None,
+        status: "CREATE_FAILED".into(),
+        reason: "bad".into(),
+    }];
+    let plan = recreate.decide();
+    assert!(plan.steps.is_empty(), "still in backoff");
+    assert!(
+        plan.requeue.as_secs() <= 20 && plan.requeue.as_secs() >= 19,
+        "{:?}",
+        plan.requeue
+    );
+    recreate.now = NOW + 60;
+    let plan = recreate.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::DeleteStack { .. }]));
+    assert_eq!(plan.status.operation.as_ref().unwrap().action, "DeleteStack");
+
+    // Once gone, the stack is created again without a "missing" warning.
+    let mut gone = Case::new();
+    gone.previous = plan.status.clone();
+    gone.previous.applied = Some(AppliedRevision::default());
+    let plan = gone.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::CreateChangeSet(_)]));
+    assert!(plan.notes.iter().all(|n| n.reason != "StackMissing"));
+}
+
+#[test]
+fn a_stack_deleted_outside_kubernetes_is_recreated_with_a_warning() {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 1,
+        fingerprint: fingerprint(),
+    });
+    case.previous.stack_id = Some("arn:old".into());
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::CreateChangeSet(_)]));
+    assert!(plan.notes.iter().any(|n| n.warning && n.reason == "StackMissing"));
+    assert!(plan.status.applied.is_none());
+}
+
+#[test]
+fn a_stack_we_did_not_create_is_refused_unless_adopted() {
+    let mut foreign = stack(Cfn::CreateComplete);
+    foreign.tags.clear();
+    let mut case = Case::new();
+    case.stack = Some(foreign.clone());
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    let (_, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!(reason, "StackNotOwned");
+    assert!(message.contains("adoption: Adopt"));
+
+    case.spec.adoption = Adoption::Adopt;
+    let plan = case.decide();
+    assert!(
+        matches!(plan.steps.as_slice(), [Step::CreateChangeSet(r)] if r.change_set_type == crate::aws::ChangeSetType::Update)
+    );
+    assert!(plan.notes.iter().any(|n| n.reason == "Adopting"));
+
+    // Another object's stack is never taken, even with Adopt.
+    foreign.tags.insert(TAG_UID.into(), "someone-else".into());
+    case.stack = Some(foreign);
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert!(
+        condition(&plan, STALLED)
+            .unwrap()
+            .2
+            .contains("managed by another Stack object")
+    );
+}
+
+#[test]
+fn input_problems_make_no_calls_and_say_why() {
+    let mut case = Case::new();
+    case.desired = Err(InputProblem::stalled(
+        "InvalidTemplate",
+        "template is neither valid JSON nor valid YAML",
+    ));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert_eq!(condition(&plan, STALLED).unwrap().1, "InvalidTemplate");
+
+    case.desired = Err(InputProblem::waiting("DependencyNotReady", "Stack db is not Ready yet"));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert_eq!(condition(&plan, READY).unwrap().1, "DependencyNotReady");
+    assert!(condition(&plan, STALLED).is_none());
+    assert!(plan.requeue.as_secs() <= 30);
+}
+
+#[test]
+fn suspend_does_nothing() {
+    let mut case = Case::new();
+    case.spec.suspend = true;
+    case.desired = Err(InputProblem::stalled("NotApplicable", ""));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert_eq!(condition(&plan, READY).unwrap().1, "Suspended");
+}
+
+#[test]
+fn deletion_follows_the_policy_and_waits_for_aws() {
+    let mut case = Case::new();
+    case.deleting = true;
+    case.spec.deletion_policy = DeletionPolicy::Retain;
+    case.stack = Some(stack(Cfn::CreateComplete));
+    let plan = case.decide();
+    assert!(plan.release && plan.steps.is_empty());
+
+    case.spec.deletion_policy = DeletionPolicy::Delete;
+    let plan = case.decide();
+    assert!(!plan.release);
+    assert!(matches!(plan.steps.as_slice(), [Step::DeleteStack { retain, .. }] if retain.is_empty()));
+
+    case.stack = Some(stack(Cfn::DeleteInProgress));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty() && !plan.release);
+
+    case.stack = Some(stack(Cfn::UpdateInProgress));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty(), "never delete while an update runs");
+
+    case.stack = None;
+    let plan = case.decide();
+    assert!(plan.release);
+
+    let mut foreign = stack(Cfn::CreateComplete);
+    foreign.tags.clear();
+    case.stack = Some(foreign);
+    let plan = case.decide();
+    assert!(
+        plan.release && plan.steps.is_empty(),
+        "a stack we never owned is not deleted"
+    );
+}
+
+#[test]
+fn a_failed_delete_stalls_or_retains_the_failed_resources() {
+    let mut case = Case::new();
+    case.deleting = true;
+    case.stack = Some(stack(Cfn::DeleteFailed));
+    case.events = vec![failure_event(
+        "e1",
+        NOW - 5,
+        "Bucket",
+        "DELETE_FAILED",
+        "bucket not empty",
+    )];
+    let plan = case.decide();
+    assert!(plan.steps.is_empty() && !plan.release);
+    let (_, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!(reason, "DeleteFailed");
+    assert!(message.contains("bucket not empty"));
+
+    case.spec.failure_policy.on_delete_failure = DeleteFailureAction::RetainFailedResources;
+    let plan = case.decide();
+    assert!(
+        matches!(plan.steps.as_slice(), [Step::DeleteStack { retain, .. }] if retain == &vec!["Bucket".to_string()])
+    );
+}
+
+#[test]
+fn every_stack_status_gives_a_ready_condition() {
+    for status in crate::aws::StackStatus::ALL
+        .iter()
+        .cloned()
+        .chain([Cfn::Unknown("NEW_STATUS".into())])
+    {
+        for deleting in [false, true] {
+            let mut case = Case::new();
+            case.deleting = deleting;
+            case.previous.applied = Some(AppliedRevision {
+                generation: 1,
+                fingerprint: fingerprint(),
+            });
+            case.stack = Some(stack(status.clone()));
+            let plan = case.decide();
+            assert!(
+                plan.release || condition(&plan, READY).is_some(),
+                "{status} (deleting: {deleting}) left no Ready condition"
+            );
+            if !deleting && status.is_in_progress() && status != Cfn::ReviewInProgress {
+                assert!(
+                    plan.steps.is_empty(),
+                    "{status}: nothing may start while CloudFormation works"
+                );
+                assert_eq!(condition(&plan, RECONCILING).map(|c| c.0), Some("True"), "{status}");
+            }
+        }
+    }
+}
