@@ -51,6 +51,12 @@ pub struct RunArgs {
     /// Let Stacks without `accountRef` use the operator's own AWS credentials.
     #[arg(long, env = "STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
     pub allow_operator_credentials: bool,
+    /// Verify AwsAccounts (one replica per cluster should).
+    #[arg(long, env = "STACKPILOT_ACCOUNT_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub account_controller: bool,
+    /// Verify only the AwsAccounts matching this label selector.
+    #[arg(long, env = "STACKPILOT_ACCOUNT_SELECTOR")]
+    pub account_selector: Option<String>,
     /// Seconds between checks of a stack with an operation in flight.
     #[arg(long, env = "STACKPILOT_IN_FLIGHT_POLL_SECONDS", default_value_t = 5)]
     pub in_flight_poll_seconds: u64,
@@ -70,11 +76,15 @@ pub struct RunArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LeaderElection {
     /// Run the controllers only while this replica holds the Lease.
-    #[arg(long = "leader-election", env = "STACKPILOT_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(id = "leader_election", long = "leader-election", env = "STACKPILOT_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
     pub enabled: bool,
     /// Namespace of the Lease (default: `POD_NAMESPACE`, else the in-cluster
     /// namespace, else `default`).
-    #[arg(long = "leader-election-namespace", env = "STACKPILOT_LEADER_ELECTION_NAMESPACE")]
+    #[arg(
+        id = "leader_election_namespace",
+        long = "leader-election-namespace",
+        env = "STACKPILOT_LEADER_ELECTION_NAMESPACE"
+    )]
     pub namespace: Option<String>,
     /// Name of the Lease.
     #[arg(

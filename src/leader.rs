@@ -274,12 +274,9 @@ impl Elector {
         }
     }
 
-    pub fn settings(&self) -> &LeaseSettings {
-        &self.settings
-    }
-
     /// Campaigns until this replica holds the lease, watching the Lease so
-    /// that a release or a renewal is seen at once. `standby` is called
+    /// that a release or a renewal is seen at once (and reading it every
+    /// renew interval in case the watch fails). `standby` is called
     /// whenever the lease has been read and another replica holds it.
     pub async fn campaign(&self, mut standby: impl FnMut()) -> Leadership {
         let settings = &self.settings;
@@ -349,12 +346,11 @@ impl Elector {
                     }
                 },
             };
-            let deadline = async {
-                match wait_until {
-                    Some(until) => tokio::time::sleep_until(until).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // The watch brings every change at once; reading the lease
+            // every renew interval as well keeps the campaign going should
+            // the watch fail (say, RBAC without `watch` on leases).
+            let poll = Instant::now() + settings.renew_interval;
+            let wake = wait_until.map_or(poll, |until| until.min(poll));
             tokio::select! {
                 event = changes.next() => match event {
                     Some(Ok(lease)) => see(&mut known, lease),
@@ -365,7 +361,7 @@ impl Elector {
                             .boxed();
                     }
                 },
-                () = deadline => {}
+                () = tokio::time::sleep_until(wake) => self.refresh(&mut known).await,
             }
         }
     }
@@ -742,6 +738,39 @@ mod tests {
         assert_eq!(free.lease_transitions, ours.lease_transitions);
         let seen = Sighting::update(None, free, Instant::now());
         assert_eq!(seen.holder(), None);
+    }
+
+    #[test]
+    fn the_flags_parse_off_by_default_and_on_with_a_value() {
+        use clap::{CommandFactory, Parser};
+
+        use crate::cli::{Cli, Command};
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).expect("parse").command {
+            Command::Run(run) => run.leader_election,
+            other => panic!("not run: {other:?}"),
+        };
+        let off = parse(&["stackpilot", "run"]);
+        assert!(!off.enabled);
+        assert_eq!(
+            (off.lease_name.as_str(), off.lease_duration_seconds, off.renew_seconds),
+            ("stackpilot-leader", 15, 5)
+        );
+        let on = parse(&[
+            "stackpilot",
+            "run",
+            "--leader-election",
+            "true",
+            "--leader-election-namespace",
+            "ops",
+            "--namespace",
+            "apps",
+        ]);
+        assert!(on.enabled);
+        assert_eq!(on.namespace.as_deref(), Some("ops"));
+        let settings = LeaseSettings::new(&on, "default").expect("valid");
+        assert_eq!(settings.namespace, "ops");
+        assert_eq!(settings.renew_deadline(), secs(10));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
     pub status_writes: Family<OutcomeLabels, Counter>,
-    /// 1 while this replica holds the leader Lease (leader election only).
+    /// 1 while this replica runs the controllers: it holds the leader Lease,
+    /// or leader election is off.
     pub leader: Gauge,
 }
 
@@ -72,7 +73,7 @@ impl Default for Metrics {
         let leader = Gauge::default();
         registry.register(
             "leader",
-            "1 while this replica holds the leader Lease, else 0",
+            "1 while this replica runs the controllers (holds the leader Lease, or leader election is off)",
             leader.clone(),
         );
         Self {

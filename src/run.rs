@@ -12,6 +12,8 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::account;
+use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::SdkProvider;
 use crate::cli::RunArgs;
@@ -23,9 +25,13 @@ use crate::stack::{self, Timing};
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
-    let sdk = SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await;
+    let sdk = Arc::new(SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await);
     let aws = Arc::new(InstrumentedProvider {
-        inner: Arc::new(sdk),
+        inner: sdk.clone(),
+        metrics: metrics.clone(),
+    });
+    let identity = Arc::new(InstrumentedIdentity {
+        inner: Arc::new(SdkIdentity::new(sdk)),
         metrics: metrics.clone(),
     });
     let timing = Timing {
@@ -54,7 +60,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ctx.clone(),
         stopped(stop_rx.clone()),
     ));
-    controllers(&args, client, ctx, stop_rx).await?;
+    controllers(&args, client, ctx, identity, stop_rx).await?;
     admin.await??;
     info!("stopped");
     Ok(())
@@ -72,15 +78,17 @@ async fn controllers(
     args: &RunArgs,
     client: Client,
     ctx: Arc<Context>,
+    identity: Arc<dyn AccountIdentity>,
     stop_rx: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
     tokio::select! {
         result = wait_for_crds(&client) => result?,
         () = stopped(stop_rx.clone()) => return Ok(()),
     }
     if !args.leader_election.enabled {
-        stack::run(ctx, namespace, args.concurrency, stopped(stop_rx)).await;
+        // Without leader election every replica acts.
+        ctx.metrics.leader.set(1);
+        run_controllers(args.clone(), ctx, stop_rx).await;
         return Ok(());
     }
 
@@ -91,15 +99,35 @@ async fn controllers(
         () = stopped(stop_rx.clone()) => return Ok(()),
     };
     ctx.ready.store(false, Ordering::Relaxed);
-    let mut stacks = tokio::spawn(stack::run(ctx.clone(), namespace, args.concurrency, stopped(stop_rx)));
+    let mut running = tokio::spawn(run_controllers(args.clone(), ctx.clone(), stop_rx));
     // Returns after the stop signal, once the reconciles in flight are done;
     // only then is the lease given up.
     tokio::select! {
-        result = &mut stacks => result?,
+        result = &mut running => result?,
         reason = leadership.lost() => step_down(&reason),
     }
     leadership.release().await;
     Ok(())
+}
+
+/// Every controller, until the stop signal and the reconciles in flight are
+/// done. With leader election this runs only while the lease is held.
+async fn run_controllers(args: RunArgs, ctx: Arc<Context>, stop_rx: watch::Receiver<bool>) {
+    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
+    stack::run(ctx, namespace, args.concurrency, stopped(stop_rx)).await;
+}
+
+/// The AwsAccount controller (verifies credentials), unless turned off.
+fn start_accounts(
+    args: &RunArgs,
+    ctx: &Arc<Context>,
+    identity: Arc<dyn AccountIdentity>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let selector = args.account_selector.clone();
+    let (ctx, shutdown) = (ctx.clone(), stopped(stop_rx.clone()));
+    args.account_controller
+        .then(|| tokio::spawn(async move { account::run_selected(ctx, identity, selector.as_deref(), shutdown).await }))
 }
 
 /// The lease is lost: another replica may act from now on, so this one

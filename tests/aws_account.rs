@@ -26,8 +26,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use stackpilot::account::{self, FIELD_MANAGER};
 use stackpilot::api::AwsAccount;
@@ -69,7 +69,12 @@ impl Controller {
             allow_operator_credentials: false,
             timing: Default::default(),
         };
-        let ctx = Arc::new(Context::new(client.clone(), provider, Arc::new(Metrics::default()), settings));
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            provider,
+            Arc::new(Metrics::default()),
+            settings,
+        ));
         let run = unique_suffix();
         let selector = format!("{RUN_LABEL}={run}");
         let (stop, mut stopped) = watch::channel(false);
@@ -102,7 +107,10 @@ impl Controller {
             "spec": spec,
         }))
         .expect("AwsAccount");
-        self.api().create(&PostParams::default(), &account).await.expect("create AwsAccount");
+        self.api()
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("create AwsAccount");
         self.accounts.push(name.clone());
         name
     }
@@ -168,7 +176,10 @@ async fn the_right_account_id_becomes_ready() {
         .await;
 
     let (account, ready) = controller.ready(&name, "True", "Verified").await;
-    assert_eq!(ready.message, format!("role {role} resolve to account {LOCALSTACK_ACCOUNT}"));
+    assert_eq!(
+        ready.message,
+        format!("role {role} resolve to account {LOCALSTACK_ACCOUNT}")
+    );
     let status = account.status.unwrap();
     assert_eq!(status.observed_generation, account.metadata.generation);
     assert!(status.last_verified.is_some());
@@ -198,7 +209,9 @@ async fn a_wrong_account_id_is_refused_with_an_event() {
     let mut controller = Controller::start(&client, provider, identity).await;
     // No role: the operator's own credentials, which LocalStack puts in
     // 000000000000.
-    let name = controller.create("acct-wrong", json!({"accountId": MOTO_ACCOUNT})).await;
+    let name = controller
+        .create("acct-wrong", json!({"accountId": MOTO_ACCOUNT}))
+        .await;
 
     let (account, ready) = controller.ready(&name, "False", "WrongAccount").await;
     assert!(
@@ -207,8 +220,15 @@ async fn a_wrong_account_id_is_refused_with_an_event() {
         ready.message
     );
     let status = account.status.unwrap();
-    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").expect("Stalled");
-    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "WrongAccount"));
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .expect("Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "WrongAccount")
+    );
     assert!(status.last_verified.is_none());
 
     let warning = event(&client, &name, "WrongAccount").await;
@@ -274,7 +294,10 @@ async fn a_refused_role_is_assume_role_failed() {
     assert_eq!(call.role_arn.as_deref(), Some(role));
     assert_eq!(call.external_id.as_deref(), Some("ext-1"));
     assert_eq!(call.region, "eu-central-1");
-    assert_eq!(call.session_name.as_deref(), Some(format!("stackpilot-awsaccount-{name}").as_str()));
+    assert_eq!(
+        call.session_name.as_deref(),
+        Some(format!("stackpilot-awsaccount-{name}").as_str())
+    );
     controller.stop().await;
 }
 
@@ -305,10 +328,17 @@ async fn one_namespace_cannot_use_another_namespaces_account() {
     controller.ready(&name, "True", "Verified").await;
     let verifications = fake.calls().len();
 
-    let grant = account::grant_for(&client, false, &team_a.name, Some(&name), "eu-west-1", Some(service_role))
-        .await
-        .expect("kube")
-        .expect("team a may use its account");
+    let grant = account::grant_for(
+        &client,
+        false,
+        &team_a.name,
+        Some(&name),
+        "eu-west-1",
+        Some(service_role),
+    )
+    .await
+    .expect("kube")
+    .expect("team a may use its account");
     let target = grant.target("web");
     assert_eq!(target.role_arn.as_deref(), Some(role));
     assert_eq!(target.session_name, Some(format!("stackpilot-{}-web", team_a.name)));
@@ -326,11 +356,26 @@ async fn one_namespace_cannot_use_another_namespaces_account() {
     let admin = "arn:aws:iam::111122223333:role/admin";
     let passed = refusal(account::grant_for(&client, false, &team_a.name, Some(&name), "eu-west-1", Some(admin)).await);
     assert_eq!(passed.reason, "ServiceRoleNotAllowed");
-    let missing = refusal(account::grant_for(&client, false, &team_a.name, Some("no-such-account-x"), "eu-west-1", None).await);
+    let missing = refusal(
+        account::grant_for(
+            &client,
+            false,
+            &team_a.name,
+            Some("no-such-account-x"),
+            "eu-west-1",
+            None,
+        )
+        .await,
+    );
     assert_eq!((missing.reason, missing.transient), ("AccountNotFound", true));
     let own = refusal(account::grant_for(&client, false, &team_b.name, None, "eu-west-1", None).await);
     assert_eq!(own.reason, "NoAccount");
-    assert!(account::grant_for(&client, true, &team_b.name, None, "eu-west-1", None).await.expect("kube").is_ok());
+    assert!(
+        account::grant_for(&client, true, &team_b.name, None, "eu-west-1", None)
+            .await
+            .expect("kube")
+            .is_ok()
+    );
     // The checks themselves never reach AWS.
     assert_eq!(fake.calls().len(), verifications);
 

@@ -177,6 +177,7 @@ fn request(stack: &str, change_set: &str, kind: ChangeSetType, body: &str) -> Ch
         rollback_monitoring_minutes: None,
         client_token: format!("{change_set}-token"),
         description: Some("stackpilot integration test".into()),
+        deployment_mode: None,
     }
 }
 

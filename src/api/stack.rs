@@ -290,6 +290,29 @@ pub struct StackStatus {
     /// The last few failures, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_failures: Vec<FailureRecord>,
+    /// How many times a stack changed outside Kubernetes was brought back
+    /// to the spec.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repairs: i64,
+    /// The Secret or ConfigMap the outputs were last written to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_outputs: Option<WrittenOutputs>,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+/// Where outputs were mirrored, and a hash of what was written.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenOutputs {
+    /// `Secret` or `ConfigMap`.
+    pub kind: OutputKind,
+    /// Its name.
+    pub name: String,
+    /// SHA-256 prefix of the written data.
+    pub hash: String,
 }
 
 /// A change set and its planned changes.

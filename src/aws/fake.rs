@@ -27,9 +27,33 @@
 //!   (description and `Export.Name` are copied when they are plain strings).
 //! - Failures are injected per stack name or per logical id (see `fail_*`),
 //!   errors per operation with [`ErrorInjection`].
-//! - `ClientRequestToken`s of execute and delete are remembered per stack: the
-//!   same token again is a no-op success. The same `ClientToken` and name on
-//!   `create_change_set` returns the existing change set.
+//! - `ClientRequestToken`s of execute, delete and continue-update-rollback are
+//!   remembered per stack: the same token again is a no-op success. The same
+//!   `ClientToken` and name on `create_change_set` returns the existing change
+//!   set.
+//! - Bulk read: `describe_all_stacks` pages like AWS (100 stacks per page,
+//!   sorted by name), logs one `DescribeStacks` call per page (each page can
+//!   be throttled or failed), and gives each stack one `describe_stack`
+//!   worth of time.
+//! - Update rollback: a failed rollback ([`FakeCloudFormation::fail_update_rollback`])
+//!   marks the failed resource `UPDATE_FAILED`; `continue_update_rollback`
+//!   retries it (failing again while the failure is configured, unless that
+//!   resource is skipped) and ends `UPDATE_ROLLBACK_COMPLETE` with the
+//!   previous content.
+//! - Drift: [`FakeCloudFormation::set_resource_drift`] changes a resource
+//!   behind CloudFormation's back. `detect_stack_drift` snapshots it; the run
+//!   is `DETECTION_IN_PROGRESS` for the first
+//!   [`FakeCloudFormation::set_drift_detection_delay`] status reads (default
+//!   1), then complete, and `resource_drifts` returns that snapshot
+//!   (`MODIFIED` and `DELETED` only, 100 per page, one call per page). A
+//!   change set with `DeploymentMode::RevertDrift` lists drifted resources as
+//!   `Modify` (`Add` when deleted) and executing it clears the drift.
+//! - Termination protection blocks `delete_stack`; stack policies are stored
+//!   (valid JSON required) but not enforced. `get_template` returns the body
+//!   as submitted. The fake is also a [`TemplateStore`]: `put_template`
+//!   stores the body under its S3 URL, which `TemplateSource::Url` then reads.
+//! - Fault rates ([`FakeCloudFormation::set_fault_rates`]) throttle and fail
+//!   (HTTP 5xx) fixed fractions of every call, drawn from a seeded sequence.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,8 +64,9 @@ use serde_json::Value;
 
 use super::{
     AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
-    ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus, Parameter, ResourceChange,
-    StackDescription, StackEvent, StackOutput, StackStatus, TemplateSource,
+    ChangeSetType, CloudFormation, CloudFormationProvider, DeploymentMode, DriftDetection, DriftDetectionStatus,
+    ExecutionStatus, Parameter, ResourceChange, ResourceDrift, ResourceDriftStatus, StackDescription, StackDriftStatus,
+    StackEvent, StackListing, StackOutput, StackStatus, TemplateSource, TemplateStore,
 };
 
 /// The account every fake stack lives in.
@@ -52,6 +77,10 @@ pub const EMPTY_CHANGE_SET_REASON: &str =
 const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 /// 2024-01-01T00:00:00Z; the fake clock ticks one second per event.
 const EPOCH: i64 = 1_704_067_200;
+/// Stacks per DescribeStacks page, as AWS pages them.
+pub const DESCRIBE_STACKS_PAGE: usize = 100;
+/// Resource drifts per DescribeStackResourceDrifts page (its maximum).
+pub const RESOURCE_DRIFTS_PAGE: usize = 100;
 
 /// The trait operations, named as the AWS API names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,6 +92,16 @@ pub enum Operation {
     DeleteChangeSet,
     DeleteStack,
     DescribeStackEvents,
+    GetTemplate,
+    UpdateTerminationProtection,
+    SetStackPolicy,
+    GetStackPolicy,
+    ContinueUpdateRollback,
+    DetectStackDrift,
+    DescribeStackDriftDetectionStatus,
+    DescribeStackResourceDrifts,
+    /// S3, through [`TemplateStore`].
+    PutObject,
 }
 
 impl Operation {
@@ -75,12 +114,22 @@ impl Operation {
             Operation::DeleteChangeSet => "DeleteChangeSet",
             Operation::DeleteStack => "DeleteStack",
             Operation::DescribeStackEvents => "DescribeStackEvents",
+            Operation::GetTemplate => "GetTemplate",
+            Operation::UpdateTerminationProtection => "UpdateTerminationProtection",
+            Operation::SetStackPolicy => "SetStackPolicy",
+            Operation::GetStackPolicy => "GetStackPolicy",
+            Operation::ContinueUpdateRollback => "ContinueUpdateRollback",
+            Operation::DetectStackDrift => "DetectStackDrift",
+            Operation::DescribeStackDriftDetectionStatus => "DescribeStackDriftDetectionStatus",
+            Operation::DescribeStackResourceDrifts => "DescribeStackResourceDrifts",
+            Operation::PutObject => "PutObject",
         }
     }
 }
 
-/// One recorded call: operation, the stack as the caller named it, and the
-/// change set name where there is one.
+/// One recorded call: operation, the stack as the caller named it (empty for
+/// the bulk read and `PutObject`; the run's stack for a drift status read),
+/// and the change set name where there is one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
     pub operation: Operation,
@@ -91,6 +140,43 @@ pub struct Call {
 /// A throttling error as the SDK mapping reports it.
 pub fn throttling_error() -> AwsError {
     AwsError::new(AwsErrorKind::Throttled, "Throttling", "Rate exceeded")
+}
+
+/// A transient server error (HTTP 503) as the SDK mapping reports it.
+pub fn server_error() -> AwsError {
+    AwsError::new(
+        AwsErrorKind::Transient,
+        "ServiceUnavailable",
+        "Service is unavailable (HTTP 503)",
+    )
+}
+
+/// Next number in [0, 1) of a splitmix64 sequence.
+fn next_unit(state: &mut u64) -> f64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Fractions of ALL calls (every operation, every stack) that fail: one
+/// number per call from a splitmix64 sequence started at `seed`, below
+/// `throttled` -> [`throttling_error`], below `throttled + server_errors` ->
+/// [`server_error`]. The same seed and call order, the same failures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaultRates {
+    pub throttled: f64,
+    pub server_errors: f64,
+    pub seed: u64,
+}
+
+/// Calls failed by [`FaultRates`] so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub throttled: usize,
+    pub server_errors: usize,
 }
 
 /// Makes calls fail with a given error: once (default), `n` times, always, or
@@ -170,14 +256,7 @@ impl ErrorInjection {
                 true
             }
             InjectionMode::Always => true,
-            InjectionMode::Probability { probability, state } => {
-                *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = *state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                ((z >> 11) as f64 / (1u64 << 53) as f64) < *probability
-            }
+            InjectionMode::Probability { probability, state } => next_unit(state) < *probability,
         }
     }
 }
@@ -387,6 +466,7 @@ struct FakeChangeSet {
     /// Whether it ends FAILED (no changes) once no longer pending.
     empty: bool,
     content: Content,
+    deployment_mode: Option<DeploymentMode>,
 }
 
 /// What happens when the current in-progress phase ends.
@@ -413,6 +493,8 @@ enum Phase {
         change_set: String,
         rollback_failure: Option<String>,
         previous: Box<Content>,
+        /// The resource whose update failed; it fails the rollback too.
+        failed_resource: String,
     },
     /// DELETE_IN_PROGRESS ends.
     Delete {
@@ -425,6 +507,28 @@ enum Phase {
 struct InFlight {
     remaining: u32,
     phase: Phase,
+}
+
+/// What `continue_update_rollback` resumes after UPDATE_ROLLBACK_FAILED.
+#[derive(Clone, Debug)]
+struct StuckRollback {
+    change_set: String,
+    previous: Box<Content>,
+    failed_resource: String,
+}
+
+/// One drift detection run.
+#[derive(Clone, Debug)]
+struct Detection {
+    stack: String,
+    /// Status reads left that still see DETECTION_IN_PROGRESS.
+    remaining: u32,
+    timestamp: DateTime<Utc>,
+    /// The drifted resources when the run started.
+    results: Vec<ResourceDrift>,
+    failure: Option<String>,
+    /// Whether `results` became the stack's latest drift results.
+    published: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -445,6 +549,12 @@ struct FakeStack {
     tokens: BTreeSet<(Operation, String)>,
     physical_ids: BTreeMap<String, String>,
     in_flight: Option<InFlight>,
+    policy: Option<String>,
+    /// Actual drift by logical id (set by tests).
+    drift: BTreeMap<String, ResourceDrift>,
+    /// Drifted resources found by the latest completed detection.
+    drift_results: Vec<ResourceDrift>,
+    rollback: Option<StuckRollback>,
 }
 
 impl FakeStack {
@@ -520,6 +630,12 @@ struct State {
     replacements: HashMap<String, String>,
     failures: Failures,
     injections: Vec<ErrorInjection>,
+    /// Fault rates and their sequence state.
+    faults: Option<(FaultRates, u64)>,
+    fault_counts: FaultCounts,
+    detections: HashMap<String, Detection>,
+    drift_detection_delay: u32,
+    drift_failures: HashMap<String, String>,
     record_calls: bool,
     calls: Vec<Call>,
     call_counts: HashMap<Operation, usize>,
@@ -560,10 +676,22 @@ impl State {
         };
         *self.call_counts.entry(operation).or_default() += 1;
         let mut failure = None;
-        for injection in &mut self.injections {
-            if injection.matches(&call) && injection.fire() {
-                failure = Some(injection.error.clone());
-                break;
+        if let Some((rates, sequence)) = &mut self.faults {
+            let draw = next_unit(sequence);
+            if draw < rates.throttled {
+                self.fault_counts.throttled += 1;
+                failure = Some(throttling_error());
+            } else if draw < rates.throttled + rates.server_errors {
+                self.fault_counts.server_errors += 1;
+                failure = Some(server_error());
+            }
+        }
+        if failure.is_none() {
+            for injection in &mut self.injections {
+                if injection.matches(&call) && injection.fire() {
+                    failure = Some(injection.error.clone());
+                    break;
+                }
             }
         }
         if self.record_calls {
@@ -809,6 +937,7 @@ impl State {
                                 change_set,
                                 rollback_failure,
                                 previous,
+                                failed_resource: id,
                             },
                         );
                     }
@@ -818,6 +947,9 @@ impl State {
                 for id in &removed {
                     self.resource_event(name, id, "DELETE_IN_PROGRESS", None);
                     self.resource_event(name, id, "DELETE_COMPLETE", None);
+                    if let Some(stack) = self.stacks.get_mut(name) {
+                        stack.drift.remove(id);
+                    }
                 }
                 self.update_complete(name, &change_set);
             }
@@ -825,15 +957,27 @@ impl State {
                 change_set,
                 rollback_failure,
                 previous,
+                failed_resource,
             } => {
                 self.set_execution(name, &change_set, ExecutionStatus::ExecuteFailed);
                 match rollback_failure {
                     Some(reason) => {
+                        if !failed_resource.is_empty() {
+                            self.resource_event(name, &failed_resource, "UPDATE_FAILED", Some(&reason));
+                        }
+                        if let Some(stack) = self.stacks.get_mut(name) {
+                            stack.rollback = Some(StuckRollback {
+                                change_set,
+                                previous,
+                                failed_resource,
+                            });
+                        }
                         self.stack_status(name, StackStatus::UpdateRollbackFailed, Some(&reason));
                     }
                     None => {
                         if let Some(stack) = self.stacks.get_mut(name) {
                             stack.content = Some(*previous);
+                            stack.rollback = None;
                         }
                         self.stack_status(name, StackStatus::UpdateRollbackComplete, None);
                     }
@@ -871,6 +1015,16 @@ impl State {
         if let (Some(content), Some(stack)) = (template, self.stacks.get_mut(name)) {
             stack.outputs = Self::outputs_for(name, &content.template);
             stack.last_updated_time = Some(now);
+            let reverted = stack
+                .change_sets
+                .iter()
+                .any(|cs| cs.name == change_set && cs.deployment_mode == Some(DeploymentMode::RevertDrift));
+            if reverted {
+                // A drift-aware change set brings every resource back to its
+                // template and resets its drift status.
+                stack.drift.clear();
+                stack.drift_results.clear();
+            }
         }
         self.set_execution(name, change_set, ExecutionStatus::ExecuteComplete);
         self.stack_status(name, StackStatus::UpdateComplete, None);
@@ -918,6 +1072,10 @@ impl State {
                 tokens: BTreeSet::new(),
                 physical_ids: BTreeMap::new(),
                 in_flight: None,
+                policy: None,
+                drift: BTreeMap::new(),
+                drift_results: Vec::new(),
+                rollback: None,
             },
         );
         id
@@ -1046,7 +1204,8 @@ impl State {
             capabilities: request.capabilities.clone(),
             role_arn: request.role_arn.clone(),
         };
-        let (changes, empty) = self.diff(&name, &content, request.change_set_type);
+        let revert_drift = request.deployment_mode == Some(DeploymentMode::RevertDrift);
+        let (changes, empty) = self.diff(&name, &content, request.change_set_type, revert_drift);
         let uuid = self.uuid();
         let id = format!(
             "arn:aws:cloudformation:{}:{ACCOUNT_ID}:changeSet/{}/{uuid}",
@@ -1064,6 +1223,7 @@ impl State {
             pending_describes: self.change_set_delay,
             empty,
             content,
+            deployment_mode: request.deployment_mode,
         };
         if change_set.pending_describes == 0 {
             complete_change_set(&mut change_set);
@@ -1075,8 +1235,10 @@ impl State {
     }
 
     /// Resource changes from the stack's current content to `new`, and
-    /// whether the change set is empty.
-    fn diff(&self, name: &str, new: &Content, kind: ChangeSetType) -> (Vec<ResourceChange>, bool) {
+    /// whether the change set is empty. With `revert_drift`, drifted
+    /// resources the template keeps are changed back (`Modify`, or `Add` when
+    /// deleted) even where the template did not change them.
+    fn diff(&self, name: &str, new: &Content, kind: ChangeSetType, revert_drift: bool) -> (Vec<ResourceChange>, bool) {
         let stack = self.stacks.get(name);
         let old = stack.and_then(|s| s.content.as_ref());
         let old_resources = stack.map(FakeStack::resources).unwrap_or_default();
@@ -1095,6 +1257,13 @@ impl State {
             .map(|p| p.key.as_str())
             .collect();
         let physical = |id: &str| stack.and_then(|s| s.physical_ids.get(id).cloned());
+        let drift_of = |id: &str| {
+            stack
+                .and_then(|s| s.drift.get(id))
+                .map(|d| d.drift.clone())
+                .filter(|d| revert_drift && d.is_drifted())
+        };
+        let mut reverts_drift = false;
         let mut changes = Vec::new();
         let ids: BTreeSet<&String> = old_resources.keys().chain(new.template.resources.keys()).collect();
         for id in ids {
@@ -1111,7 +1280,18 @@ impl State {
                     } else {
                         "False".to_string()
                     };
-                    modified.then_some(("Modify", after, Some(replacement)))
+                    match drift_of(id) {
+                        _ if modified => Some(("Modify", after, Some(replacement))),
+                        Some(ResourceDriftStatus::Deleted) => {
+                            reverts_drift = true;
+                            Some(("Add", after, None))
+                        }
+                        Some(_) => {
+                            reverts_drift = true;
+                            Some(("Modify", after, Some("False".to_string())))
+                        }
+                        None => None,
+                    }
                 }
                 (None, None) => None,
             };
@@ -1126,6 +1306,7 @@ impl State {
             }
         }
         let empty = kind == ChangeSetType::Update
+            && !reverts_drift
             && old.is_some_and(|old| {
                 old.template.document == new.template.document
                     && old.parameters == new.parameters
@@ -1300,6 +1481,157 @@ impl State {
             None => self.deleted.get(stack),
         }
     }
+
+    /// The live stack, or the AWS "does not exist" error.
+    fn live_mut(&mut self, stack: &str) -> AwsResult<&mut FakeStack> {
+        let name = self.resolve(stack).ok_or_else(|| stack_not_found(stack))?;
+        self.stacks.get_mut(&name).ok_or_else(|| stack_not_found(stack))
+    }
+
+    fn continue_update_rollback(&mut self, stack: &str, skip: &[String], token: &str) -> AwsResult<()> {
+        let name = self.resolve(stack).ok_or_else(|| stack_not_found(stack))?;
+        let configured = self.failures.update_rollback.get(&name).cloned();
+        let fake = self.live_mut(stack)?;
+        let key = (Operation::ContinueUpdateRollback, token.to_string());
+        if !token.is_empty() && fake.tokens.contains(&key) {
+            return Ok(());
+        }
+        if fake.status != StackStatus::UpdateRollbackFailed {
+            return Err(fake.in_progress_error("rolled back"));
+        }
+        // Set out of band (set_status): nothing recorded, keep the content.
+        let stuck = match fake.rollback.clone() {
+            Some(stuck) => stuck,
+            None => StuckRollback {
+                change_set: String::new(),
+                previous: Box::new(fake.content.clone().ok_or_else(|| stack_not_found(stack))?),
+                failed_resource: fake.resources().into_keys().next().unwrap_or_default(),
+            },
+        };
+        if let Some(bad) = skip.iter().find(|id| **id != stuck.failed_resource) {
+            return Err(validation(format!(
+                "Resource [{bad}] cannot be skipped: only resources in UPDATE_FAILED state can be skipped"
+            )));
+        }
+        if !token.is_empty() {
+            fake.tokens.insert(key);
+        }
+        fake.rollback = None;
+        let skipped = skip.contains(&stuck.failed_resource);
+        let rollback_failure = configured.filter(|_| !skipped);
+        self.stack_status(&name, StackStatus::UpdateRollbackInProgress, Some("User Initiated"));
+        for id in skip {
+            self.resource_event(&name, id, "UPDATE_COMPLETE", Some("Resource skipped during rollback"));
+        }
+        self.start(
+            &name,
+            Phase::UpdateRollback {
+                change_set: stuck.change_set,
+                rollback_failure,
+                previous: stuck.previous,
+                failed_resource: stuck.failed_resource,
+            },
+        );
+        self.settle(&name);
+        Ok(())
+    }
+
+    fn detect_stack_drift(&mut self, stack: &str) -> AwsResult<String> {
+        let name = self.resolve(stack).ok_or_else(|| stack_not_found(stack))?;
+        let failure = self.drift_failures.get(&name).cloned();
+        let delay = self.drift_detection_delay;
+        let id = self.uuid();
+        let timestamp = self.now();
+        let fake = self.live_mut(stack)?;
+        if fake.status.is_in_progress() {
+            return Err(fake.in_progress_error("checked for drift"));
+        }
+        let resources = fake.resources();
+        let results: Vec<ResourceDrift> = fake
+            .drift
+            .values()
+            .filter(|d| d.drift.is_drifted())
+            .filter_map(|d| {
+                let resource = resources.get(&d.logical_id)?;
+                let mut d = d.clone();
+                if d.physical_id.is_none() {
+                    d.physical_id = fake.physical_ids.get(&d.logical_id).cloned();
+                }
+                if d.resource_type.is_empty() {
+                    d.resource_type = resource.resource_type.clone();
+                }
+                Some(d)
+            })
+            .collect();
+        let published = delay == 0;
+        if published {
+            fake.drift_results = results.clone();
+        }
+        self.detections.insert(
+            id.clone(),
+            Detection {
+                stack: name,
+                remaining: delay,
+                timestamp,
+                results,
+                failure,
+                published,
+            },
+        );
+        Ok(id)
+    }
+
+    fn drift_detection_status(&mut self, detection_id: &str) -> AwsResult<DriftDetection> {
+        let not_found = || {
+            AwsError::new(
+                AwsErrorKind::NotFound,
+                "ValidationError",
+                format!("Drift detection [{detection_id}] does not exist"),
+            )
+        };
+        let detection = self.detections.get_mut(detection_id).ok_or_else(not_found)?;
+        let running = detection.remaining > 0;
+        if running {
+            detection.remaining -= 1;
+        } else if !detection.published {
+            detection.published = true;
+            let (stack, results) = (detection.stack.clone(), detection.results.clone());
+            if let Some(fake) = self.stacks.get_mut(&stack) {
+                fake.drift_results = results;
+            }
+        }
+        let detection = self.detections.get(detection_id).ok_or_else(not_found)?;
+        let drifted = detection.results.len() as u32;
+        Ok(DriftDetection {
+            detection_id: detection_id.to_string(),
+            status: match (running, &detection.failure) {
+                (true, _) => DriftDetectionStatus::InProgress,
+                (false, None) => DriftDetectionStatus::Complete,
+                (false, Some(_)) => DriftDetectionStatus::Failed,
+            },
+            stack_drift_status: match (running, drifted) {
+                (true, _) => StackDriftStatus::Unknown,
+                (false, 0) => StackDriftStatus::InSync,
+                (false, _) => StackDriftStatus::Drifted,
+            },
+            reason: detection.failure.clone().filter(|_| !running),
+            drifted_resource_count: (!running).then_some(drifted),
+            timestamp: detection.timestamp,
+        })
+    }
+
+    /// One page of the bulk DescribeStacks, from `names`; time passes for
+    /// each stack on it.
+    fn stacks_page(&mut self, names: &[String]) -> Vec<StackDescription> {
+        let mut page = Vec::with_capacity(names.len());
+        for name in names {
+            self.tick(name);
+            if let Some(stack) = self.stacks.get(name) {
+                page.push(stack.describe());
+            }
+        }
+        page
+    }
 }
 
 fn complete_change_set(cs: &mut FakeChangeSet) {
@@ -1361,6 +1693,11 @@ impl FakeCloudFormation {
                     resources: HashMap::new(),
                 },
                 injections: Vec::new(),
+                faults: None,
+                fault_counts: FaultCounts::default(),
+                detections: HashMap::new(),
+                drift_detection_delay: 1,
+                drift_failures: HashMap::new(),
                 record_calls: true,
                 calls: Vec::new(),
                 call_counts: HashMap::new(),
@@ -1445,6 +1782,7 @@ impl FakeCloudFormation {
 
     pub fn clear_failures(&self) {
         let mut state = self.state();
+        state.drift_failures.clear();
         state.failures.create.clear();
         state.failures.update.clear();
         state.failures.update_rollback.clear();
@@ -1464,6 +1802,53 @@ impl FakeCloudFormation {
 
     pub fn clear_injections(&self) {
         self.state().injections.clear();
+    }
+
+    /// Throttles and fails (HTTP 5xx) fixed fractions of every call from now
+    /// on; `None` stops it. Applied before [`ErrorInjection`] rules.
+    pub fn set_fault_rates(&self, rates: Option<FaultRates>) {
+        self.state().faults = rates.map(|rates| (rates, rates.seed));
+    }
+
+    /// Calls failed by fault rates so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.state().fault_counts
+    }
+
+    // ---- drift
+
+    /// Changes resource `drift.logical_id` of `stack` outside CloudFormation
+    /// (`Modified` with differences, or `Deleted`); `InSync` undoes it. Seen
+    /// by the next `detect_stack_drift` and by `RevertDrift` change sets. An
+    /// empty `resource_type` / `None` physical id are filled in from the stack.
+    pub fn set_resource_drift(&self, stack: &str, drift: ResourceDrift) {
+        if let Some(s) = self.state().stack_mut(stack) {
+            s.drift.insert(drift.logical_id.clone(), drift);
+        }
+    }
+
+    /// Removes all drift of `stack` (not the latest detection's results).
+    pub fn clear_resource_drift(&self, stack: &str) {
+        if let Some(s) = self.state().stack_mut(stack) {
+            s.drift.clear();
+        }
+    }
+
+    /// `drift_detection_status` reads that still see DETECTION_IN_PROGRESS
+    /// (default 1; 0 = complete at once).
+    pub fn set_drift_detection_delay(&self, reads: u32) {
+        self.state().drift_detection_delay = reads;
+    }
+
+    /// Drift detection runs of `stack` end DETECTION_FAILED with `reason`
+    /// (the drifted resources found are still reported).
+    pub fn fail_drift_detection(&self, stack: &str, reason: &str) {
+        self.state().drift_failures.insert(stack.into(), reason.into());
+    }
+
+    /// The stack policy, without logging a call.
+    pub fn stack_policy(&self, stack: &str) -> Option<String> {
+        self.state().find_any(stack)?.policy.clone()
     }
 
     // ---- call log
@@ -1702,6 +2087,112 @@ impl CloudFormation for FakeCloudFormation {
             .cloned()
             .collect())
     }
+
+    async fn describe_all_stacks(&self) -> AwsResult<StackListing> {
+        let mut state = self.state();
+        let mut names: Vec<String> = state.stacks.keys().cloned().collect();
+        names.sort_unstable();
+        let mut listing = StackListing::default();
+        // At least one call, even for no stacks.
+        for chunk in names
+            .chunks(DESCRIBE_STACKS_PAGE)
+            .chain(names.is_empty().then_some(&[][..]))
+        {
+            state.enter(Operation::DescribeStacks, "", None)?;
+            listing.pages += 1;
+            let page = state.stacks_page(chunk);
+            listing.stacks.extend(page);
+        }
+        Ok(listing)
+    }
+
+    async fn get_template(&self, stack: &str) -> AwsResult<String> {
+        let mut state = self.state();
+        state.enter(Operation::GetTemplate, stack, None)?;
+        let fake = state.find_any(stack).ok_or_else(|| stack_not_found(stack))?;
+        match &fake.content {
+            Some(content) => Ok(content.body.clone()),
+            None => Err(validation(format!(
+                "Stack [{}] has no template yet (status {})",
+                fake.name, fake.status
+            ))),
+        }
+    }
+
+    async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()> {
+        let mut state = self.state();
+        state.enter(Operation::UpdateTerminationProtection, stack, None)?;
+        state.live_mut(stack)?.termination_protection = enabled;
+        Ok(())
+    }
+
+    async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()> {
+        let mut state = self.state();
+        state.enter(Operation::SetStackPolicy, stack, None)?;
+        let fake = state.live_mut(stack)?;
+        if !serde_json::from_str::<Value>(policy_body).is_ok_and(|v| v.is_object()) {
+            return Err(validation("Error validating stack policy: Invalid stack policy"));
+        }
+        fake.policy = Some(policy_body.to_string());
+        Ok(())
+    }
+
+    async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>> {
+        let mut state = self.state();
+        state.enter(Operation::GetStackPolicy, stack, None)?;
+        Ok(state.live_mut(stack)?.policy.clone())
+    }
+
+    async fn continue_update_rollback(
+        &self,
+        stack: &str,
+        resources_to_skip: &[String],
+        client_token: &str,
+    ) -> AwsResult<()> {
+        let mut state = self.state();
+        state.enter(Operation::ContinueUpdateRollback, stack, None)?;
+        state.continue_update_rollback(stack, resources_to_skip, client_token)
+    }
+
+    async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String> {
+        let mut state = self.state();
+        state.enter(Operation::DetectStackDrift, stack, None)?;
+        state.detect_stack_drift(stack)
+    }
+
+    async fn drift_detection_status(&self, detection_id: &str) -> AwsResult<DriftDetection> {
+        let mut state = self.state();
+        let stack = state
+            .detections
+            .get(detection_id)
+            .map(|d| d.stack.clone())
+            .unwrap_or_default();
+        state.enter(Operation::DescribeStackDriftDetectionStatus, &stack, None)?;
+        state.drift_detection_status(detection_id)
+    }
+
+    async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>> {
+        let mut state = self.state();
+        state.enter(Operation::DescribeStackResourceDrifts, stack, None)?;
+        let drifts = state.live_mut(stack)?.drift_results.clone();
+        for _ in 1..drifts.len().div_ceil(RESOURCE_DRIFTS_PAGE) {
+            state.enter(Operation::DescribeStackResourceDrifts, stack, None)?;
+        }
+        Ok(drifts)
+    }
+}
+
+#[async_trait]
+impl TemplateStore for FakeCloudFormation {
+    /// Stores `body` under its S3 URL, for `TemplateSource::Url`. Any bucket
+    /// exists.
+    async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
+        let mut state = self.state();
+        state.enter(Operation::PutObject, "", None)?;
+        let url = super::sdk::template_url(None, &state.region, bucket, key);
+        state.templates_by_url.insert(url.clone(), body.to_string());
+        Ok(url)
+    }
 }
 
 /// Hands out one [`FakeCloudFormation`] per region and records every target
@@ -1710,6 +2201,14 @@ impl CloudFormation for FakeCloudFormation {
 pub struct FakeProvider {
     regions: Mutex<BTreeMap<String, Arc<FakeCloudFormation>>>,
     targets: Mutex<Vec<AwsTarget>>,
+    faults: Mutex<Option<FaultRates>>,
+}
+
+/// A seed per region from one seed (FNV-1a of the region name mixed in).
+fn region_seed(seed: u64, region: &str) -> u64 {
+    region.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    }) ^ seed
 }
 
 impl FakeProvider {
@@ -1719,11 +2218,44 @@ impl FakeProvider {
 
     /// The fake for `region` (created on first use), for setup and asserts.
     pub fn region(&self, region: &str) -> Arc<FakeCloudFormation> {
+        let faults = *self.faults.lock().unwrap_or_else(|e| e.into_inner());
         let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
         regions
             .entry(region.to_string())
-            .or_insert_with(|| Arc::new(FakeCloudFormation::new(region)))
+            .or_insert_with(|| {
+                let fake = FakeCloudFormation::new(region);
+                fake.set_fault_rates(faults.map(|f| FaultRates {
+                    seed: region_seed(f.seed, region),
+                    ..f
+                }));
+                Arc::new(fake)
+            })
             .clone()
+    }
+
+    /// [`FakeCloudFormation::set_fault_rates`] for every region, present and
+    /// future (each region's sequence seeded from `seed` and its name).
+    pub fn set_fault_rates(&self, rates: Option<FaultRates>) {
+        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = rates;
+        let regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        for (region, fake) in regions.iter() {
+            fake.set_fault_rates(rates.map(|f| FaultRates {
+                seed: region_seed(f.seed, region),
+                ..f
+            }));
+        }
+    }
+
+    /// Calls failed by fault rates, summed over regions.
+    pub fn fault_counts(&self) -> FaultCounts {
+        let regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        regions.values().fold(FaultCounts::default(), |sum, fake| {
+            let counts = fake.fault_counts();
+            FaultCounts {
+                throttled: sum.throttled + counts.throttled,
+                server_errors: sum.server_errors + counts.server_errors,
+            }
+        })
     }
 
     /// Every target a client was asked for, in order.
@@ -1738,6 +2270,10 @@ impl CloudFormationProvider for FakeProvider {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(target.clone());
+        self.region(&target.region)
+    }
+
+    fn template_store(&self, target: &AwsTarget) -> Arc<dyn TemplateStore> {
         self.region(&target.region)
     }
 }
@@ -1779,6 +2315,7 @@ Outputs:
             rollback_monitoring_minutes: None,
             client_token: format!("{cs}-token"),
             description: None,
+            deployment_mode: None,
         }
     }
 
@@ -2156,6 +2693,362 @@ Outputs:
         assert!(other.describe_stack("s1").await.unwrap().is_none());
         assert_eq!(provider.targets().len(), 2);
         assert_eq!(provider.targets()[0].role_arn.as_deref(), Some("arn:aws:iam::1:role/a"));
+    }
+
+    fn drift(logical_id: &str, drift: ResourceDriftStatus) -> ResourceDrift {
+        ResourceDrift {
+            logical_id: logical_id.into(),
+            physical_id: None,
+            resource_type: String::new(),
+            drift,
+            differences: vec![super::super::PropertyDifference {
+                path: "/QueueName".into(),
+                expected: "\"a\"".into(),
+                actual: "\"b\"".into(),
+                kind: super::super::DifferenceKind::NotEqual,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn termination_protection_policy_and_template_round_trip() {
+        let fake = FakeCloudFormation::default();
+        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
+        assert_eq!(fake.get_template("s1").await.unwrap(), TEMPLATE);
+        assert_eq!(fake.get_stack_policy("s1").await.unwrap(), None);
+
+        fake.update_termination_protection("s1", true).await.unwrap();
+        assert!(fake.describe_stack("s1").await.unwrap().unwrap().termination_protection);
+        let err = fake.delete_stack("s1", "d1", &[]).await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Validation);
+        assert!(err.message.contains("TerminationProtection"), "{err}");
+        fake.update_termination_protection("s1", false).await.unwrap();
+
+        let err = fake.set_stack_policy("s1", "not json").await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Validation);
+        let policy = r#"{"Statement":[{"Effect":"Deny","Action":"Update:Replace","Principal":"*","Resource":"*"}]}"#;
+        fake.set_stack_policy("s1", policy).await.unwrap();
+        assert_eq!(fake.get_stack_policy("s1").await.unwrap().as_deref(), Some(policy));
+        assert_eq!(fake.stack_policy("s1").as_deref(), Some(policy));
+
+        for err in [
+            fake.get_template("nope").await.unwrap_err(),
+            fake.update_termination_protection("nope", true).await.unwrap_err(),
+            fake.set_stack_policy("nope", policy).await.unwrap_err(),
+            fake.get_stack_policy("nope").await.unwrap_err(),
+            fake.detect_stack_drift("nope").await.unwrap_err(),
+            fake.resource_drifts("nope").await.unwrap_err(),
+            fake.continue_update_rollback("nope", &[], "t").await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+        }
+
+        // A deleted stack's template is still there by id.
+        let id = fake.stack("s1").unwrap().stack_id;
+        fake.set_operation_steps(0);
+        fake.delete_stack("s1", "d2", &[]).await.unwrap();
+        assert_eq!(fake.get_template(&id).await.unwrap(), TEMPLATE);
+        assert_eq!(fake.call_count(Operation::GetTemplate), 3);
+    }
+
+    #[tokio::test]
+    async fn continue_update_rollback_retries_or_skips_the_failed_resource() {
+        let fake = FakeCloudFormation::default();
+        fake.set_change_set_delay(0);
+        fake.set_operation_steps(0);
+        create(&fake, "s1").await;
+        fake.fail_update("s1", "boom");
+        fake.fail_update_rollback("s1", "stuck");
+        let mut update = request("s1", "u1", ChangeSetType::Update, TEMPLATE);
+        update.parameters = vec![Parameter {
+            key: "Env".into(),
+            value: "prod".into(),
+        }];
+        fake.create_change_set(&update).await.unwrap();
+        fake.execute_change_set("s1", "u1", "u1").await.unwrap();
+        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateRollbackFailed));
+        let failed = fake.events("s1");
+        assert_eq!(
+            (
+                failed[1].logical_id.as_str(),
+                failed[1].status.as_str(),
+                failed[1].reason.as_deref()
+            ),
+            ("Queue", "UPDATE_FAILED", Some("stuck")),
+            "the rollback failed on the resource whose update failed"
+        );
+
+        // While the cause is there, continuing fails again.
+        fake.continue_update_rollback("s1", &[], "c1").await.unwrap();
+        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateRollbackFailed));
+        // Only the failed resource can be skipped.
+        let err = fake
+            .continue_update_rollback("s1", &["Topic".into()], "c2")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Validation);
+        // Skipping it lets the rollback finish, to the previous parameters.
+        fake.continue_update_rollback("s1", &["Queue".into()], "c3")
+            .await
+            .unwrap();
+        let stack = fake.describe_stack("s1").await.unwrap().unwrap();
+        assert_eq!(stack.status, StackStatus::UpdateRollbackComplete);
+        assert_eq!(stack.parameters[0].value, "dev");
+        // The same token again is a no-op; a new one in the wrong state fails.
+        fake.continue_update_rollback("s1", &["Queue".into()], "c3")
+            .await
+            .unwrap();
+        let err = fake.continue_update_rollback("s1", &[], "c4").await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Validation, "{err}");
+
+        // Out of band UPDATE_ROLLBACK_FAILED, cause fixed: continuing completes.
+        fake.clear_failures();
+        fake.set_status("s1", StackStatus::UpdateRollbackFailed, Some("out of band"));
+        fake.continue_update_rollback("s1", &[], "c5").await.unwrap();
+        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateRollbackComplete));
+    }
+
+    #[tokio::test]
+    async fn drift_is_detected_asynchronously_and_reverted_by_a_drift_aware_change_set() {
+        let fake = FakeCloudFormation::default();
+        fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
+        fake.set_resource_drift("s1", drift("Queue", ResourceDriftStatus::Modified));
+        fake.set_resource_drift("s1", drift("Topic", ResourceDriftStatus::Deleted));
+        fake.set_resource_drift("s1", drift("Gone", ResourceDriftStatus::Modified));
+        assert_eq!(fake.resource_drifts("s1").await.unwrap(), [], "nothing detected yet");
+
+        let id = fake.detect_stack_drift("s1").await.unwrap();
+        let running = fake.drift_detection_status(&id).await.unwrap();
+        assert_eq!(running.status, DriftDetectionStatus::InProgress);
+        assert_eq!(running.drifted_resource_count, None);
+        assert_eq!(fake.resource_drifts("s1").await.unwrap(), []);
+        let done = fake.drift_detection_status(&id).await.unwrap();
+        assert_eq!(done.detection_id, id);
+        assert_eq!(done.status, DriftDetectionStatus::Complete);
+        assert_eq!(done.stack_drift_status, StackDriftStatus::Drifted);
+        assert_eq!(
+            done.drifted_resource_count,
+            Some(2),
+            "resources not in the stack are ignored"
+        );
+        assert_eq!(done.timestamp, running.timestamp);
+        let drifts = fake.resource_drifts("s1").await.unwrap();
+        let summary: Vec<(&str, &ResourceDriftStatus, &str)> = drifts
+            .iter()
+            .map(|d| (d.logical_id.as_str(), &d.drift, d.resource_type.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Queue", &ResourceDriftStatus::Modified, "AWS::SQS::Queue"),
+                ("Topic", &ResourceDriftStatus::Deleted, "AWS::SNS::Topic")
+            ]
+        );
+        assert!(drifts[0].physical_id.as_deref().unwrap().starts_with("s1-Queue-"));
+        assert_eq!(drifts[0].differences[0].path, "/QueueName");
+        let err = fake.drift_detection_status("no-such-run").await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::NotFound);
+
+        // A plain update with the same template is empty; a drift-aware one is not.
+        fake.set_change_set_delay(0);
+        fake.set_operation_steps(0);
+        let mut plain = request("s1", "plain", ChangeSetType::Update, TEMPLATE);
+        plain.tags = BTreeMap::new();
+        fake.create_change_set(&plain).await.unwrap();
+        assert!(
+            fake.describe_change_set("s1", "plain")
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty_failure()
+        );
+        let mut revert = request("s1", "revert", ChangeSetType::Update, TEMPLATE);
+        revert.tags = BTreeMap::new();
+        revert.deployment_mode = Some(DeploymentMode::RevertDrift);
+        fake.create_change_set(&revert).await.unwrap();
+        let cs = fake.describe_change_set("s1", "revert").await.unwrap().unwrap();
+        let actions: Vec<(&str, &str)> = cs
+            .changes
+            .iter()
+            .map(|c| (c.action.as_str(), c.logical_id.as_str()))
+            .collect();
+        assert_eq!(actions, [("Modify", "Queue"), ("Add", "Topic")]);
+        fake.execute_change_set("s1", "revert", "r1").await.unwrap();
+        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateComplete));
+        assert_eq!(fake.resource_drifts("s1").await.unwrap(), [], "drift reset");
+
+        // Detection with no delay, and a failing one.
+        fake.set_drift_detection_delay(0);
+        let id = fake.detect_stack_drift("s1").await.unwrap();
+        let clean = fake.drift_detection_status(&id).await.unwrap();
+        assert_eq!(
+            (clean.status, clean.stack_drift_status, clean.drifted_resource_count),
+            (DriftDetectionStatus::Complete, StackDriftStatus::InSync, Some(0))
+        );
+        fake.fail_drift_detection("s1", "access denied on Queue");
+        let id = fake.detect_stack_drift("s1").await.unwrap();
+        let failed = fake.drift_detection_status(&id).await.unwrap();
+        assert_eq!(failed.status, DriftDetectionStatus::Failed);
+        assert_eq!(failed.reason.as_deref(), Some("access denied on Queue"));
+        assert_eq!(fake.call_count(Operation::DetectStackDrift), 3);
+    }
+
+    #[tokio::test]
+    async fn drift_detection_waits_for_operations_and_pages_its_results() {
+        let fake = FakeCloudFormation::default();
+        let resources: String = (0..150)
+            .map(|i| format!("  R{i:03}:\n    Type: AWS::SNS::Topic\n"))
+            .collect();
+        fake.put_stack("s1", &format!("Resources:\n{resources}"), &[], BTreeMap::new())
+            .unwrap();
+        for i in 0..150 {
+            fake.set_resource_drift("s1", drift(&format!("R{i:03}"), ResourceDriftStatus::Modified));
+        }
+        fake.set_resource_drift("s1", drift("R000", ResourceDriftStatus::InSync));
+        fake.set_drift_detection_delay(0);
+        fake.detect_stack_drift("s1").await.unwrap();
+        fake.reset_calls();
+        assert_eq!(fake.resource_drifts("s1").await.unwrap().len(), 149);
+        assert_eq!(fake.call_count(Operation::DescribeStackResourceDrifts), 2, "two pages");
+
+        fake.set_status("s1", StackStatus::UpdateInProgress, None);
+        let err = fake.detect_stack_drift("s1").await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::InProgress, "{err}");
+    }
+
+    #[tokio::test]
+    async fn bulk_describe_pages_by_100_and_counts_each_page() {
+        let fake = FakeCloudFormation::default();
+        let empty = fake.describe_all_stacks().await.unwrap();
+        assert_eq!((empty.stacks.len(), empty.pages), (0, 1));
+        for i in 0..250 {
+            let tags = BTreeMap::from([("n".to_string(), i.to_string())]);
+            fake.put_stack(&format!("s{i:03}"), TEMPLATE, &[], tags).unwrap();
+        }
+        fake.delete_out_of_band("s249");
+        fake.reset_calls();
+        let all = fake.describe_all_stacks().await.unwrap();
+        assert_eq!(all.pages, 3);
+        assert_eq!(all.stacks.len(), 249, "deleted stacks are not listed");
+        assert_eq!(fake.call_count(Operation::DescribeStacks), 3);
+        assert_eq!(all.stacks[7], fake.stack("s007").unwrap(), "full descriptions");
+        assert_eq!(all.stacks[7].outputs[0].value, "s007-QueueUrl");
+        assert_eq!(all.stacks[7].tags["n"], "7");
+
+        // Time passes for stacks in flight, as with describe_stack.
+        fake.set_change_set_delay(0);
+        let mut update = request("s000", "u1", ChangeSetType::Update, TEMPLATE);
+        update.parameters = vec![Parameter {
+            key: "Env".into(),
+            value: "prod".into(),
+        }];
+        fake.create_change_set(&update).await.unwrap();
+        fake.execute_change_set("s000", "u1", "u1").await.unwrap();
+        let statuses: Vec<StackStatus> = futures::future::join_all((0..2).map(|_| fake.describe_all_stacks()))
+            .await
+            .into_iter()
+            .map(|listing| listing.unwrap().stacks[0].status.clone())
+            .collect();
+        assert_eq!(statuses, [StackStatus::UpdateInProgress, StackStatus::UpdateComplete]);
+
+        // A failed page fails the read.
+        fake.inject(
+            ErrorInjection::new(throttling_error())
+                .on(Operation::DescribeStacks)
+                .times(1),
+        );
+        assert_eq!(
+            fake.describe_all_stacks().await.unwrap_err().kind,
+            AwsErrorKind::Throttled
+        );
+    }
+
+    #[tokio::test]
+    async fn fault_rates_throttle_and_fail_fractions_of_every_call() {
+        let rates = FaultRates {
+            throttled: 0.5,
+            server_errors: 0.05,
+            seed: 42,
+        };
+        let run = |rates: FaultRates| {
+            let fake = FakeCloudFormation::default();
+            fake.put_stack("s1", TEMPLATE, &[], BTreeMap::new()).unwrap();
+            fake.set_fault_rates(Some(rates));
+            futures::executor::block_on(async {
+                let mut outcomes = Vec::new();
+                for i in 0..2000 {
+                    let result = match i % 4 {
+                        0 => fake.describe_stack("s1").await.map(|_| ()),
+                        1 => fake.get_template("s1").await.map(|_| ()),
+                        2 => fake.stack_events("s1", None, 1).await.map(|_| ()),
+                        _ => fake.put_template("b", "k", "x").await.map(|_| ()),
+                    };
+                    outcomes.push(result.err().map(|e| e.kind));
+                }
+                (outcomes, fake.fault_counts(), fake.total_calls())
+            })
+        };
+        let (outcomes, counts, calls) = run(rates);
+        assert_eq!(outcomes, run(rates).0, "deterministic");
+        assert_ne!(outcomes, run(FaultRates { seed: 43, ..rates }).0);
+        assert_eq!(calls, 2000);
+        let throttled = outcomes.iter().filter(|o| **o == Some(AwsErrorKind::Throttled)).count();
+        let transient = outcomes.iter().filter(|o| **o == Some(AwsErrorKind::Transient)).count();
+        assert_eq!((counts.throttled, counts.server_errors), (throttled, transient));
+        assert!((900..=1100).contains(&throttled), "{throttled}");
+        assert!((60..=140).contains(&transient), "{transient}");
+        // Every operation is hit.
+        for op in 0..4 {
+            assert!(
+                outcomes.iter().skip(op).step_by(4).any(Option::is_some),
+                "operation {op}"
+            );
+        }
+
+        let provider = FakeProvider::new();
+        provider.set_fault_rates(Some(FaultRates {
+            throttled: 1.0,
+            server_errors: 0.0,
+            seed: 1,
+        }));
+        let target = AwsTarget {
+            region: "eu-west-1".into(),
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+        };
+        let err = provider.client(&target).describe_stack("x").await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Throttled);
+        provider.set_fault_rates(None);
+        assert!(provider.client(&target).describe_stack("x").await.is_ok());
+        assert_eq!(provider.fault_counts().throttled, 1);
+    }
+
+    #[tokio::test]
+    async fn uploaded_templates_are_read_by_url() {
+        let provider = FakeProvider::new();
+        let target = AwsTarget {
+            region: "eu-west-1".into(),
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+        };
+        let big = format!("{TEMPLATE}# {}\n", "x".repeat(super::super::MAX_TEMPLATE_BODY_BYTES));
+        let url = provider
+            .template_store(&target)
+            .put_template("bucket", "stacks/s1 big.yaml", &big)
+            .await
+            .unwrap();
+        assert_eq!(url, "https://bucket.s3.eu-west-1.amazonaws.com/stacks/s1%20big.yaml");
+        let fake = provider.region("eu-west-1");
+        let mut create = request("s1", "c1", ChangeSetType::Create, TEMPLATE);
+        create.template = TemplateSource::Url(url);
+        fake.create_change_set(&create).await.unwrap();
+        assert_eq!(fake.call_count(Operation::PutObject), 1);
+        create.template = TemplateSource::Url("https://bucket.s3.eu-west-1.amazonaws.com/other".into());
+        create.change_set_name = "c2".into();
+        let err = fake.create_change_set(&create).await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Validation);
     }
 
     #[tokio::test]

@@ -1,5 +1,8 @@
 //! Counts every AWS call by operation and outcome, whatever implementation
-//! sits behind the trait (SDK or fake).
+//! sits behind the trait (SDK or fake). Outcomes are the error categories
+//! (`throttled` apart from `transient`), so throttling shows on its own. A
+//! call is counted once whatever the SDK retried inside it; the bulk
+//! DescribeStacks counts one call per page read.
 
 use std::sync::Arc;
 
@@ -7,7 +10,7 @@ use async_trait::async_trait;
 
 use super::{
     AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
-    CloudFormationProvider, StackDescription, StackEvent,
+    CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
 use crate::metrics::{AwsCallLabels, Metrics};
 
@@ -32,14 +35,18 @@ fn outcome<T>(result: &AwsResult<T>) -> &'static str {
     }
 }
 
+fn count<T>(metrics: &Metrics, operation: &'static str, calls: u64, result: AwsResult<T>) -> AwsResult<T> {
+    let labels = AwsCallLabels {
+        operation,
+        outcome: outcome(&result),
+    };
+    metrics.aws_calls.get_or_create(&labels).inc_by(calls);
+    result
+}
+
 impl Instrumented {
     fn count<T>(&self, operation: &'static str, result: AwsResult<T>) -> AwsResult<T> {
-        let labels = AwsCallLabels {
-            operation,
-            outcome: outcome(&result),
-        };
-        self.metrics.aws_calls.get_or_create(&labels).inc();
-        result
+        count(&self.metrics, operation, 1, result)
     }
 }
 
@@ -78,6 +85,71 @@ impl CloudFormation for Instrumented {
             self.inner.stack_events(stack, after, limit).await,
         )
     }
+
+    async fn describe_all_stacks(&self) -> AwsResult<StackListing> {
+        let result = self.inner.describe_all_stacks().await;
+        let pages = result.as_ref().map_or(1, |listing| u64::from(listing.pages.max(1)));
+        count(&self.metrics, "DescribeStacks", pages, result)
+    }
+
+    async fn get_template(&self, stack: &str) -> AwsResult<String> {
+        self.count("GetTemplate", self.inner.get_template(stack).await)
+    }
+
+    async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()> {
+        self.count(
+            "UpdateTerminationProtection",
+            self.inner.update_termination_protection(stack, enabled).await,
+        )
+    }
+
+    async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()> {
+        self.count("SetStackPolicy", self.inner.set_stack_policy(stack, policy_body).await)
+    }
+
+    async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>> {
+        self.count("GetStackPolicy", self.inner.get_stack_policy(stack).await)
+    }
+
+    async fn continue_update_rollback(&self, stack: &str, skip: &[String], token: &str) -> AwsResult<()> {
+        self.count(
+            "ContinueUpdateRollback",
+            self.inner.continue_update_rollback(stack, skip, token).await,
+        )
+    }
+
+    async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String> {
+        self.count("DetectStackDrift", self.inner.detect_stack_drift(stack).await)
+    }
+
+    async fn drift_detection_status(&self, detection_id: &str) -> AwsResult<DriftDetection> {
+        self.count(
+            "DescribeStackDriftDetectionStatus",
+            self.inner.drift_detection_status(detection_id).await,
+        )
+    }
+
+    async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>> {
+        self.count("DescribeStackResourceDrifts", self.inner.resource_drifts(stack).await)
+    }
+}
+
+/// Counts template uploads (S3 PutObject) like the CloudFormation calls.
+pub struct InstrumentedTemplateStore {
+    inner: Arc<dyn TemplateStore>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl TemplateStore for InstrumentedTemplateStore {
+    async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
+        count(
+            &self.metrics,
+            "PutObject",
+            1,
+            self.inner.put_template(bucket, key, body).await,
+        )
+    }
 }
 
 /// Wraps every client a provider hands out.
@@ -92,5 +164,94 @@ impl CloudFormationProvider for InstrumentedProvider {
             inner: self.inner.client(target),
             metrics: self.metrics.clone(),
         })
+    }
+
+    fn template_store(&self, target: &AwsTarget) -> Arc<dyn TemplateStore> {
+        Arc::new(InstrumentedTemplateStore {
+            inner: self.inner.template_store(target),
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::aws::fake::{ErrorInjection, FakeProvider, Operation, server_error, throttling_error};
+
+    fn calls(metrics: &Metrics, operation: &'static str, outcome: &'static str) -> u64 {
+        metrics
+            .aws_calls
+            .get_or_create(&AwsCallLabels { operation, outcome })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn every_operation_is_counted_with_throttling_apart() {
+        let fakes = Arc::new(FakeProvider::new());
+        let metrics = Arc::new(Metrics::default());
+        let provider = InstrumentedProvider {
+            inner: fakes.clone(),
+            metrics: metrics.clone(),
+        };
+        let target = AwsTarget {
+            region: "us-east-1".into(),
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+        };
+        let fake = fakes.region("us-east-1");
+        for i in 0..150 {
+            fake.put_stack(
+                &format!("s{i}"),
+                "Resources:\n  T:\n    Type: AWS::SNS::Topic\n",
+                &[],
+                BTreeMap::new(),
+            )
+            .unwrap();
+        }
+        let cf = provider.client(&target);
+        assert_eq!(cf.describe_all_stacks().await.unwrap().pages, 2);
+        assert_eq!(calls(&metrics, "DescribeStacks", "ok"), 2, "one call per page");
+
+        cf.get_template("s1").await.unwrap();
+        cf.update_termination_protection("s1", true).await.unwrap();
+        cf.set_stack_policy("s1", "{}").await.unwrap();
+        cf.get_stack_policy("s1").await.unwrap();
+        let id = cf.detect_stack_drift("s1").await.unwrap();
+        cf.drift_detection_status(&id).await.unwrap();
+        cf.resource_drifts("s1").await.unwrap();
+        let err = cf.continue_update_rollback("s1", &[], "t").await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Validation);
+        provider
+            .template_store(&target)
+            .put_template("b", "k", "x")
+            .await
+            .unwrap();
+        for operation in [
+            "GetTemplate",
+            "UpdateTerminationProtection",
+            "SetStackPolicy",
+            "GetStackPolicy",
+            "DetectStackDrift",
+            "DescribeStackDriftDetectionStatus",
+            "DescribeStackResourceDrifts",
+            "PutObject",
+        ] {
+            assert_eq!(calls(&metrics, operation, "ok"), 1, "{operation}");
+        }
+        assert_eq!(calls(&metrics, "ContinueUpdateRollback", "validation"), 1);
+
+        fake.inject(ErrorInjection::new(throttling_error()).on(Operation::GetTemplate));
+        fake.inject(ErrorInjection::new(server_error()).on(Operation::GetTemplate));
+        cf.get_template("s1").await.unwrap_err();
+        cf.get_template("s1").await.unwrap_err();
+        assert_eq!(calls(&metrics, "GetTemplate", "throttled"), 1);
+        assert_eq!(calls(&metrics, "GetTemplate", "transient"), 1);
+        fake.inject(ErrorInjection::new(throttling_error()).on(Operation::DescribeStacks));
+        cf.describe_all_stacks().await.unwrap_err();
+        assert_eq!(calls(&metrics, "DescribeStacks", "throttled"), 1);
     }
 }

@@ -36,10 +36,21 @@ pub enum TemplateSource {
     Url(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Parameter {
     pub key: String,
     pub value: String,
+}
+
+/// Values are never printed: some come from Secrets, and a Debug print of a
+/// request must be safe to log.
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameter")
+            .field("key", &self.key)
+            .field("value", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +81,17 @@ pub struct ChangeSetRequest {
     /// Idempotency token for CreateChangeSet (`ClientToken`).
     pub client_token: String,
     pub description: Option<String>,
+    /// `None` is a plain change set; `RevertDrift` also brings drifted
+    /// resources back to their template definition (drift-aware change set).
+    pub deployment_mode: Option<DeploymentMode>,
+}
+
+/// CreateChangeSet `DeploymentMode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeploymentMode {
+    /// `REVERT_DRIFT`: a drift-aware change set that overwrites drifted
+    /// properties with the template's values.
+    RevertDrift,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +197,101 @@ impl StackEvent {
     }
 }
 
+/// The largest template CloudFormation takes inline (`TemplateBody`), in
+/// bytes; larger ones go through S3 ([`TemplateStore`]) as a `TemplateURL`.
+pub const MAX_TEMPLATE_BODY_BYTES: usize = 51_200;
+
+/// DescribeStacks without a stack name: every live stack of the account and
+/// region, with all pages read.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StackListing {
+    pub stacks: Vec<StackDescription>,
+    /// DescribeStacks calls made (one per page), for the call budget.
+    pub pages: u32,
+}
+
+/// Where a drift detection run is (DescribeStackDriftDetectionStatus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriftDetectionStatus {
+    InProgress,
+    Complete,
+    /// Detection failed for at least one resource (see `reason`); results
+    /// are still there for the resources that were checked.
+    Failed,
+}
+
+/// A stack's overall drift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackDriftStatus {
+    Drifted,
+    InSync,
+    Unknown,
+    NotChecked,
+}
+
+/// One drift detection run, as DescribeStackDriftDetectionStatus reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftDetection {
+    pub detection_id: String,
+    pub status: DriftDetectionStatus,
+    pub stack_drift_status: StackDriftStatus,
+    /// Why detection failed (`DetectionStatusReason`).
+    pub reason: Option<String>,
+    /// Resources found `MODIFIED` or `DELETED`; `None` while in progress.
+    pub drifted_resource_count: Option<u32>,
+    /// When the detection started (AWS: the run's timestamp).
+    pub timestamp: DateTime<Utc>,
+}
+
+/// One resource's drift (`StackResourceDriftStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceDriftStatus {
+    Modified,
+    Deleted,
+    NotChecked,
+    InSync,
+    /// `UNKNOWN`, `UNSUPPORTED`, or a status added after this was written.
+    Unknown(String),
+}
+
+impl ResourceDriftStatus {
+    /// Whether the resource differs from its template (modified or deleted).
+    pub fn is_drifted(&self) -> bool {
+        matches!(self, ResourceDriftStatus::Modified | ResourceDriftStatus::Deleted)
+    }
+}
+
+/// How one property differs (`DifferenceType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DifferenceKind {
+    Add,
+    Remove,
+    NotEqual,
+}
+
+/// One property of a drifted resource that differs from the template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropertyDifference {
+    /// JSON pointer-like path, e.g. `/Tags/0/Value`.
+    pub path: String,
+    /// The template's value, as JSON text.
+    pub expected: String,
+    /// The live value, as JSON text.
+    pub actual: String,
+    pub kind: DifferenceKind,
+}
+
+/// One resource's result of the latest drift detection
+/// (DescribeStackResourceDrifts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceDrift {
+    pub logical_id: String,
+    pub physical_id: Option<String>,
+    pub resource_type: String,
+    pub drift: ResourceDriftStatus,
+    pub differences: Vec<PropertyDifference>,
+}
+
 /// Coarse error categories the controllers act on. The message keeps what
 /// AWS said; it never carries parameter values (the SDK does not echo them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -247,10 +364,60 @@ pub trait CloudFormation: Send + Sync {
     /// that is never found (stack re-created) cannot page the whole history.
     async fn stack_events(&self, stack: &str, after_event_id: Option<&str>, limit: usize)
     -> AwsResult<Vec<StackEvent>>;
+
+    /// DescribeStacks without a stack name, every page (`NextToken`): all
+    /// live stacks with outputs, tags and parameters, and the number of
+    /// pages (calls) it took. `DELETE_COMPLETE` stacks are left out.
+    async fn describe_all_stacks(&self) -> AwsResult<StackListing>;
+
+    /// GetTemplate, stage `Original`: the template body as submitted.
+    async fn get_template(&self, stack: &str) -> AwsResult<String>;
+
+    /// UpdateTerminationProtection.
+    async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()>;
+
+    /// SetStackPolicy with an inline policy document.
+    async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()>;
+
+    /// GetStackPolicy; `None` when the stack has no policy.
+    async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>>;
+
+    /// ContinueUpdateRollback of a stack in `UPDATE_ROLLBACK_FAILED`,
+    /// skipping the named resources (logical ids; `Nested.Logical` for
+    /// resources of nested stacks), with an idempotency token.
+    async fn continue_update_rollback(
+        &self,
+        stack: &str,
+        resources_to_skip: &[String],
+        client_token: &str,
+    ) -> AwsResult<()>;
+
+    /// DetectStackDrift: starts a drift detection run and returns its id at
+    /// once; poll [`CloudFormation::drift_detection_status`] for the result.
+    async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String>;
+
+    /// DescribeStackDriftDetectionStatus of one run.
+    async fn drift_detection_status(&self, detection_id: &str) -> AwsResult<DriftDetection>;
+
+    /// DescribeStackResourceDrifts, every page, of the latest detection run:
+    /// only `MODIFIED` and `DELETED` resources.
+    async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>>;
+}
+
+/// Where templates too large to pass inline ([`MAX_TEMPLATE_BODY_BYTES`])
+/// are uploaded (S3), for CloudFormation to read by URL.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// PutObject `body` at `bucket`/`key` (the bucket must exist); returns
+    /// the URL to pass as [`TemplateSource::Url`].
+    async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String>;
 }
 
 /// Gives a CloudFormation client for a target (account role + region).
 /// Implementations cache clients; a client is cheap to clone.
 pub trait CloudFormationProvider: Send + Sync {
     fn client(&self, target: &AwsTarget) -> Arc<dyn CloudFormation>;
+
+    /// The template store (S3) of the same account and region.
+    fn template_store(&self, target: &AwsTarget) -> Arc<dyn TemplateStore>;
 }

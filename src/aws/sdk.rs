@@ -18,13 +18,16 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::config::http::HttpResponse;
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudformation::operation::describe_stack_drift_detection_status::DescribeStackDriftDetectionStatusOutput;
 use aws_sdk_cloudformation::types as sdk;
 use chrono::{DateTime, Utc};
 
 use super::{
     AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
-    ChangeSetType, CloudFormation, CloudFormationProvider, ExecutionStatus, Parameter, ResourceChange,
-    StackDescription, StackEvent, StackOutput, StackStatus, TemplateSource,
+    ChangeSetType, CloudFormation, CloudFormationProvider, DeploymentMode, DifferenceKind, DriftDetection,
+    DriftDetectionStatus, ExecutionStatus, Parameter, PropertyDifference, ResourceChange, ResourceDrift,
+    ResourceDriftStatus, StackDescription, StackDriftStatus, StackEvent, StackListing, StackOutput, StackStatus,
+    TemplateSource, TemplateStore,
 };
 
 /// Retry and timeout bounds of every SDK call, so a dead or silent endpoint
@@ -61,6 +64,11 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
     use AwsErrorKind::*;
     if http_status == Some(429) {
         return Throttled;
+    }
+    // 501 Not Implemented (how LocalStack answers operations it lacks, with
+    // code `InternalFailure`): retrying will not help.
+    if http_status == Some(501) {
+        return Other;
     }
     match code.unwrap_or_default() {
         "Throttling"
@@ -210,6 +218,103 @@ pub fn sanitize_session_name(name: &str) -> String {
         clean = DEFAULT_SESSION_NAME.to_string();
     }
     clean
+}
+
+/// The URL CloudFormation reads an uploaded template from: path-style on the
+/// emulator endpoint when one is set, else the bucket's regional
+/// virtual-hosted address (path-style for bucket names with dots, which
+/// virtual-hosted TLS cannot serve). Pure.
+pub fn template_url(endpoint_url: Option<&str>, region: &str, bucket: &str, key: &str) -> String {
+    let key = encode_key(key);
+    match endpoint_url {
+        Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
+        None if bucket.contains('.') => format!("https://s3.{region}.amazonaws.com/{bucket}/{key}"),
+        None => format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"),
+    }
+}
+
+/// Percent-encodes an S3 key for a URL, keeping `/` and unreserved characters.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn drift_detection(detection_id: &str, output: &DescribeStackDriftDetectionStatusOutput) -> DriftDetection {
+    DriftDetection {
+        detection_id: output
+            .stack_drift_detection_id()
+            .filter(|id| !id.is_empty())
+            .unwrap_or(detection_id)
+            .to_string(),
+        status: match output.detection_status() {
+            Some(sdk::StackDriftDetectionStatus::DetectionInProgress) => DriftDetectionStatus::InProgress,
+            Some(sdk::StackDriftDetectionStatus::DetectionComplete) => DriftDetectionStatus::Complete,
+            // DETECTION_FAILED, and anything newer: never poll it forever.
+            _ => DriftDetectionStatus::Failed,
+        },
+        stack_drift_status: stack_drift_status(output.stack_drift_status()),
+        reason: output
+            .detection_status_reason()
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
+        drifted_resource_count: output
+            .drifted_stack_resource_count()
+            .map(|n| u32::try_from(n).unwrap_or(0)),
+        timestamp: output.timestamp().and_then(to_chrono).unwrap_or(DateTime::UNIX_EPOCH),
+    }
+}
+
+fn stack_drift_status(status: Option<&sdk::StackDriftStatus>) -> StackDriftStatus {
+    match status {
+        Some(sdk::StackDriftStatus::Drifted) => StackDriftStatus::Drifted,
+        Some(sdk::StackDriftStatus::InSync) => StackDriftStatus::InSync,
+        Some(sdk::StackDriftStatus::NotChecked) => StackDriftStatus::NotChecked,
+        _ => StackDriftStatus::Unknown,
+    }
+}
+
+fn resource_drift_status(status: Option<&sdk::StackResourceDriftStatus>) -> ResourceDriftStatus {
+    match status {
+        Some(sdk::StackResourceDriftStatus::Modified) => ResourceDriftStatus::Modified,
+        Some(sdk::StackResourceDriftStatus::Deleted) => ResourceDriftStatus::Deleted,
+        Some(sdk::StackResourceDriftStatus::NotChecked) => ResourceDriftStatus::NotChecked,
+        Some(sdk::StackResourceDriftStatus::InSync) => ResourceDriftStatus::InSync,
+        Some(other) => ResourceDriftStatus::Unknown(other.as_str().to_string()),
+        None => ResourceDriftStatus::Unknown(String::new()),
+    }
+}
+
+fn resource_drift(drift: &sdk::StackResourceDrift) -> ResourceDrift {
+    ResourceDrift {
+        logical_id: drift.logical_resource_id().unwrap_or_default().to_string(),
+        physical_id: drift
+            .physical_resource_id()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string),
+        resource_type: drift.resource_type().unwrap_or_default().to_string(),
+        drift: resource_drift_status(drift.stack_resource_drift_status()),
+        differences: drift
+            .property_differences()
+            .iter()
+            .map(|d| PropertyDifference {
+                path: d.property_path().unwrap_or_default().to_string(),
+                expected: d.expected_value().unwrap_or_default().to_string(),
+                actual: d.actual_value().unwrap_or_default().to_string(),
+                kind: match d.difference_type() {
+                    Some(sdk::DifferenceType::Add) => DifferenceKind::Add,
+                    Some(sdk::DifferenceType::Remove) => DifferenceKind::Remove,
+                    _ => DifferenceKind::NotEqual,
+                },
+            })
+            .collect(),
+    }
 }
 
 /// [`CloudFormation`] over the AWS SDK.
@@ -373,6 +478,7 @@ impl CloudFormation for SdkCloudFormation {
             rollback_monitoring_minutes,
             client_token,
             description,
+            deployment_mode,
         } = request;
         let mut call = self
             .client
@@ -431,6 +537,11 @@ impl CloudFormation for SdkCloudFormation {
         }
         if !client_token.is_empty() {
             call = call.client_token(client_token);
+        }
+        if let Some(mode) = deployment_mode {
+            call = call.deployment_mode(match mode {
+                DeploymentMode::RevertDrift => sdk::DeploymentMode::RevertDrift,
+            });
         }
         let output = call.send().await.map_err(map_error)?;
         Ok(output.id().unwrap_or_default().to_string())
@@ -542,6 +653,198 @@ impl CloudFormation for SdkCloudFormation {
             }
         }
     }
+
+    async fn describe_all_stacks(&self) -> AwsResult<StackListing> {
+        let mut listing = StackListing::default();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_stacks()
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(map_error)?;
+            listing.pages += 1;
+            listing.stacks.extend(
+                page.stacks()
+                    .iter()
+                    .map(stack_description)
+                    .filter(|s| s.status != StackStatus::DeleteComplete),
+            );
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => return Ok(listing),
+            }
+        }
+    }
+
+    async fn get_template(&self, stack: &str) -> AwsResult<String> {
+        let output = self
+            .client
+            .get_template()
+            .stack_name(stack)
+            .template_stage(sdk::TemplateStage::Original)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(output.template_body().unwrap_or_default().to_string())
+    }
+
+    async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()> {
+        self.client
+            .update_termination_protection()
+            .stack_name(stack)
+            .enable_termination_protection(enabled)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()> {
+        self.client
+            .set_stack_policy()
+            .stack_name(stack)
+            .stack_policy_body(policy_body)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>> {
+        let output = self
+            .client
+            .get_stack_policy()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(output
+            .stack_policy_body()
+            .filter(|body| !body.is_empty())
+            .map(str::to_string))
+    }
+
+    async fn continue_update_rollback(
+        &self,
+        stack: &str,
+        resources_to_skip: &[String],
+        client_token: &str,
+    ) -> AwsResult<()> {
+        let mut call = self.client.continue_update_rollback().stack_name(stack);
+        if !resources_to_skip.is_empty() {
+            call = call.set_resources_to_skip(Some(resources_to_skip.to_vec()));
+        }
+        if !client_token.is_empty() {
+            call = call.client_request_token(client_token);
+        }
+        call.send().await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String> {
+        let output = self
+            .client
+            .detect_stack_drift()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(output.stack_drift_detection_id().unwrap_or_default().to_string())
+    }
+
+    async fn drift_detection_status(&self, detection_id: &str) -> AwsResult<DriftDetection> {
+        let output = self
+            .client
+            .describe_stack_drift_detection_status()
+            .stack_drift_detection_id(detection_id)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(drift_detection(detection_id, &output))
+    }
+
+    async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>> {
+        let mut drifts = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_stack_resource_drifts()
+                .stack_name(stack)
+                .stack_resource_drift_status_filters(sdk::StackResourceDriftStatus::Modified)
+                .stack_resource_drift_status_filters(sdk::StackResourceDriftStatus::Deleted)
+                .max_results(100)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(map_error)?;
+            drifts.extend(
+                page.stack_resource_drifts()
+                    .iter()
+                    .map(resource_drift)
+                    .filter(|d| d.drift.is_drifted()),
+            );
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => return Ok(drifts),
+            }
+        }
+    }
+}
+
+/// [`TemplateStore`] over the S3 SDK.
+#[derive(Clone, Debug)]
+pub struct SdkTemplateStore {
+    client: aws_sdk_s3::Client,
+    region: String,
+    endpoint_url: Option<String>,
+}
+
+impl SdkTemplateStore {
+    /// A client for `region` from a base config. With an `endpoint_url`
+    /// (emulators) requests are path-style, as the emulators need.
+    pub fn from_config(base: &SdkConfig, region: &str, endpoint_url: Option<&str>) -> Self {
+        Self::build(base, region, endpoint_url, None)
+    }
+
+    fn build(
+        base: &SdkConfig,
+        region: &str,
+        endpoint_url: Option<&str>,
+        credentials: Option<SharedCredentialsProvider>,
+    ) -> Self {
+        let mut config = aws_sdk_s3::config::Builder::from(base).region(Region::new(region.to_string()));
+        if let Some(url) = endpoint_url {
+            config = config.endpoint_url(url).force_path_style(true);
+        }
+        if let Some(credentials) = credentials {
+            config = config.credentials_provider(credentials);
+        }
+        Self {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            region: region.to_string(),
+            endpoint_url: endpoint_url.map(str::to_string),
+        }
+    }
+}
+
+#[async_trait]
+impl TemplateStore for SdkTemplateStore {
+    async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("text/plain; charset=utf-8")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.as_bytes().to_vec()))
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(template_url(self.endpoint_url.as_deref(), &self.region, bucket, key))
+    }
 }
 
 /// Assumes a role on first use. `AssumeRoleProvider::build` is async, while
@@ -590,6 +893,7 @@ pub struct SdkProvider {
     base: SdkConfig,
     endpoint_url: Option<String>,
     clients: Mutex<HashMap<AwsTarget, Arc<SdkCloudFormation>>>,
+    stores: Mutex<HashMap<AwsTarget, Arc<SdkTemplateStore>>>,
 }
 
 /// Applies the retry and timeout bounds (to STS as well as CloudFormation).
@@ -624,6 +928,7 @@ impl SdkProvider {
             base,
             endpoint_url,
             clients: Mutex::new(HashMap::new()),
+            stores: Mutex::new(HashMap::new()),
         }
     }
 
@@ -686,6 +991,22 @@ impl CloudFormationProvider for SdkProvider {
         let client = Arc::new(self.build_client(target));
         clients.insert(target.clone(), client.clone());
         client
+    }
+
+    fn template_store(&self, target: &AwsTarget) -> Arc<dyn TemplateStore> {
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = stores.get(target) {
+            return store.clone();
+        }
+        let region = Region::new(target.region.clone());
+        let store = Arc::new(SdkTemplateStore::build(
+            &self.base,
+            &target.region,
+            self.endpoint_url.as_deref(),
+            self.role_credentials(target, region),
+        ));
+        stores.insert(target.clone(), store.clone());
+        store
     }
 }
 
@@ -795,6 +1116,12 @@ mod tests {
                 Validation,
             ),
             (Some("InternalFailure"), "", Some(500), Transient),
+            (
+                Some("InternalFailure"),
+                "The API for service cloudformation is either not included in your current license plan or has not yet been emulated by LocalStack.",
+                Some(501),
+                Other,
+            ),
             (Some("ServiceUnavailable"), "", Some(503), Transient),
             (None, "", Some(502), Transient),
             (Some("Weird"), "", Some(500), Transient),
@@ -808,6 +1135,184 @@ mod tests {
                 "{code:?} {message:?} {status:?}"
             );
         }
+    }
+
+    #[test]
+    fn template_urls_for_aws_and_emulators() {
+        assert_eq!(
+            template_url(None, "eu-west-1", "bucket", "stacks/a b+c.yaml"),
+            "https://bucket.s3.eu-west-1.amazonaws.com/stacks/a%20b%2Bc.yaml"
+        );
+        assert_eq!(
+            template_url(None, "us-east-1", "my.bucket", "t.json"),
+            "https://s3.us-east-1.amazonaws.com/my.bucket/t.json"
+        );
+        assert_eq!(
+            template_url(Some("http://127.0.0.1:4566/"), "us-east-1", "b", "k/ü.yaml"),
+            "http://127.0.0.1:4566/b/k/%C3%BC.yaml"
+        );
+    }
+
+    fn time(secs: i64) -> aws_sdk_cloudformation::primitives::DateTime {
+        aws_sdk_cloudformation::primitives::DateTime::from_secs(secs)
+    }
+
+    #[test]
+    fn drift_detection_status_is_mapped() {
+        let output = |status: sdk::StackDriftDetectionStatus, drift: Option<sdk::StackDriftStatus>| {
+            DescribeStackDriftDetectionStatusOutput::builder()
+                .stack_id("arn:stack")
+                .stack_drift_detection_id("d-1")
+                .detection_status(status)
+                .set_stack_drift_status(drift)
+                .drifted_stack_resource_count(2)
+                .detection_status_reason("one resource could not be checked")
+                .timestamp(time(1_700_000_000))
+                .build()
+        };
+        let done = drift_detection(
+            "asked",
+            &output(
+                sdk::StackDriftDetectionStatus::DetectionComplete,
+                Some(sdk::StackDriftStatus::Drifted),
+            ),
+        );
+        assert_eq!(
+            done,
+            DriftDetection {
+                detection_id: "d-1".into(),
+                status: DriftDetectionStatus::Complete,
+                stack_drift_status: StackDriftStatus::Drifted,
+                reason: Some("one resource could not be checked".into()),
+                drifted_resource_count: Some(2),
+                timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            }
+        );
+        let cases = [
+            (
+                sdk::StackDriftDetectionStatus::DetectionInProgress,
+                Some(sdk::StackDriftStatus::InSync),
+                DriftDetectionStatus::InProgress,
+                StackDriftStatus::InSync,
+            ),
+            (
+                sdk::StackDriftDetectionStatus::DetectionFailed,
+                Some(sdk::StackDriftStatus::NotChecked),
+                DriftDetectionStatus::Failed,
+                StackDriftStatus::NotChecked,
+            ),
+            (
+                sdk::StackDriftDetectionStatus::from("SOMETHING_NEW"),
+                Some(sdk::StackDriftStatus::UnknownValue),
+                DriftDetectionStatus::Failed,
+                StackDriftStatus::Unknown,
+            ),
+            (
+                sdk::StackDriftDetectionStatus::DetectionComplete,
+                None,
+                DriftDetectionStatus::Complete,
+                StackDriftStatus::Unknown,
+            ),
+        ];
+        for (status, drift, want_status, want_drift) in cases {
+            let mapped = drift_detection("asked", &output(status, drift));
+            assert_eq!((mapped.status, mapped.stack_drift_status), (want_status, want_drift));
+        }
+        let bare = DescribeStackDriftDetectionStatusOutput::builder().build();
+        let mapped = drift_detection("asked", &bare);
+        assert_eq!(mapped.detection_id, "asked");
+        assert_eq!(mapped.drifted_resource_count, None);
+        assert_eq!(mapped.timestamp, DateTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn resource_drifts_are_mapped_with_their_differences() {
+        let drift = sdk::StackResourceDrift::builder()
+            .stack_id("arn:stack")
+            .logical_resource_id("Queue")
+            .physical_resource_id("https://sqs/q")
+            .resource_type("AWS::SQS::Queue")
+            .stack_resource_drift_status(sdk::StackResourceDriftStatus::Modified)
+            .timestamp(time(1))
+            .property_differences(
+                sdk::PropertyDifference::builder()
+                    .property_path("/DelaySeconds")
+                    .expected_value("0")
+                    .actual_value("5")
+                    .difference_type(sdk::DifferenceType::NotEqual)
+                    .build(),
+            )
+            .property_differences(
+                sdk::PropertyDifference::builder()
+                    .property_path("/Tags/0")
+                    .expected_value("")
+                    .actual_value("{\"Key\":\"x\",\"Value\":\"y\"}")
+                    .difference_type(sdk::DifferenceType::Add)
+                    .build(),
+            )
+            .property_differences(
+                sdk::PropertyDifference::builder()
+                    .property_path("/RedrivePolicy")
+                    .expected_value("{}")
+                    .difference_type(sdk::DifferenceType::Remove)
+                    .build(),
+            )
+            .build();
+        let mapped = resource_drift(&drift);
+        assert_eq!(mapped.logical_id, "Queue");
+        assert_eq!(mapped.physical_id.as_deref(), Some("https://sqs/q"));
+        assert_eq!(mapped.resource_type, "AWS::SQS::Queue");
+        assert_eq!(mapped.drift, ResourceDriftStatus::Modified);
+        assert_eq!(
+            mapped.differences,
+            [
+                PropertyDifference {
+                    path: "/DelaySeconds".into(),
+                    expected: "0".into(),
+                    actual: "5".into(),
+                    kind: DifferenceKind::NotEqual,
+                },
+                PropertyDifference {
+                    path: "/Tags/0".into(),
+                    expected: String::new(),
+                    actual: "{\"Key\":\"x\",\"Value\":\"y\"}".into(),
+                    kind: DifferenceKind::Add,
+                },
+                PropertyDifference {
+                    path: "/RedrivePolicy".into(),
+                    expected: "{}".into(),
+                    actual: String::new(),
+                    kind: DifferenceKind::Remove,
+                },
+            ]
+        );
+        let statuses = [
+            (sdk::StackResourceDriftStatus::Deleted, ResourceDriftStatus::Deleted),
+            (sdk::StackResourceDriftStatus::InSync, ResourceDriftStatus::InSync),
+            (
+                sdk::StackResourceDriftStatus::NotChecked,
+                ResourceDriftStatus::NotChecked,
+            ),
+            (
+                sdk::StackResourceDriftStatus::UnknownValue,
+                ResourceDriftStatus::Unknown("UNKNOWN".into()),
+            ),
+            (
+                sdk::StackResourceDriftStatus::Unsupported,
+                ResourceDriftStatus::Unknown("UNSUPPORTED".into()),
+            ),
+        ];
+        for (status, want) in statuses {
+            assert_eq!(resource_drift_status(Some(&status)), want);
+        }
+        assert!(ResourceDriftStatus::Deleted.is_drifted());
+        assert!(!ResourceDriftStatus::InSync.is_drifted());
+        let deleted = sdk::StackResourceDrift::builder()
+            .logical_resource_id("Topic")
+            .physical_resource_id("")
+            .stack_resource_drift_status(sdk::StackResourceDriftStatus::Deleted)
+            .build();
+        assert_eq!(resource_drift(&deleted).physical_id, None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::desired::{DesiredStack, InputProblem};
 use super::lifecycle::{Lifecycle, classify};
 use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, change_set_name, client_token};
 use super::report::{Note, Report, explain, failures_since, record_failures, transition_note};
+use crate::conditions::{self, ConditionUpdate, DRIFTED, Truth};
 
 /// The annotation that approves one change set by name.
 pub const APPROVE_ANNOTATION: &str = "stackpilot.dev/approve";
@@ -82,6 +83,18 @@ pub enum Step {
     ExecuteChangeSet { name: String, token: String },
     DeleteChangeSet { name: String },
     DeleteStack { token: String, retain: Vec<String> },
+}
+
+impl Step {
+    /// For logs: what is called and on which change set, never parameter values.
+    pub fn label(&self) -> String {
+        match self {
+            Step::CreateChangeSet(request) => format!("CreateChangeSet {}", request.change_set_name),
+            Step::ExecuteChangeSet { name, .. } => format!("ExecuteChangeSet {name}"),
+            Step::DeleteChangeSet { name } => format!("DeleteChangeSet {name}"),
+            Step::DeleteStack { retain, .. } => format!("DeleteStack (retaining {retain:?})"),
+        }
+    }
 }
 
 /// The outcome of a decision.
@@ -359,6 +372,7 @@ fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, 
             "stackpilot {}/{} generation {}",
             o.namespace, o.name, o.generation
         )),
+        deployment_mode: None,
     };
     plan.steps.push(Step::CreateChangeSet(Box::new(request)));
     plan.status.operation = Some(record(
@@ -487,6 +501,13 @@ fn change_set_flow(
         .as_ref()
         .is_some_and(|a| a.fingerprint == desired.fingerprint);
     if kind == ChangeSetType::Update && applied && plan.status.operation.is_none() {
+        if let Some(drift) = configuration_drift(desired, stack) {
+            if repair_configuration(o, &drift, plan) {
+                return;
+            }
+        } else if conditions::find(&plan.status.conditions, DRIFTED).is_some_and(|c| c.reason != "ResourceDrift") {
+            set_drifted(o, plan, Truth::False, "InSync", "the stack matches the spec");
+        }
         let message = format!("stack {} is {}", stack.stack_name, stack.status);
         report(o, plan).ready("Succeeded", &message);
         plan.requeue = o.timing.resync;
@@ -584,6 +605,79 @@ fn change_set_flow(
             report(o, plan).stalled("ChangeSetFailed", &message);
         }
     }
+}
+
+/// Parameters and tags changed outside Kubernetes, by name (never values).
+fn configuration_drift(desired: &DesiredStack, stack: &StackDescription) -> Option<String> {
+    let normal = |v: &str| v.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+    let parameters: Vec<&str> = desired
+        .parameters
+        .iter()
+        .filter(|p| {
+            stack
+                .parameters
+                .iter()
+                .find(|a| a.key == p.name)
+                .is_some_and(|a| a.value != "****" && normal(&a.value) != normal(&p.value))
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    let visible = |k: &&String| !k.starts_with("aws:");
+    let mut tags: Vec<&str> = desired
+        .tags
+        .iter()
+        .filter(|(k, v)| stack.tags.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    tags.extend(
+        stack
+            .tags
+            .keys()
+            .filter(visible)
+            .filter(|k| !desired.tags.contains_key(*k))
+            .map(String::as_str),
+    );
+    if parameters.is_empty() && tags.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !parameters.is_empty() {
+        parts.push(format!("parameters {parameters:?}"));
+    }
+    if !tags.is_empty() {
+        parts.push(format!("tags {tags:?}"));
+    }
+    Some(parts.join(" and "))
+}
+
+fn set_drifted(o: &Observed, plan: &mut Plan, truth: Truth, reason: &str, message: &str) {
+    conditions::set(
+        &mut plan.status.conditions,
+        ConditionUpdate::new(DRIFTED, truth, reason, message),
+        o.generation,
+        o.now,
+    );
+}
+
+/// Re-applies the spec over an out-of-band change, once: a difference that
+/// survives a re-apply is reported, not fought. Returns true when a repair
+/// was started.
+fn repair_configuration(o: &Observed, drift: &str, plan: &mut Plan) -> bool {
+    let already = conditions::find(&plan.status.conditions, DRIFTED)
+        .is_some_and(|c| c.status == "True" && c.reason == "ConfigurationDrift");
+    if already {
+        let message = format!("{drift} still differ from the spec after it was re-applied; stackpilot does not retry");
+        set_drifted(o, plan, Truth::True, "UnresolvedDrift", &message);
+        return false;
+    }
+    let message = format!("{drift} were changed outside Kubernetes; re-applying the spec");
+    set_drifted(o, plan, Truth::True, "ConfigurationDrift", &message);
+    plan.notes.push(Note::warning("ConfigurationDrift", message.clone()));
+    plan.status.repairs += 1;
+    plan.status.applied = None;
+    report(o, plan).progressing("ConfigurationDrift", &message);
+    plan.requeue = Duration::from_secs(1);
+    true
 }
 
 fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan) {

@@ -657,3 +657,63 @@ fn every_stack_status_gives_a_ready_condition() {
         }
     }
 }
+
+#[test]
+fn an_out_of_band_change_is_repaired_once_then_reported() {
+    let mut case = Case::new();
+    case.desired = Ok(DesiredStack {
+        parameters: vec![ResolvedParameter {
+            name: "Size".into(),
+            value: "3".into(),
+            secret: false,
+        }],
+        ..desired()
+    }
+    .seal(""));
+    let fp = case.desired.as_ref().unwrap().fingerprint.clone();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 1,
+        fingerprint: fp,
+    });
+    let mut changed = stack(Cfn::UpdateComplete);
+    changed.parameters = vec![crate::aws::Parameter {
+        key: "Size".into(),
+        value: "9".into(),
+    }];
+    changed.tags.insert("added-by-hand".into(), "x".into());
+    case.stack = Some(changed.clone());
+    let plan = case.decide();
+    let (status, reason, message) = condition(&plan, conditions::DRIFTED).unwrap();
+    assert_eq!((status, reason), ("True", "ConfigurationDrift"));
+    assert!(
+        message.contains("\"Size\"") && message.contains("\"added-by-hand\""),
+        "{message}"
+    );
+    assert!(!message.contains('9'), "values are not shown: {message}");
+    assert_eq!(plan.status.repairs, 1);
+    assert!(plan.status.applied.is_none(), "forces a new change set");
+    assert!(plan.notes.iter().any(|n| n.warning && n.reason == "ConfigurationDrift"));
+
+    // If the re-applied stack still differs, it is reported, not fought.
+    let mut again = Case::new();
+    again.desired = case.desired.clone();
+    again.previous = plan.status.clone();
+    again.previous.applied = case.previous.applied.clone();
+    again.stack = Some(changed);
+    let plan = again.decide();
+    assert_eq!(condition(&plan, conditions::DRIFTED).unwrap().1, "UnresolvedDrift");
+    assert_eq!(plan.status.repairs, 1);
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+
+    // Masked (NoEcho) values are never counted as drift.
+    let mut masked = Case::new();
+    masked.desired = case.desired.clone();
+    masked.previous.applied = case.previous.applied.clone();
+    let mut quiet = stack(Cfn::UpdateComplete);
+    quiet.parameters = vec![crate::aws::Parameter {
+        key: "Size".into(),
+        value: "****".into(),
+    }];
+    masked.stack = Some(quiet);
+    assert!(condition(&masked.decide(), conditions::DRIFTED).is_none());
+}

@@ -30,8 +30,13 @@ pub fn stack_name(stack: &Stack) -> String {
         .unwrap_or_else(|| default_stack_name(&stack.namespace().unwrap_or_default(), &stack.name_any()))
 }
 
-/// Reads everything the spec refers to.
-pub async fn resolve(client: &Client, stack: &Stack) -> Result<DesiredStack, InputProblem> {
+/// Reads everything the spec refers to; `default_tags` come from the
+/// AwsAccount (the Stack's own tags win).
+pub async fn resolve(
+    client: &Client,
+    stack: &Stack,
+    default_tags: &BTreeMap<String, String>,
+) -> Result<DesiredStack, InputProblem> {
     let namespace = stack.namespace().unwrap_or_default();
     let name = stack_name(stack);
     validate_stack_name(&name).map_err(|m| InputProblem::stalled("InvalidStackName", m))?;
@@ -49,7 +54,7 @@ pub async fn resolve(client: &Client, stack: &Stack) -> Result<DesiredStack, Inp
     if let TemplateSource::Body(body) = &template {
         check_template(body, &parameters, &capabilities)?;
     }
-    let mut tags = stack.spec.tags.clone();
+    let mut tags = crate::tenancy::merge_tags(default_tags, &stack.spec.tags);
     tags.insert(TAG_NAMESPACE.into(), namespace.clone());
     tags.insert(TAG_NAME.into(), stack.name_any());
     tags.insert(TAG_UID.into(), stack.uid().unwrap_or_default());
@@ -73,11 +78,16 @@ pub async fn resolve(client: &Client, stack: &Stack) -> Result<DesiredStack, Inp
         rollback_monitoring_minutes: triggers.and_then(|t| t.monitoring_time_in_minutes),
         fingerprint: String::new(),
     };
-    let nonce = stack
+    let mut nonce = stack
         .annotations()
         .get(RECONCILE_REQUESTED_AT)
         .cloned()
         .unwrap_or_default();
+    // Each repair of an out-of-band change needs a change set of its own.
+    let repairs = stack.status.as_ref().map(|s| s.repairs).unwrap_or(0);
+    if repairs > 0 {
+        nonce.push_str(&format!("/repair-{repairs}"));
+    }
     Ok(desired.seal(&nonce))
 }
 
@@ -248,11 +258,60 @@ impl Reader<'_> {
     }
 
     async fn check_dependencies(&self, stack: &Stack) -> Result<(), InputProblem> {
+        self.check_cycle(stack).await?;
         for dependency in &stack.spec.depends_on {
             self.ready_stack(&dependency.name, "dependsOn").await?;
         }
         Ok(())
     }
+
+    /// Walks the dependency graph (dependsOn and stackOutput references)
+    /// from this Stack; reaching it again is a cycle, reported by name.
+    async fn check_cycle(&self, stack: &Stack) -> Result<(), InputProblem> {
+        let me = stack.name_any();
+        let api: Api<Stack> = Api::namespaced(self.client.clone(), self.namespace);
+        let mut stack_path = vec![(me.clone(), dependencies(stack))];
+        let mut seen = std::collections::BTreeSet::from([me.clone()]);
+        // Depth-first, bounded: a namespace with more Stacks than this in one
+        // chain is not checked further.
+        while let Some((_, pending)) = stack_path.last_mut() {
+            let Some(next) = pending.pop() else {
+                stack_path.pop();
+                continue;
+            };
+            if next == me {
+                let mut names: Vec<&str> = stack_path.iter().map(|(n, _)| n.as_str()).collect();
+                names.push(&me);
+                return Err(InputProblem::stalled(
+                    "DependencyCycle",
+                    format!("dependency cycle: {}", names.join(" -> ")),
+                ));
+            }
+            if !seen.insert(next.clone()) || seen.len() > 200 {
+                continue;
+            }
+            if let Some(other) = api.get_opt(&next).await.map_err(|e| read_error("dependsOn", &e))? {
+                stack_path.push((next, dependencies(&other)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names of the Stacks this one waits for.
+pub fn dependencies(stack: &Stack) -> Vec<String> {
+    let mut names: Vec<String> = stack.spec.depends_on.iter().map(|d| d.name.clone()).collect();
+    names.extend(
+        stack
+            .spec
+            .parameters
+            .iter()
+            .filter_map(|p| p.value_from.as_ref()?.stack_output.as_ref())
+            .map(|o| o.stack.clone()),
+    );
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn read_error(what: &str, error: &kube::Error) -> InputProblem {

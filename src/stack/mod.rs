@@ -7,10 +7,12 @@ mod desired;
 mod inputs;
 mod lifecycle;
 mod names;
+mod outputs;
 mod reconcile;
 mod report;
 mod status;
 mod template;
+mod triggers;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,14 +24,45 @@ use kube::runtime::controller::Controller;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use tracing::{info, warn};
 
-use crate::api::Stack;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::{AwsAccount, Stack};
 use crate::context::Context;
+use triggers::{Source, readers};
 
 pub use decide::{APPROVE_ANNOTATION, Observed, Plan, Step, Timing, decide};
 pub use desired::{DesiredStack, InputProblem, ResolvedParameter};
 pub use inputs::RECONCILE_REQUESTED_AT;
 pub use names::{TAG_NAME, TAG_NAMESPACE, TAG_UID};
 pub use reconcile::FINALIZER;
+
+/// Maps a change of a ConfigMap, Secret or AwsAccount to the Stacks that read it.
+fn mapper<K: kube::Resource>(
+    store: Store<Stack>,
+    source: Source,
+) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<Stack>> {
+    move |object| {
+        readers(
+            &store.state(),
+            source,
+            object.metadata.namespace.as_deref(),
+            &object.name_any(),
+        )
+    }
+}
+
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
 
 /// Runs the Stack controller until `shutdown` resolves.
 pub async fn run(
@@ -71,7 +104,36 @@ pub async fn run(
             }
         }
     });
-    Controller::for_stream(stream, reader)
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    // Only metadata of ConfigMaps and Secrets is watched: their contents are
+    // read when a Stack that uses them reconciles, never cached.
+    let config_maps = watcher(
+        scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+        watcher::Config::default(),
+    );
+    let secrets = watcher(
+        scoped::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default(),
+    );
+    let accounts = watcher(
+        Api::<PartialObjectMeta<AwsAccount>>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let stacks = watcher(scoped::<Stack>(&client, ns), watcher::Config::default());
+    let dependents = reader.clone();
+    Controller::for_stream(stream, reader.clone())
+        .watches_stream(config_maps.touched_objects(), mapper(reader.clone(), Source::ConfigMap))
+        .watches_stream(secrets.touched_objects(), mapper(reader.clone(), Source::Secret))
+        .watches_stream(accounts.touched_objects(), mapper(reader.clone(), Source::AwsAccount))
+        .watches_stream(stacks.touched_objects(), move |changed: Stack| {
+            readers(
+                &dependents.state(),
+                Source::Stack,
+                changed.namespace().as_deref(),
+                &changed.name_any(),
+            )
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)

@@ -12,7 +12,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{Stack, StackStatus};
-use crate::aws::{AwsError, AwsErrorKind, AwsTarget, CloudFormation, StackEvent};
+use crate::aws::{AwsError, AwsErrorKind, CloudFormation, StackEvent};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
@@ -21,6 +21,7 @@ use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, decide};
 use super::desired::InputProblem;
 use super::inputs::{resolve, stack_name};
 use super::lifecycle::{Lifecycle, classify};
+use super::outputs;
 use super::report::Note;
 use super::status::{rejected, status_changed};
 
@@ -84,21 +85,38 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
 
     let name = stack_name(stack);
     let previous = stack.status.clone().unwrap_or_default();
+    // Who may act where is settled before anything else: a refused grant
+    // means no AWS call at all.
+    let grant = crate::account::grant_for(
+        &ctx.client,
+        ctx.settings.allow_operator_credentials,
+        &namespace,
+        stack.spec.account_ref.as_ref().map(|a| a.name.as_str()),
+        &stack.spec.region,
+        stack.spec.service_role_arn.as_deref(),
+    )
+    .await?
+    .map_err(|r| {
+        if r.transient {
+            InputProblem::waiting(r.reason, r.message)
+        } else {
+            InputProblem::stalled(r.reason, r.message)
+        }
+    });
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(problem) if deleting => return refused_delete(stack, &api, ctx, &previous, problem).await,
+        Err(problem) => return not_granted(stack, &api, ctx, &previous, &name, problem).await,
+    };
     let desired = if deleting || stack.spec.suspend {
         Err(InputProblem::stalled("NotApplicable", ""))
     } else {
-        resolve(&ctx.client, stack).await
+        resolve(&ctx.client, stack, &grant.default_tags).await
     };
-    let desired = desired.and_then(|d| check_credentials(stack, ctx).map(|()| d));
 
     // Bad input and suspended objects make no AWS calls at all.
     let ask_aws = deleting || (!stack.spec.suspend && desired.is_ok());
-    let cfn = ctx.aws.client(&AwsTarget {
-        region: stack.spec.region.clone(),
-        role_arn: None,
-        external_id: None,
-        session_name: Some(format!("{namespace}.{}", stack.name_any())),
-    });
+    let cfn = ctx.aws.client(&grant.target(&stack.name_any()));
     let mut observed_stack = None;
     let mut change_set = None;
     let mut events: Vec<StackEvent> = Vec::new();
@@ -149,35 +167,92 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         now: Timestamp::now(),
         timing: ctx.settings.timing,
     };
-    let plan = decide(&observed);
-    act(stack, &api, ctx, cfn.as_ref(), &previous, plan).await
+    let mut plan = decide(&observed);
+    if let Some(found) = observed_stack.as_ref().filter(|s| !deleting && has_outputs(s)) {
+        match outputs::sync(&ctx.client, stack, &found.outputs, previous.written_outputs.as_ref()).await? {
+            Ok(written) => plan.status.written_outputs = written,
+            Err(note) => plan.notes.push(note),
+        }
+    }
+    act(stack, &api, ctx, Some(cfn.as_ref()), &previous, plan).await
 }
 
-/// Without an AwsAccount the operator's own credentials are used, if allowed.
-fn check_credentials(stack: &Stack, ctx: &Context) -> Result<(), InputProblem> {
-    if let Some(account) = &stack.spec.account_ref {
-        return Err(InputProblem::stalled(
-            "AccountNotSupported",
-            format!(
-                "accountRef {} is set, but this version of stackpilot does not act through AwsAccounts yet",
-                account.name
-            ),
-        ));
+/// Outputs are final only once the stack settled.
+fn has_outputs(stack: &crate::aws::StackDescription) -> bool {
+    matches!(
+        classify(&stack.status),
+        Lifecycle::Settled { .. } | Lifecycle::UpdateFailed
+    )
+}
+
+/// The namespace may not use the account (or it is not ready): report it,
+/// touch nothing in AWS.
+async fn not_granted(
+    stack: &Stack,
+    api: &Api<Stack>,
+    ctx: &Context,
+    previous: &StackStatus,
+    name: &str,
+    problem: InputProblem,
+) -> Result<Action> {
+    let desired = Err(problem);
+    let observed = Observed {
+        namespace: &stack.namespace().unwrap_or_default(),
+        name: &stack.name_any(),
+        uid: &stack.uid().unwrap_or_default(),
+        generation: stack.meta().generation.unwrap_or(0),
+        spec: &stack.spec,
+        previous,
+        desired: &desired,
+        stack_name: name,
+        aws_observed: false,
+        stack: None,
+        change_set: None,
+        new_events: &[],
+        approval: None,
+        deleting: false,
+        now: Timestamp::now(),
+        timing: ctx.settings.timing,
+    };
+    let plan = decide(&observed);
+    debug_assert!(plan.steps.is_empty(), "no grant, no AWS steps");
+    act(stack, api, ctx, None, previous, plan).await
+}
+
+/// Deleting an object whose account grant was withdrawn: if it never
+/// created anything, let it go; otherwise stay (the stack must not be
+/// orphaned silently) and say how to get out.
+async fn refused_delete(
+    stack: &Stack,
+    api: &Api<Stack>,
+    ctx: &Context,
+    previous: &StackStatus,
+    problem: InputProblem,
+) -> Result<Action> {
+    if previous.stack_id.is_none() && previous.operation.is_none() && previous.applied.is_none() {
+        remove_finalizer(api, stack).await?;
+        return Ok(Action::await_change());
     }
-    if !ctx.settings.allow_operator_credentials {
-        return Err(InputProblem::stalled(
-            "NoAccount",
-            "spec.accountRef is not set and the operator is not allowed to use its own credentials; name an AwsAccount",
-        ));
+    let mut status = previous.clone();
+    let message = format!(
+        "cannot delete the CloudFormation stack: {}. Restore the account grant, or remove the finalizer {FINALIZER} to leave the stack in AWS",
+        problem.message
+    );
+    super::report::Report {
+        status: &mut status,
+        generation: stack.meta().generation.unwrap_or(0),
+        now: Timestamp::now(),
     }
-    Ok(())
+    .stalled(problem.reason, &message);
+    write_status(api, ctx, &stack.name_any(), previous, &status).await?;
+    Ok(Action::requeue(ctx.settings.timing.resync))
 }
 
 async fn act(
     stack: &Stack,
     api: &Api<Stack>,
     ctx: &Context,
-    cfn: &dyn CloudFormation,
+    cfn: Option<&dyn CloudFormation>,
     previous: &StackStatus,
     plan: Plan,
 ) -> Result<Action> {
@@ -199,17 +274,19 @@ async fn act(
         written = status.clone();
     }
     let mut outcome = Ok(());
-    for step in &steps {
-        debug!(stack = %name, ?step, "aws step");
-        if let Err(error) = run_step(cfn, &stack_name, step).await {
-            match error.kind {
-                AwsErrorKind::Validation | AwsErrorKind::AccessDenied => {
-                    let generation = stack.meta().generation.unwrap_or(0);
-                    notes.push(rejected(&mut status, step, &error, generation, Timestamp::now()));
+    if let Some(cfn) = cfn {
+        for step in &steps {
+            debug!(stack = %name, step = %step.label(), "aws step");
+            if let Err(error) = run_step(cfn, &stack_name, step).await {
+                match error.kind {
+                    AwsErrorKind::Validation | AwsErrorKind::AccessDenied => {
+                        let generation = stack.meta().generation.unwrap_or(0);
+                        notes.push(rejected(&mut status, step, &error, generation, Timestamp::now()));
+                    }
+                    _ => outcome = Err(error),
                 }
-                _ => outcome = Err(error),
+                break;
             }
-            break;
         }
     }
     if approval_used && outcome.is_ok() {

@@ -3,6 +3,8 @@
 //! and LocalStack / moto on 127.0.0.1. Every test gets its own namespace.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -131,6 +133,8 @@ pub fn free_port() -> u16 {
 pub struct Operator {
     child: Child,
     pub admin: String,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
 }
 
 impl Operator {
@@ -138,8 +142,8 @@ impl Operator {
         let port = free_port();
         let log_dir =
             std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
-        let log = std::fs::File::create(PathBuf::from(log_dir).join(format!("operator-{namespace}-{port}.log")))
-            .expect("log file");
+        let log_path = PathBuf::from(log_dir).join(format!("operator-{namespace}-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_stackpilot"));
         command
             .arg("run")
@@ -152,6 +156,11 @@ impl Operator {
             .env("STACKPILOT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
             .env("STACKPILOT_IN_FLIGHT_POLL_SECONDS", "1")
             .env("STACKPILOT_RECREATE_BACKOFF_SECONDS", "2")
+            // Each test's operator verifies only the AwsAccounts its test labels.
+            .env(
+                "STACKPILOT_ACCOUNT_SELECTOR",
+                format!("stackpilot.dev/test-namespace={namespace}"),
+            )
             .env("RUST_LOG", "info,stackpilot=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -163,6 +172,7 @@ impl Operator {
         let operator = Operator {
             child,
             admin: format!("http://127.0.0.1:{port}"),
+            log: log_path,
         };
         operator.wait_ready().await;
         operator
