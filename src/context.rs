@@ -13,7 +13,7 @@ use crate::aws::CloudFormationProvider;
 use crate::backoff::Backoff;
 use crate::conditions::truncate;
 use crate::metrics::Metrics;
-use crate::stack::Timing;
+use crate::stack::{Directory, Timing};
 
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
@@ -30,6 +30,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub backoff: Backoff,
+    /// Shared bulk reads of settled stacks, per account and region.
+    pub directory: Directory,
     /// Set once the controllers' caches have synced (`/readyz`).
     pub ready: AtomicBool,
 }
@@ -45,7 +47,9 @@ impl Context {
             controller: "stackpilot".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let directory = Directory::new(settings.timing.resync);
         Self {
+            directory,
             recorder: Recorder::new(client.clone(), reporter),
             client,
             aws,

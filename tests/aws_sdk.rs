@@ -41,6 +41,26 @@
 //! - CreateChangeSet of type Create for an existing stack: `ValidationError`
 //!   "Stack [x] already exists and cannot be created again with the changeSet
 //!   [y]." (stackpilot maps it to AlreadyExists).
+//! - Not emulated (HTTP 501, code `InternalFailure`, "... has not yet been
+//!   emulated by LocalStack"; mapped to `Other`, not `Transient`, so nothing
+//!   retries it forever): SetStackPolicy, GetStackPolicy, DetectStackDrift,
+//!   DescribeStackDriftDetectionStatus, DescribeStackResourceDrifts,
+//!   ContinueUpdateRollback. These are covered by the fake (`aws::fake`) and
+//!   the canned answers below.
+//! - UpdateTerminationProtection works and DescribeStacks reflects it, but it
+//!   is not enforced: DeleteStack of a protected stack deletes it.
+//! - GetTemplate (stage `Original`, by name or id) returns the body as
+//!   submitted, byte for byte.
+//! - DescribeStacks without a name returns every stack in one page (no
+//!   `NextToken`), including `DELETE_COMPLETE` ones (AWS leaves those out;
+//!   stackpilot filters them). Paging is tested with canned answers and moto.
+//! - An inline `TemplateBody` over 51,200 bytes is refused as AWS does
+//!   ("Member must have length less than or equal to 51200", echoing the
+//!   whole body). S3 works path-style on the emulator endpoint, and a
+//!   `TemplateURL` of the form `http://127.0.0.1:<port>/<bucket>/<key>`
+//!   (key percent-encoded) is read by CreateChangeSet.
+//! - `DeploymentMode=REVERT_DRIFT` is accepted on CreateChangeSet and makes an
+//!   ordinary change set (there is no drift to revert).
 //!
 //! moto
 //! - Account id is `123456789012`. Everything is synchronous: the change set is
@@ -61,6 +81,16 @@
 //!   and leaves the stack in `REVIEW_IN_PROGRESS` with a `CREATE_IN_PROGRESS`
 //!   event; a malformed template also answers HTTP 500.
 //! - Undeclared parameters are accepted.
+//! - SetStackPolicy / GetStackPolicy work (no policy: no `StackPolicyBody`),
+//!   not enforced. GetTemplate returns the body as submitted.
+//! - Not implemented (HTTP 500 with an HTML page, which the SDK retries, so
+//!   the tests use one attempt): UpdateTerminationProtection, DetectStackDrift,
+//!   DescribeStackDriftDetectionStatus, DescribeStackResourceDrifts,
+//!   ContinueUpdateRollback.
+//! - DescribeStacks without a name pages by 50 (AWS: 100) with the last
+//!   stack's id as `NextToken`, looked up again in the live list, so a stack
+//!   deleted between pages breaks the read; the paging test uses a region of
+//!   its own.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -74,8 +104,10 @@ use aws_sdk_cloudformation::config::Credentials;
 use futures::FutureExt;
 use stackpilot::aws::sdk::{SdkLimits, SdkProvider};
 use stackpilot::aws::{
-    AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType, CloudFormation,
-    CloudFormationProvider, ExecutionStatus, Parameter, StackDescription, StackStatus, TemplateSource,
+    AwsError, AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType,
+    CloudFormation, CloudFormationProvider, DeploymentMode, DifferenceKind, DriftDetectionStatus, ExecutionStatus,
+    MAX_TEMPLATE_BODY_BYTES, Parameter, ResourceDriftStatus, StackDescription, StackDriftStatus, StackStatus,
+    TemplateSource,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -569,7 +601,293 @@ async fn moto_create_describe_delete() {
     .await;
 }
 
+/// Client for the emulator at `endpoint` in `region`, for tests that keep to
+/// a region of their own.
+async fn client_in(endpoint: &str, region: &str, limits: SdkLimits) -> Arc<dyn CloudFormation> {
+    provider_with(endpoint, limits).await.client(&AwsTarget {
+        region: region.into(),
+        ..target()
+    })
+}
+
+/// One attempt per call: for operations an emulator does not implement.
+fn one_attempt() -> SdkLimits {
+    SdkLimits {
+        max_attempts: 1,
+        ..SdkLimits::default()
+    }
+}
+
+/// Creates `stack` from `body` through a Create change set and waits for it.
+async fn create_stack(cf: &Arc<dyn CloudFormation>, stack: &str, body: &str) -> StackDescription {
+    cf.create_change_set(&request(stack, "create-1", ChangeSetType::Create, body))
+        .await
+        .expect("create_change_set");
+    settled_change_set(cf, stack, "create-1").await;
+    cf.execute_change_set(stack, "create-1", "").await.expect("execute");
+    let (created, seen) = settled_stack(cf, stack).await;
+    assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
+    created
+}
+
+/// What the emulators answer for operations they lack.
+fn assert_unimplemented(err: &AwsError, emulator: &str) {
+    match emulator {
+        // HTTP 501 with code InternalFailure: "... not yet been emulated".
+        "localstack" => assert_eq!(
+            (err.kind, err.code.as_str()),
+            (AwsErrorKind::Other, "InternalFailure"),
+            "{err}"
+        ),
+        // HTTP 500 with an HTML page.
+        _ => assert_eq!(err.kind, AwsErrorKind::Transient, "{err}"),
+    }
+}
+
+#[tokio::test]
+async fn localstack_template_protection_bulk_read_and_missing_operations() {
+    let endpoint = endpoint("STACKPILOT_TEST_AWS_ENDPOINT");
+    let cf = client(&endpoint).await;
+    let stack = unique("ops");
+    cleanup_after(&cf, &[&stack], async {
+        let created = create_stack(&cf, &stack, LOCALSTACK_TEMPLATE).await;
+        assert!(!created.termination_protection);
+        assert_eq!(
+            cf.get_template(&stack).await.unwrap(),
+            LOCALSTACK_TEMPLATE,
+            "as submitted"
+        );
+        assert_eq!(cf.get_template(&created.stack_id).await.unwrap(), LOCALSTACK_TEMPLATE);
+        let err = cf.get_template(&unique("missing")).await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+
+        cf.update_termination_protection(&stack, true).await.expect("protect");
+        let protected = cf.describe_stack(&stack).await.unwrap().unwrap();
+        assert!(protected.termination_protection);
+
+        // The bulk read has the stack, described as fully as by name.
+        let listing = cf.describe_all_stacks().await.expect("describe_all_stacks");
+        assert!(listing.pages >= 1);
+        let listed = listing
+            .stacks
+            .iter()
+            .find(|s| s.stack_name == stack)
+            .expect("stack listed");
+        assert_eq!(listed, &protected);
+        assert_eq!(listed.outputs.len(), 2);
+        assert!(listing.stacks.iter().all(|s| s.status != StackStatus::DeleteComplete));
+        cf.update_termination_protection(&stack, false)
+            .await
+            .expect("unprotect");
+
+        // Not emulated: stack policies, drift detection, ContinueUpdateRollback.
+        let cf1 = client_in(&endpoint, REGION, one_attempt()).await;
+        let policy = r#"{"Statement":[{"Effect":"Allow","Action":"Update:*","Principal":"*","Resource":"*"}]}"#;
+        assert_unimplemented(&cf1.set_stack_policy(&stack, policy).await.unwrap_err(), "localstack");
+        assert_unimplemented(&cf1.get_stack_policy(&stack).await.unwrap_err(), "localstack");
+        assert_unimplemented(&cf1.detect_stack_drift(&stack).await.unwrap_err(), "localstack");
+        assert_unimplemented(&cf1.drift_detection_status("x").await.unwrap_err(), "localstack");
+        assert_unimplemented(&cf1.resource_drifts(&stack).await.unwrap_err(), "localstack");
+        assert_unimplemented(
+            &cf1.continue_update_rollback(&stack, &[], "t").await.unwrap_err(),
+            "localstack",
+        );
+
+        // DeploymentMode=REVERT_DRIFT is accepted (and, with no drift
+        // detection, makes an ordinary change set).
+        let mut revert = request(&stack, "revert-1", ChangeSetType::Update, LOCALSTACK_TEMPLATE);
+        revert.parameters[0].value = "two".into();
+        revert.deployment_mode = Some(DeploymentMode::RevertDrift);
+        cf.create_change_set(&revert).await.expect("revert drift change set");
+        let cs = settled_change_set(&cf, &stack, "revert-1").await;
+        assert_eq!(cs.status, ChangeSetStatus::CreateComplete, "{cs:?}");
+
+        cf.delete_stack(&stack, "", &[]).await.unwrap();
+        gone(&cf, &stack).await;
+        let listing = cf.describe_all_stacks().await.unwrap();
+        assert!(!listing.stacks.iter().any(|s| s.stack_name == stack));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn localstack_large_template_goes_through_s3() {
+    let endpoint = endpoint("STACKPILOT_TEST_AWS_ENDPOINT");
+    let provider = provider(&endpoint).await;
+    let cf = provider.client(&target());
+    let store = provider.template_store(&target());
+    // A bucket of its own (S3 test set-up, outside stackpilot's trait).
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
+        .region(Region::new(REGION))
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("templates").to_lowercase();
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let stack = unique("big");
+    let key = format!("stacks/{stack}/template v1.yaml");
+    // Comments count towards the size and change nothing else.
+    let body = format!(
+        "{LOCALSTACK_TEMPLATE}# {}\n",
+        "padding ".repeat(MAX_TEMPLATE_BODY_BYTES / 8 + 100)
+    );
+    assert!(body.len() > MAX_TEMPLATE_BODY_BYTES);
+    cleanup_after(&cf, &[&stack], async {
+        // Inline, LocalStack enforces the limit as AWS does.
+        let inline = cf
+            .create_change_set(&request(&stack, "inline", ChangeSetType::Create, &body))
+            .await
+            .unwrap_err();
+        assert_eq!(inline.kind, AwsErrorKind::Validation);
+        assert!(
+            inline.message.contains("less than or equal to 51200"),
+            "{}",
+            &inline.message[inline.message.len().saturating_sub(200)..]
+        );
+
+        let url = store.put_template(&bucket, &key, &body).await.expect("put_template");
+        assert_eq!(
+            url,
+            format!(
+                "{}/{bucket}/stacks/{stack}/template%20v1.yaml",
+                endpoint.trim_end_matches('/')
+            )
+        );
+        let stored = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("get_object");
+        let bytes = stored.body.collect().await.unwrap().into_bytes();
+        assert_eq!(bytes.len(), body.len());
+
+        let mut create = request(&stack, "create-url", ChangeSetType::Create, "");
+        create.template = TemplateSource::Url(url);
+        cf.create_change_set(&create)
+            .await
+            .expect("create_change_set with TemplateURL");
+        let cs = settled_change_set(&cf, &stack, "create-url").await;
+        assert_eq!(cs.status, ChangeSetStatus::CreateComplete, "{cs:?}");
+        cf.execute_change_set(&stack, "create-url", "").await.unwrap();
+        let (created, seen) = settled_stack(&cf, &stack).await;
+        assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
+        assert_eq!(cf.get_template(&stack).await.unwrap().len(), body.len());
+
+        let err = store
+            .put_template(&unique("no-such-bucket").to_lowercase(), "k", "x")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "NoSuchBucket", "{err}");
+    })
+    .await;
+    let _ = s3.delete_object().bucket(&bucket).key(&key).send().await;
+    let _ = s3.delete_bucket().bucket(&bucket).send().await;
+}
+
+#[tokio::test]
+async fn moto_policy_template_and_missing_operations() {
+    let endpoint = endpoint("STACKPILOT_TEST_MOTO_ENDPOINT");
+    let cf = client(&endpoint).await;
+    let stack = unique("moto-ops");
+    cleanup_after(&cf, &[&stack], async {
+        create_stack(&cf, &stack, MOTO_TEMPLATE).await;
+        assert_eq!(cf.get_template(&stack).await.unwrap(), MOTO_TEMPLATE);
+        assert_eq!(cf.get_stack_policy(&stack).await.unwrap(), None);
+        let policy = r#"{"Statement":[{"Effect":"Deny","Action":"Update:Replace","Principal":"*","Resource":"*"}]}"#;
+        cf.set_stack_policy(&stack, policy).await.expect("set_stack_policy");
+        assert_eq!(cf.get_stack_policy(&stack).await.unwrap().as_deref(), Some(policy));
+        let err = cf.get_stack_policy(&unique("missing")).await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+
+        let cf1 = client_in(&endpoint, REGION, one_attempt()).await;
+        assert_unimplemented(
+            &cf1.update_termination_protection(&stack, true).await.unwrap_err(),
+            "moto",
+        );
+        assert_unimplemented(&cf1.detect_stack_drift(&stack).await.unwrap_err(), "moto");
+        assert_unimplemented(&cf1.drift_detection_status("x").await.unwrap_err(), "moto");
+        assert_unimplemented(&cf1.resource_drifts(&stack).await.unwrap_err(), "moto");
+        assert_unimplemented(
+            &cf1.continue_update_rollback(&stack, &[], "t").await.unwrap_err(),
+            "moto",
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn moto_bulk_read_follows_every_page() {
+    // A region of its own, so other tests' stacks do not shift moto's pages
+    // (its NextToken is a stack id, looked up in the live list).
+    let cf = client_in(
+        &endpoint("STACKPILOT_TEST_MOTO_ENDPOINT"),
+        "ap-northeast-3",
+        SdkLimits::default(),
+    )
+    .await;
+    let prefix = unique("bulk");
+    let names: Vec<String> = (0..55).map(|i| format!("{prefix}-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    cleanup_after(&cf, &refs, async {
+        for name in &names {
+            cf.create_change_set(&request(name, "create-1", ChangeSetType::Create, MOTO_TEMPLATE))
+                .await
+                .expect("create_change_set");
+            cf.execute_change_set(name, "create-1", "").await.expect("execute");
+        }
+        let listing = cf.describe_all_stacks().await.expect("describe_all_stacks");
+        assert!(listing.pages >= 2, "moto pages by 50: {} pages", listing.pages);
+        let listed: Vec<&StackDescription> = listing
+            .stacks
+            .iter()
+            .filter(|s| s.stack_name.starts_with(&prefix))
+            .collect();
+        assert_eq!(listed.len(), names.len());
+        let one = cf.describe_stack(&names[7]).await.unwrap().unwrap();
+        assert_eq!(listed.iter().find(|s| s.stack_name == names[7]), Some(&&one));
+        assert_eq!(one.tags.get("team").map(String::as_str), Some("platform"));
+        assert_eq!(one.parameters[0].value, "one");
+    })
+    .await;
+}
+
 // ---- canned HTTP answers (no emulator needed)
+
+/// Decodes a form value (`%XX` escapes, `+` as space).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.extend_from_slice(&bytes[i..i + 3]),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
 
 type Handler = Box<dyn Fn(&BTreeMap<String, String>) -> (u16, String) + Send + Sync>;
 
@@ -615,7 +933,7 @@ async fn canned(handler: Handler) -> (String, Arc<Mutex<Vec<BTreeMap<String, Str
                 let form: BTreeMap<String, String> = body
                     .split('&')
                     .filter_map(|pair| pair.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.replace("%3A", ":").replace("%2F", "/")))
+                    .map(|(k, v)| (k.to_string(), percent_decode(v)))
                     .collect();
                 log.lock().unwrap().push(form.clone());
                 let (status, text) = handler(&form);
@@ -821,4 +1139,199 @@ async fn a_silent_endpoint_times_out() {
     assert_eq!(err.code, "Timeout", "{err}");
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+fn stack_xml(name: &str, status: &str) -> String {
+    format!(
+        "<member><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackName>{name}</StackName>\
+         <StackStatus>{status}</StackStatus><CreationTime>2024-01-01T00:00:00Z</CreationTime>\
+         <Parameters><member><ParameterKey>Env</ParameterKey><ParameterValue>prod</ParameterValue></member></Parameters>\
+         <Tags><member><Key>team</Key><Value>a</Value></member></Tags>\
+         <Outputs><member><OutputKey>Url</OutputKey><OutputValue>https://{name}</OutputValue>\
+         <Description>the url</Description><ExportName>{name}-url</ExportName></member></Outputs>\
+         <EnableTerminationProtection>true</EnableTerminationProtection></member>"
+    )
+}
+
+fn response(action: &str, result: &str) -> (u16, String) {
+    (
+        200,
+        format!(
+            "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result>\
+             <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn bulk_describe_reads_every_page_without_a_stack_name() {
+    let (url, seen) = canned(Box::new(|form: &BTreeMap<String, String>| {
+        let (stacks, next) = match form.get("NextToken").map(String::as_str) {
+            None => (
+                stack_xml("a", "CREATE_COMPLETE") + &stack_xml("b", "UPDATE_IN_PROGRESS"),
+                "<NextToken>p2</NextToken>",
+            ),
+            Some("p2") => (
+                stack_xml("gone", "DELETE_COMPLETE") + &stack_xml("c", "ROLLBACK_COMPLETE"),
+                "<NextToken>p3</NextToken>",
+            ),
+            _ => (String::new(), ""),
+        };
+        response("DescribeStacks", &format!("<Stacks>{stacks}</Stacks>{next}"))
+    }))
+    .await;
+    let cf = client(&url).await;
+    let listing = cf.describe_all_stacks().await.unwrap();
+    assert_eq!(listing.pages, 3);
+    let names: Vec<&str> = listing.stacks.iter().map(|s| s.stack_name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"], "DELETE_COMPLETE left out");
+    let a = &listing.stacks[0];
+    assert_eq!(a.status, StackStatus::CreateComplete);
+    assert_eq!(
+        a.parameters,
+        [Parameter {
+            key: "Env".into(),
+            value: "prod".into()
+        }]
+    );
+    assert_eq!(a.tags.get("team").map(String::as_str), Some("a"));
+    assert_eq!(a.outputs[0].value, "https://a");
+    assert_eq!(a.outputs[0].export_name.as_deref(), Some("a-url"));
+    assert!(a.termination_protection);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|form| !form.contains_key("StackName")), "{seen:?}");
+    assert_eq!(seen[2].get("NextToken").map(String::as_str), Some("p3"));
+}
+
+fn drift_member(id: &str, status: &str) -> String {
+    format!(
+        "<member><StackId>arn:stack</StackId><LogicalResourceId>{id}</LogicalResourceId>\
+         <PhysicalResourceId>phys-{id}</PhysicalResourceId><ResourceType>AWS::SQS::Queue</ResourceType>\
+         <StackResourceDriftStatus>{status}</StackResourceDriftStatus><Timestamp>2024-01-01T00:00:00Z</Timestamp>\
+         <PropertyDifferences><member><PropertyPath>/DelaySeconds</PropertyPath><ExpectedValue>0</ExpectedValue>\
+         <ActualValue>5</ActualValue><DifferenceType>NOT_EQUAL</DifferenceType></member></PropertyDifferences></member>"
+    )
+}
+
+#[tokio::test]
+async fn drift_detection_calls_send_and_read_the_right_fields() {
+    let (url, seen) = canned(Box::new(|form: &BTreeMap<String, String>| {
+        match form.get("Action").map(String::as_str) {
+            Some("DetectStackDrift") => {
+                response("DetectStackDrift", "<StackDriftDetectionId>d-1</StackDriftDetectionId>")
+            }
+            Some("DescribeStackDriftDetectionStatus") => response(
+                "DescribeStackDriftDetectionStatus",
+                "<StackId>arn:stack</StackId><StackDriftDetectionId>d-1</StackDriftDetectionId>\
+                 <StackDriftStatus>DRIFTED</StackDriftStatus><DetectionStatus>DETECTION_COMPLETE</DetectionStatus>\
+                 <DriftedStackResourceCount>3</DriftedStackResourceCount><Timestamp>2024-01-01T00:00:05Z</Timestamp>",
+            ),
+            Some("DescribeStackResourceDrifts") => {
+                let (members, next) = match form.get("NextToken").map(String::as_str) {
+                    None => (
+                        drift_member("A", "MODIFIED") + &drift_member("B", "IN_SYNC"),
+                        "<NextToken>n</NextToken>",
+                    ),
+                    _ => (drift_member("C", "DELETED"), ""),
+                };
+                response(
+                    "DescribeStackResourceDrifts",
+                    &format!("<StackResourceDrifts>{members}</StackResourceDrifts>{next}"),
+                )
+            }
+            _ => (400, error_xml("ValidationError", "unexpected")),
+        }
+    }))
+    .await;
+    let cf = client(&url).await;
+    let id = cf.detect_stack_drift("s").await.unwrap();
+    assert_eq!(id, "d-1");
+    let detection = cf.drift_detection_status(&id).await.unwrap();
+    assert_eq!(detection.status, DriftDetectionStatus::Complete);
+    assert_eq!(detection.stack_drift_status, StackDriftStatus::Drifted);
+    assert_eq!(detection.drifted_resource_count, Some(3));
+    assert_eq!(detection.timestamp.to_rfc3339(), "2024-01-01T00:00:05+00:00");
+    let drifts = cf.resource_drifts("s").await.unwrap();
+    let summary: Vec<(&str, &ResourceDriftStatus)> = drifts.iter().map(|d| (d.logical_id.as_str(), &d.drift)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("A", &ResourceDriftStatus::Modified),
+            ("C", &ResourceDriftStatus::Deleted)
+        ],
+        "IN_SYNC left out even when the filter is ignored"
+    );
+    assert_eq!(drifts[0].physical_id.as_deref(), Some("phys-A"));
+    assert_eq!(drifts[0].differences[0].kind, DifferenceKind::NotEqual);
+    assert_eq!(
+        (
+            drifts[0].differences[0].expected.as_str(),
+            drifts[0].differences[0].actual.as_str()
+        ),
+        ("0", "5")
+    );
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].get("StackName").map(String::as_str), Some("s"));
+    assert_eq!(seen[1].get("StackDriftDetectionId").map(String::as_str), Some("d-1"));
+    let page = &seen[2];
+    assert_eq!(
+        page.get("StackResourceDriftStatusFilters.member.1").map(String::as_str),
+        Some("MODIFIED")
+    );
+    assert_eq!(
+        page.get("StackResourceDriftStatusFilters.member.2").map(String::as_str),
+        Some("DELETED")
+    );
+    assert_eq!(page.get("MaxResults").map(String::as_str), Some("100"));
+    assert_eq!(seen[3].get("NextToken").map(String::as_str), Some("n"));
+    assert_eq!(seen.len(), 4);
+}
+
+#[tokio::test]
+async fn write_calls_send_their_parameters() {
+    let (url, seen) = canned(Box::new(|form: &BTreeMap<String, String>| {
+        match form.get("Action").map(String::as_str).unwrap_or_default() {
+            "CreateChangeSet" => response("CreateChangeSet", "<Id>arn:cs</Id><StackId>arn:stack</StackId>"),
+            "UpdateTerminationProtection" => response("UpdateTerminationProtection", "<StackId>arn:stack</StackId>"),
+            "GetTemplate" => response("GetTemplate", "<TemplateBody>Resources: {}</TemplateBody>"),
+            "GetStackPolicy" => response("GetStackPolicy", ""),
+            action => response(action, ""),
+        }
+    }))
+    .await;
+    let cf = client(&url).await;
+    let mut revert = request("s", "cs", ChangeSetType::Update, "Resources: {}");
+    revert.deployment_mode = Some(DeploymentMode::RevertDrift);
+    assert_eq!(cf.create_change_set(&revert).await.unwrap(), "arn:cs");
+    cf.create_change_set(&request("s", "cs2", ChangeSetType::Update, "Resources: {}"))
+        .await
+        .unwrap();
+    cf.update_termination_protection("s", true).await.unwrap();
+    cf.set_stack_policy("s", r#"{"Statement":[]}"#).await.unwrap();
+    assert_eq!(cf.get_stack_policy("s").await.unwrap(), None);
+    assert_eq!(cf.get_template("s").await.unwrap(), "Resources: {}");
+    cf.continue_update_rollback("s", &["A".into(), "Nested.B".into()], "tok")
+        .await
+        .unwrap();
+    cf.continue_update_rollback("s", &[], "").await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    let field = |i: usize, key: &str| seen[i].get(key).cloned();
+    assert_eq!(field(0, "DeploymentMode").as_deref(), Some("REVERT_DRIFT"));
+    assert_eq!(field(1, "DeploymentMode"), None);
+    assert_eq!(field(2, "EnableTerminationProtection").as_deref(), Some("true"));
+    assert_eq!(field(3, "StackPolicyBody").as_deref(), Some(r#"{"Statement":[]}"#));
+    assert_eq!(field(5, "TemplateStage").as_deref(), Some("Original"));
+    assert_eq!(field(6, "Action").as_deref(), Some("ContinueUpdateRollback"));
+    assert_eq!(field(6, "ResourcesToSkip.member.1").as_deref(), Some("A"));
+    assert_eq!(field(6, "ResourcesToSkip.member.2").as_deref(), Some("Nested.B"));
+    assert_eq!(field(6, "ClientRequestToken").as_deref(), Some("tok"));
+    assert_eq!(field(7, "ClientRequestToken"), None);
+    assert!(
+        !seen[7].keys().any(|k| k.starts_with("ResourcesToSkip")),
+        "{:?}",
+        seen[7]
+    );
 }

@@ -2,7 +2,7 @@
 //! sits behind the trait (SDK or fake). Outcomes are the error categories
 //! (`throttled` apart from `transient`), so throttling shows on its own. A
 //! call is counted once whatever the SDK retried inside it; the bulk
-//! DescribeStacks counts one call per page read.
+//! DescribeStacks counts one call per page read (a failed one counts one).
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@ mod decide;
 #[cfg(test)]
 mod decide_tests;
 mod desired;
+mod directory;
 mod inputs;
 mod lifecycle;
 mod names;
@@ -35,6 +36,7 @@ use triggers::{Source, readers};
 
 pub use decide::{APPROVE_ANNOTATION, Observed, Plan, Step, Timing, decide};
 pub use desired::{DesiredStack, InputProblem, ResolvedParameter};
+pub use directory::Directory;
 pub use inputs::RECONCILE_REQUESTED_AT;
 pub use names::{TAG_NAME, TAG_NAMESPACE, TAG_UID};
 pub use reconcile::FINALIZER;

@@ -116,12 +116,23 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
 
     // Bad input and suspended objects make no AWS calls at all.
     let ask_aws = deleting || (!stack.spec.suspend && desired.is_ok());
-    let cfn = ctx.aws.client(&grant.target(&stack.name_any()));
+    let target = grant.target(&stack.name_any());
+    let cfn = ctx.aws.client(&target);
     let mut observed_stack = None;
     let mut change_set = None;
     let mut events: Vec<StackEvent> = Vec::new();
     if ask_aws {
-        observed_stack = cfn.describe_stack(&name).await?;
+        // Settled stacks come from the shared bulk read; anything in flight
+        // is read on its own.
+        let settled = previous
+            .stack_status
+            .as_deref()
+            .is_some_and(|s| matches!(classify(&crate::aws::StackStatus::parse(s)), Lifecycle::Settled { .. }));
+        observed_stack = if settled && previous.operation.is_none() && !deleting {
+            ctx.directory.settled_stack(&target, cfn.as_ref(), &name).await?.0
+        } else {
+            cfn.describe_stack(&name).await?
+        };
         if let Some(found) = &observed_stack {
             let lifecycle = classify(&found.status);
             let applied_current = match (&desired, &previous.applied) {
@@ -168,6 +179,9 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         timing: ctx.settings.timing,
     };
     let mut plan = decide(&observed);
+    if !plan.steps.is_empty() {
+        ctx.directory.wrote(&target, &name).await;
+    }
     if let Some(found) = observed_stack.as_ref().filter(|s| !deleting && has_outputs(s)) {
         match outputs::sync(&ctx.client, stack, &found.outputs, previous.written_outputs.as_ref()).await? {
             Ok(written) => plan.status.written_outputs = written,
