@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             stackpilot::telemetry::init(args.log_format);
-            stackpilot::run::run(args).await
+            stackpilot::run::run(*args).await
         }
         Command::Crd { out_dir: Some(dir) } => {
             std::fs::create_dir_all(&dir)?;

@@ -88,7 +88,7 @@ async fn controllers(
     if !args.leader_election.enabled {
         // Without leader election every replica acts.
         ctx.metrics.leader.set(1);
-        run_controllers(args.clone(), ctx, stop_rx).await;
+        run_controllers(args.clone(), ctx, identity, stop_rx).await;
         return Ok(());
     }
 
@@ -99,7 +99,7 @@ async fn controllers(
         () = stopped(stop_rx.clone()) => return Ok(()),
     };
     ctx.ready.store(false, Ordering::Relaxed);
-    let mut running = tokio::spawn(run_controllers(args.clone(), ctx.clone(), stop_rx));
+    let mut running = tokio::spawn(run_controllers(args.clone(), ctx.clone(), identity, stop_rx));
     // Returns after the stop signal, once the reconciles in flight are done;
     // only then is the lease given up.
     tokio::select! {
@@ -112,9 +112,18 @@ async fn controllers(
 
 /// Every controller, until the stop signal and the reconciles in flight are
 /// done. With leader election this runs only while the lease is held.
-async fn run_controllers(args: RunArgs, ctx: Arc<Context>, stop_rx: watch::Receiver<bool>) {
+async fn run_controllers(
+    args: RunArgs,
+    ctx: Arc<Context>,
+    identity: Arc<dyn AccountIdentity>,
+    stop_rx: watch::Receiver<bool>,
+) {
     let namespace = args.namespace.clone().filter(|n| !n.is_empty());
+    let accounts = start_accounts(&args, &ctx, identity, &stop_rx);
     stack::run(ctx, namespace, args.concurrency, stopped(stop_rx)).await;
+    if let Some(accounts) = accounts {
+        let _ = accounts.await;
+    }
 }
 
 /// The AwsAccount controller (verifies credentials), unless turned off.

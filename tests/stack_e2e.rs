@@ -7,17 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
-use stackpilot::api::Stack;
-use stackpilot::aws::sdk::SdkProvider;
-use stackpilot::aws::{AwsTarget, CloudFormation, CloudFormationProvider};
+use kube::ResourceExt;
+use kube::api::DeleteParams;
+use serde_json::json;
 use support::eventually;
-use support::fixture::{Fixture, ready};
-
-const TIMEOUT: Duration = Duration::from_secs(120);
+use support::fixture::{Fixture, TIMEOUT, ready};
 
 const QUEUE_TEMPLATE: &str = r#"
 Parameters:

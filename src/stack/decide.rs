@@ -8,11 +8,11 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{
     Adoption, AppliedRevision, Approval, ChangeSetSummary, CreateFailureAction, DeleteFailureAction, DeletionPolicy,
-    Operation, PlannedChange, StackSpec, StackStatus,
+    Operation, PlannedChange, StackSpec, StackStatus, UpdateRollbackFailureAction,
 };
 use crate::aws::{
     ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription,
-    StackEvent,
+    StackEvent, TemplateSource,
 };
 
 use super::desired::{DesiredStack, InputProblem};
@@ -80,9 +80,34 @@ pub struct Observed<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     CreateChangeSet(Box<ChangeSetRequest>),
-    ExecuteChangeSet { name: String, token: String },
-    DeleteChangeSet { name: String },
-    DeleteStack { token: String, retain: Vec<String> },
+    ExecuteChangeSet {
+        name: String,
+        token: String,
+    },
+    DeleteChangeSet {
+        name: String,
+    },
+    DeleteStack {
+        token: String,
+        retain: Vec<String>,
+    },
+    /// Uploads the template to S3; the next CreateChangeSet passes its URL.
+    UploadTemplate {
+        bucket: String,
+        key: String,
+        region: String,
+        body: String,
+    },
+    SetTerminationProtection {
+        enabled: bool,
+    },
+    SetStackPolicy {
+        body: String,
+    },
+    ContinueRollback {
+        token: String,
+        skip: Vec<String>,
+    },
 }
 
 impl Step {
@@ -93,6 +118,10 @@ impl Step {
             Step::ExecuteChangeSet { name, .. } => format!("ExecuteChangeSet {name}"),
             Step::DeleteChangeSet { name } => format!("DeleteChangeSet {name}"),
             Step::DeleteStack { retain, .. } => format!("DeleteStack (retaining {retain:?})"),
+            Step::UploadTemplate { bucket, key, .. } => format!("PutObject s3://{bucket}/{key}"),
+            Step::SetTerminationProtection { enabled } => format!("UpdateTerminationProtection {enabled}"),
+            Step::SetStackPolicy { .. } => "SetStackPolicy".into(),
+            Step::ContinueRollback { skip, .. } => format!("ContinueUpdateRollback (skipping {skip:?})"),
         }
     }
 }
@@ -269,6 +298,18 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
         }
         Lifecycle::Review => change_set_flow(o, desired, stack, ChangeSetType::Create, plan),
         Lifecycle::Settled { last_update_failed } => {
+            if plan
+                .status
+                .operation
+                .as_ref()
+                .is_some_and(|op| op.action == "ContinueUpdateRollback")
+            {
+                plan.status.operation = None;
+                plan.notes.push(Note::normal(
+                    "RollbackContinued",
+                    format!("the rollback finished: {}", stack.status),
+                ));
+            }
             if finish_execution(o, stack, last_update_failed, &failures, plan) {
                 return;
             }
@@ -276,6 +317,30 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
         }
         Lifecycle::UpdateFailed => change_set_flow(o, desired, stack, ChangeSetType::Update, plan),
         Lifecycle::CreateFailed => create_failed(o, stack, &failures, plan),
+        Lifecycle::UpdateRollbackFailed
+            if o.spec.failure_policy.on_update_rollback_failure == UpdateRollbackFailureAction::ContinueRollback =>
+        {
+            let attempt = plan.status.recent_failures.len();
+            let token = client_token(o.uid, "continue-rollback", &format!("{}-{attempt}", o.generation));
+            let skip = o.spec.failure_policy.skip_resources.clone();
+            let repeat = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
+            if !repeat {
+                plan.notes.push(Note::warning(
+                    "ContinuingRollback",
+                    format!(
+                        "stack {} is UPDATE_ROLLBACK_FAILED; continuing the rollback (skipping {skip:?})",
+                        stack.stack_name
+                    ),
+                ));
+            }
+            plan.steps.push(Step::ContinueRollback {
+                token: token.clone(),
+                skip,
+            });
+            plan.status.operation = Some(record(o, "ContinueUpdateRollback", None, &token, None));
+            report(o, plan).progressing("ContinuingRollback", "continuing the failed rollback");
+            plan.requeue = o.timing.in_flight;
+        }
         Lifecycle::UpdateRollbackFailed => {
             let why = explain(&failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
             let message = format!(
@@ -374,6 +439,14 @@ fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, 
         )),
         deployment_mode: None,
     };
+    if let (Some(upload), TemplateSource::Body(body)) = (&desired.upload, &desired.template) {
+        plan.steps.push(Step::UploadTemplate {
+            bucket: upload.bucket.clone(),
+            key: upload.key.clone(),
+            region: upload.region.clone(),
+            body: body.clone(),
+        });
+    }
     plan.steps.push(Step::CreateChangeSet(Box::new(request)));
     plan.status.operation = Some(record(
         o,
@@ -464,6 +537,7 @@ fn finish_execution(
             generation: op.generation,
             fingerprint: op.fingerprint.clone().unwrap_or_default(),
         });
+        apply_stack_policy(o, plan);
         plan.notes.push(Note::normal(
             "ChangeSetExecuted",
             format!(
@@ -507,6 +581,11 @@ fn change_set_flow(
             }
         } else if conditions::find(&plan.status.conditions, DRIFTED).is_some_and(|c| c.reason != "ResourceDrift") {
             set_drifted(o, plan, Truth::False, "InSync", "the stack matches the spec");
+        }
+        if stack.termination_protection != desired.termination_protection {
+            plan.steps.push(Step::SetTerminationProtection {
+                enabled: desired.termination_protection,
+            });
         }
         let message = format!("stack {} is {}", stack.stack_name, stack.status);
         report(o, plan).ready("Succeeded", &message);
@@ -576,6 +655,7 @@ fn change_set_flow(
                 generation: o.generation,
                 fingerprint: desired.fingerprint.clone(),
             });
+            apply_stack_policy(o, plan);
             plan.steps.push(Step::DeleteChangeSet { name: wanted.clone() });
             let message = format!("stack {} is {}; no changes were needed", stack.stack_name, stack.status);
             report(o, plan).ready("Succeeded", &message);
@@ -604,6 +684,14 @@ fn change_set_flow(
             );
             report(o, plan).stalled("ChangeSetFailed", &message);
         }
+    }
+}
+
+/// CloudFormation takes the stack policy through its own call, after the
+/// change that a new policy came with.
+fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
+    if let Some(body) = o.desired.as_ref().ok().and_then(|d| d.stack_policy.clone()) {
+        plan.steps.push(Step::SetStackPolicy { body });
     }
 }
 
@@ -907,6 +995,9 @@ fn decide_delete(o: &Observed, plan: &mut Plan) {
             }
         }
         _ => {
+            if stack.termination_protection {
+                plan.steps.push(Step::SetTerminationProtection { enabled: false });
+            }
             let token = client_token(o.uid, "delete", &o.generation.to_string());
             let repeat = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
             if !repeat {

@@ -38,6 +38,9 @@ fn desired() -> DesiredStack {
         notification_arns: vec![],
         rollback_triggers: vec![],
         rollback_monitoring_minutes: None,
+        termination_protection: false,
+        stack_policy: None,
+        upload: None,
         fingerprint: String::new(),
     }
     .seal("")
@@ -716,4 +719,123 @@ fn an_out_of_band_change_is_repaired_once_then_reported() {
     }];
     masked.stack = Some(quiet);
     assert!(condition(&masked.decide(), conditions::DRIFTED).is_none());
+}
+
+#[test]
+fn termination_protection_is_kept_in_sync_and_lifted_for_deletion() {
+    let mut case = Case::new();
+    case.desired = Ok(DesiredStack {
+        termination_protection: true,
+        ..desired()
+    });
+    case.previous.applied = Some(AppliedRevision {
+        generation: 1,
+        fingerprint: fingerprint(),
+    });
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = case.decide();
+    assert_eq!(plan.steps, vec![Step::SetTerminationProtection { enabled: true }]);
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+
+    let mut protected = stack(Cfn::UpdateComplete);
+    protected.termination_protection = true;
+    case.stack = Some(protected);
+    assert!(case.decide().steps.is_empty(), "already in sync");
+
+    case.deleting = true;
+    let plan = case.decide();
+    assert!(matches!(
+        plan.steps.as_slice(),
+        [
+            Step::SetTerminationProtection { enabled: false },
+            Step::DeleteStack { .. }
+        ]
+    ));
+}
+
+#[test]
+fn a_stack_policy_is_set_after_the_change_it_came_with() {
+    let mut case = Case::new();
+    let with_policy = DesiredStack {
+        stack_policy: Some(r#"{"Statement":[]}"#.into()),
+        ..desired()
+    }
+    .seal("");
+    assert_ne!(
+        with_policy.fingerprint,
+        fingerprint(),
+        "a policy change is a new revision"
+    );
+    let fp = with_policy.fingerprint.clone();
+    case.desired = Ok(with_policy);
+    let name = change_set_name(1, &fp);
+    case.previous.change_set = Some(pending(&name, "UPDATE"));
+    case.previous.operation = Some(operation("ExecuteChangeSet", Some(&name), &fp, NOW - 30));
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = case.decide();
+    assert_eq!(
+        plan.steps,
+        vec![Step::SetStackPolicy {
+            body: r#"{"Statement":[]}"#.into()
+        }]
+    );
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+}
+
+#[test]
+fn a_large_template_is_uploaded_before_the_change_set() {
+    let mut case = Case::new();
+    case.desired = Ok(DesiredStack {
+        upload: Some(super::desired::TemplateUpload {
+            bucket: "templates".into(),
+            key: "team-a/web/abc.template".into(),
+            region: "us-east-1".into(),
+        }),
+        ..desired()
+    });
+    let plan = case.decide();
+    match plan.steps.as_slice() {
+        [Step::UploadTemplate { bucket, key, .. }, Step::CreateChangeSet(_)] => {
+            assert_eq!(
+                (bucket.as_str(), key.as_str()),
+                ("templates", "team-a/web/abc.template")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_rollback_is_continued_when_the_policy_says_so() {
+    let mut case = Case::new();
+    case.stack = Some(stack(Cfn::UpdateRollbackFailed));
+    case.events = vec![failure_event("e1", NOW - 5, "Q", "UPDATE_FAILED", "cannot roll back Q")];
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    let (_, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!(reason, "UpdateRollbackFailed");
+    assert!(
+        message.contains("cannot roll back Q") && message.contains("continue-update-rollback"),
+        "{message}"
+    );
+
+    case.spec.failure_policy.on_update_rollback_failure = crate::api::UpdateRollbackFailureAction::ContinueRollback;
+    case.spec.failure_policy.skip_resources = vec!["Q".into()];
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::ContinueRollback { skip, .. }] if skip == &vec!["Q".to_string()]));
+    assert_eq!(plan.status.operation.as_ref().unwrap().action, "ContinueUpdateRollback");
+    assert!(plan.notes.iter().any(|n| n.reason == "ContinuingRollback"));
+
+    // When the rollback has finished, the operation is closed.
+    let mut done = Case::new();
+    done.previous = plan.status.clone();
+    done.stack = Some(stack(Cfn::UpdateRollbackComplete));
+    let plan = done.decide();
+    assert!(
+        plan.status
+            .operation
+            .as_ref()
+            .is_none_or(|op| op.action != "ContinueUpdateRollback")
+    );
+    assert!(plan.notes.iter().any(|n| n.reason == "RollbackContinued"));
 }

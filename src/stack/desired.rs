@@ -40,6 +40,14 @@ pub struct DesiredStack {
     pub notification_arns: Vec<String>,
     pub rollback_triggers: Vec<RollbackTrigger>,
     pub rollback_monitoring_minutes: Option<i32>,
+    /// Termination protection wanted on the stack (kept in sync directly,
+    /// not through change sets).
+    pub termination_protection: bool,
+    /// Stack policy to set after each change (CloudFormation takes it
+    /// through its own call).
+    pub stack_policy: Option<String>,
+    /// Where to upload a template too large to pass inline.
+    pub upload: Option<TemplateUpload>,
     /// Changes when any input above changes, or when a reconcile is requested
     /// after a failure (see `inputs.rs`).
     pub fingerprint: String,
@@ -68,6 +76,7 @@ impl DesiredStack {
             print.field("trigger", &t.alarm_arn);
         }
         print.field("monitor", &self.rollback_monitoring_minutes.unwrap_or(-1).to_string());
+        print.field("policy", self.stack_policy.as_deref().unwrap_or(""));
         print.field("nonce", retry_nonce);
         self.fingerprint = print.finish();
         self
@@ -82,6 +91,14 @@ impl DesiredStack {
             })
             .collect()
     }
+}
+
+/// An S3 location for a large template (bucket of the AwsAccount).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateUpload {
+    pub bucket: String,
+    pub key: String,
+    pub region: String,
 }
 
 /// Why the desired stack could not be built.

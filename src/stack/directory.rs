@@ -142,7 +142,8 @@ mod tests {
                 "Resources: {Q: {Type: AWS::SQS::Queue}}",
                 &[],
                 Default::default(),
-            );
+            )
+            .unwrap();
         }
         fake.reset_calls();
         let directory = Directory::new(Duration::from_secs(60));
@@ -161,7 +162,8 @@ mod tests {
     #[tokio::test]
     async fn a_stack_written_to_is_read_directly_until_a_newer_bulk_read() {
         let fake = FakeCloudFormation::new("us-east-1");
-        fake.put_stack("a", "Resources: {Q: {Type: AWS::SQS::Queue}}", &[], Default::default());
+        fake.put_stack("a", "Resources: {Q: {Type: AWS::SQS::Queue}}", &[], Default::default())
+            .unwrap();
         let directory = Directory::new(Duration::from_millis(50));
         let t = target("x");
         directory.settled_stack(&t, &fake, "a").await.unwrap();

@@ -13,9 +13,11 @@ use crate::api::{KeyRef, ParameterSource, Stack, StackParameter};
 use crate::aws::{RollbackTrigger, TemplateSource};
 use crate::conditions::{self, READY};
 
-use super::desired::{DesiredStack, InputProblem, ResolvedParameter};
+use super::desired::{DesiredStack, InputProblem, ResolvedParameter, TemplateUpload};
+use super::names::Fingerprint;
 use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, default_stack_name, validate_stack_name};
 use super::template;
+use crate::tenancy::Grant;
 
 /// The annotation that forces a reconcile now; after a failure it also
 /// retries the same spec.
@@ -32,11 +34,8 @@ pub fn stack_name(stack: &Stack) -> String {
 
 /// Reads everything the spec refers to; `default_tags` come from the
 /// AwsAccount (the Stack's own tags win).
-pub async fn resolve(
-    client: &Client,
-    stack: &Stack,
-    default_tags: &BTreeMap<String, String>,
-) -> Result<DesiredStack, InputProblem> {
+pub async fn resolve(client: &Client, stack: &Stack, grant: &Grant) -> Result<DesiredStack, InputProblem> {
+    let default_tags = &grant.default_tags;
     let namespace = stack.namespace().unwrap_or_default();
     let name = stack_name(stack);
     validate_stack_name(&name).map_err(|m| InputProblem::stalled("InvalidStackName", m))?;
@@ -51,8 +50,22 @@ pub async fn resolve(
         parameters.push(reader.parameter(parameter).await?);
     }
     let capabilities: Vec<String> = stack.spec.capabilities.iter().map(|c| c.as_str().to_string()).collect();
+    let mut upload = None;
     if let TemplateSource::Body(body) = &template {
-        check_template(body, &parameters, &capabilities)?;
+        let bucket = grant.template_bucket.as_ref();
+        check_template(body, &parameters, &capabilities, bucket.is_some())?;
+        if let Some(bucket) = bucket.filter(|_| body.len() > template::MAX_INLINE_BYTES) {
+            upload = Some(TemplateUpload {
+                bucket: bucket.name.clone(),
+                key: format!(
+                    "{}{namespace}/{}/{}.template",
+                    bucket.prefix.as_deref().unwrap_or(""),
+                    stack.name_any(),
+                    Fingerprint::default().field("body", body).finish()
+                ),
+                region: bucket.region.clone().unwrap_or_else(|| stack.spec.region.clone()),
+            });
+        }
     }
     let mut tags = crate::tenancy::merge_tags(default_tags, &stack.spec.tags);
     tags.insert(TAG_NAMESPACE.into(), namespace.clone());
@@ -76,6 +89,9 @@ pub async fn resolve(
             })
             .unwrap_or_default(),
         rollback_monitoring_minutes: triggers.and_then(|t| t.monitoring_time_in_minutes),
+        termination_protection: stack.spec.termination_protection,
+        stack_policy: stack.spec.stack_policy.clone(),
+        upload,
         fingerprint: String::new(),
     };
     let mut nonce = stack
@@ -92,7 +108,12 @@ pub async fn resolve(
 }
 
 /// Local template checks: size, syntax, parameters, capabilities.
-fn check_template(body: &str, parameters: &[ResolvedParameter], capabilities: &[String]) -> Result<(), InputProblem> {
+fn check_template(
+    body: &str,
+    parameters: &[ResolvedParameter],
+    capabilities: &[String],
+    has_bucket: bool,
+) -> Result<(), InputProblem> {
     if body.len() > template::MAX_URL_BYTES {
         return Err(InputProblem::stalled(
             "TemplateTooLarge",
@@ -103,7 +124,7 @@ fn check_template(body: &str, parameters: &[ResolvedParameter], capabilities: &[
             ),
         ));
     }
-    if body.len() > template::MAX_INLINE_BYTES {
+    if body.len() > template::MAX_INLINE_BYTES && !has_bucket {
         return Err(InputProblem::stalled(
             "TemplateTooLarge",
             format!(

@@ -12,7 +12,9 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{Stack, StackStatus};
-use crate::aws::{AwsError, AwsErrorKind, CloudFormation, StackEvent};
+use std::borrow::Cow;
+
+use crate::aws::{AwsError, AwsErrorKind, AwsTarget, ChangeSetRequest, CloudFormation, StackEvent, TemplateSource};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
@@ -111,7 +113,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
     let desired = if deleting || stack.spec.suspend {
         Err(InputProblem::stalled("NotApplicable", ""))
     } else {
-        resolve(&ctx.client, stack, &grant.default_tags).await
+        resolve(&ctx.client, stack, &grant).await
     };
 
     // Bad input and suspended objects make no AWS calls at all.
@@ -188,7 +190,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
             Err(note) => plan.notes.push(note),
         }
     }
-    act(stack, &api, ctx, Some(cfn.as_ref()), &previous, plan).await
+    act(stack, &api, ctx, Some((cfn.as_ref(), &target)), &previous, plan).await
 }
 
 /// Outputs are final only once the stack settled.
@@ -266,7 +268,7 @@ async fn act(
     stack: &Stack,
     api: &Api<Stack>,
     ctx: &Context,
-    cfn: Option<&dyn CloudFormation>,
+    aws: Option<(&dyn CloudFormation, &AwsTarget)>,
     previous: &StackStatus,
     plan: Plan,
 ) -> Result<Action> {
@@ -288,10 +290,11 @@ async fn act(
         written = status.clone();
     }
     let mut outcome = Ok(());
-    if let Some(cfn) = cfn {
+    if let Some((cfn, target)) = aws {
+        let mut uploaded = None;
         for step in &steps {
             debug!(stack = %name, step = %step.label(), "aws step");
-            if let Err(error) = run_step(cfn, &stack_name, step).await {
+            if let Err(error) = run_step(ctx, cfn, target, &stack_name, step, &mut uploaded).await {
                 match error.kind {
                     AwsErrorKind::Validation | AwsErrorKind::AccessDenied => {
                         let generation = stack.meta().generation.unwrap_or(0);
@@ -325,19 +328,51 @@ async fn act(
     Ok(Action::requeue(requeue))
 }
 
-async fn run_step(cfn: &dyn CloudFormation, stack_name: &str, step: &Step) -> Result<(), AwsError> {
+async fn run_step(
+    ctx: &Context,
+    cfn: &dyn CloudFormation,
+    target: &AwsTarget,
+    stack_name: &str,
+    step: &Step,
+    uploaded: &mut Option<String>,
+) -> Result<(), AwsError> {
     match step {
-        Step::CreateChangeSet(request) => match cfn.create_change_set(request).await {
-            // Same deterministic name: it is the one we asked for before.
-            Err(e) if e.kind == AwsErrorKind::AlreadyExists => Ok(()),
-            other => other.map(|_| ()),
-        },
+        Step::UploadTemplate {
+            bucket,
+            key,
+            region,
+            body,
+        } => {
+            let store = ctx.aws.template_store(&AwsTarget {
+                region: region.clone(),
+                ..target.clone()
+            });
+            *uploaded = Some(store.put_template(bucket, key, body).await?);
+            Ok(())
+        }
+        Step::CreateChangeSet(request) => {
+            let request = match uploaded.take() {
+                Some(url) => Cow::Owned(ChangeSetRequest {
+                    template: TemplateSource::Url(url),
+                    ..(**request).clone()
+                }),
+                None => Cow::Borrowed(&**request),
+            };
+            match cfn.create_change_set(&request).await {
+                // Same deterministic name: it is the one we asked for before.
+                Err(e) if e.kind == AwsErrorKind::AlreadyExists => Ok(()),
+                other => other.map(|_| ()),
+            }
+        }
         Step::ExecuteChangeSet { name, token } => cfn.execute_change_set(stack_name, name, token).await,
         Step::DeleteChangeSet { name } => match cfn.delete_change_set(stack_name, name).await {
             Err(e) if e.kind == AwsErrorKind::NotFound => Ok(()),
             other => other,
         },
         Step::DeleteStack { token, retain } => cfn.delete_stack(stack_name, token, retain).await,
+        Step::SetTerminationProtection { enabled } => cfn.update_termination_protection(stack_name, *enabled).await,
+        Step::SetStackPolicy { body } => cfn.set_stack_policy(stack_name, body).await,
+        Step::ContinueRollback { token, skip } => cfn.continue_update_rollback(stack_name, skip, token).await,
     }
 }
 

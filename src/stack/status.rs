@@ -39,6 +39,7 @@ pub fn rejected(status: &mut StackStatus, step: &Step, error: &AwsError, generat
         }
         Step::DeleteChangeSet { name } => format!("deleting change set {name}"),
         Step::DeleteStack { .. } => "deleting the stack".to_string(),
+        other => other.label(),
     };
     status.operation = None;
     let message = format!("AWS refused {what}: {}", error);

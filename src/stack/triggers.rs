@@ -70,22 +70,29 @@ mod tests {
             name: name.into(),
             key: "k".into(),
         };
-        let mut a = StackSpec::default();
-        a.template.config_map_ref = Some(key("tpl"));
-        a.parameters = vec![from(ParameterSource {
-            secret_key_ref: Some(key("db")),
+        let a = StackSpec {
+            template: crate::api::TemplateSpec {
+                config_map_ref: Some(key("tpl")),
+                ..Default::default()
+            },
+            parameters: vec![from(ParameterSource {
+                secret_key_ref: Some(key("db")),
+                ..Default::default()
+            })],
             ..Default::default()
-        })];
-        let mut b = StackSpec::default();
-        b.depends_on = vec![LocalRef { name: "net".into() }];
-        b.parameters = vec![from(ParameterSource {
-            stack_output: Some(StackOutputRef {
-                stack: "vpc".into(),
-                output: "Id".into(),
-            }),
+        };
+        let b = StackSpec {
+            depends_on: vec![LocalRef { name: "net".into() }],
+            parameters: vec![from(ParameterSource {
+                stack_output: Some(StackOutputRef {
+                    stack: "vpc".into(),
+                    output: "Id".into(),
+                }),
+                ..Default::default()
+            })],
+            account_ref: Some(AccountRef { name: "prod".into() }),
             ..Default::default()
-        })];
-        b.account_ref = Some(AccountRef { name: "prod".into() });
+        };
         let stacks = vec![stack("x", "a", a.clone()), stack("x", "b", b), stack("y", "a", a)];
         let names = |refs: Vec<ObjectRef<Stack>>| {
             refs.into_iter()
