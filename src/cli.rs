@@ -69,6 +69,68 @@ pub struct RunArgs {
     pub resync_seconds: u64,
     #[command(flatten)]
     pub leader_election: LeaderElection,
+    #[command(flatten)]
+    pub aws_budget: AwsBudget,
+    #[command(flatten)]
+    pub fake_aws: FakeAws,
+}
+
+/// The AWS call budget of each account and region (see `aws::budget`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsBudget {
+    /// CloudFormation calls per second per account and region (halved while
+    /// AWS throttles, recovering on success).
+    #[arg(long, env = "STACKPILOT_AWS_CALLS_PER_SECOND", default_value_t = 10.0)]
+    pub aws_calls_per_second: f64,
+    /// Calls that may go at once per account and region after a quiet spell.
+    #[arg(long, env = "STACKPILOT_AWS_CALL_BURST", default_value_t = 20.0)]
+    pub aws_call_burst: f64,
+}
+
+/// For benchmarks and tests only: the in-memory fake instead of AWS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FakeAws {
+    /// Use the in-memory fake CloudFormation instead of AWS (benchmarks and
+    /// tests only: stacks live in the operator's memory).
+    #[arg(id = "fake_aws", long = "fake-aws", env = "STACKPILOT_FAKE_AWS")]
+    pub enabled: bool,
+    /// Fraction of fake AWS calls throttled (0..1).
+    #[arg(
+        long = "fake-aws-throttled",
+        env = "STACKPILOT_FAKE_AWS_THROTTLED",
+        default_value_t = 0.0
+    )]
+    pub throttled: f64,
+    /// Fraction of fake AWS calls failing with HTTP 5xx (0..1).
+    #[arg(
+        long = "fake-aws-server-errors",
+        env = "STACKPILOT_FAKE_AWS_SERVER_ERRORS",
+        default_value_t = 0.0
+    )]
+    pub server_errors: f64,
+    /// Seed of the fault sequence.
+    #[arg(long = "fake-aws-seed", env = "STACKPILOT_FAKE_AWS_SEED", default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl AwsBudget {
+    pub fn settings(&self) -> crate::aws::budget::BudgetSettings {
+        crate::aws::budget::BudgetSettings {
+            calls_per_second: self.aws_calls_per_second,
+            burst: self.aws_call_burst,
+        }
+    }
+}
+
+impl FakeAws {
+    /// The fault rates, when any is set.
+    pub fn fault_rates(&self) -> Option<crate::aws::fake::FaultRates> {
+        (self.throttled > 0.0 || self.server_errors > 0.0).then_some(crate::aws::fake::FaultRates {
+            throttled: self.throttled,
+            server_errors: self.server_errors,
+            seed: self.seed,
+        })
+    }
 }
 
 /// Leader election over a `coordination.k8s.io/v1` Lease, for running more

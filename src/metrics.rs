@@ -1,6 +1,8 @@
 //! Prometheus metrics. Labels are static categories, never object names or
 //! error text, so cardinality stays bounded.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +40,10 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
     pub status_writes: Family<OutcomeLabels, Counter>,
+    /// Seconds calls waited for the AWS call budget (all accounts and regions).
+    pub aws_budget_wait_seconds: Counter<f64, AtomicU64>,
+    /// Times an account and region was slowed down because AWS throttled.
+    pub aws_slowdowns: Counter,
     /// 1 while this replica runs the controllers: it holds the leader Lease,
     /// or leader election is off.
     pub leader: Gauge,
@@ -70,6 +76,18 @@ impl Default for Metrics {
             "Status writes by kind; outcome=skipped when nothing changed",
             status_writes.clone(),
         );
+        let aws_budget_wait_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "aws_budget_wait_seconds",
+            "Seconds AWS calls waited for the per-account-and-region call budget",
+            aws_budget_wait_seconds.clone(),
+        );
+        let aws_slowdowns = Counter::default();
+        registry.register(
+            "aws_slowdowns",
+            "Times an account and region's call rate was halved because AWS throttled",
+            aws_slowdowns.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -83,6 +101,8 @@ impl Default for Metrics {
             reconcile_duration,
             aws_calls,
             status_writes,
+            aws_budget_wait_seconds,
+            aws_slowdowns,
             leader,
         }
     }

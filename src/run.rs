@@ -13,6 +13,9 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::account;
+use crate::aws::CloudFormationProvider;
+use crate::aws::budget::BudgetProvider;
+use crate::aws::fake_mode::FakeAws;
 use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::SdkProvider;
@@ -26,10 +29,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let sdk = Arc::new(SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await);
-    let aws = Arc::new(InstrumentedProvider {
-        inner: sdk.clone(),
-        metrics: metrics.clone(),
-    });
+    // Budget outside, metrics inside: every attempt, retries included, is
+    // counted and spends the account and region's budget.
+    let cloudformation: Arc<dyn CloudFormationProvider> = if args.fake_aws.enabled {
+        Arc::new(FakeAws::new(args.fake_aws.fault_rates()))
+    } else {
+        sdk.clone()
+    };
+    let aws = Arc::new(BudgetProvider::new(
+        Arc::new(InstrumentedProvider {
+            inner: cloudformation,
+            metrics: metrics.clone(),
+        }),
+        args.aws_budget.settings(),
+        metrics.clone(),
+    ));
     let identity = Arc::new(InstrumentedIdentity {
         inner: Arc::new(SdkIdentity::new(sdk)),
         metrics: metrics.clone(),

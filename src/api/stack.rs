@@ -294,6 +294,9 @@ pub struct StackStatus {
     /// to the spec.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repairs: i64,
+    /// Resource drift: the last detection run and what it found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
     /// The Secret or ConfigMap the outputs were last written to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_outputs: Option<WrittenOutputs>,
@@ -407,4 +410,70 @@ pub struct FailureRecord {
     pub status: String,
     /// CloudFormation's reason.
     pub reason: String,
+}
+
+/// Resource drift found by CloudFormation drift detection.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    /// `Checking`, `InSync`, `Drifted`, `Unknown`, `Skipped` (the stack's
+    /// state does not allow detection) or `Failed` (detection is not possible).
+    pub status: String,
+    /// Why detection was skipped or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The detection run under way or last finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_id: Option<String>,
+    /// When detection was last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When a detection run last finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+    /// The `reconcile-requested-at` value that last triggered a detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// A revert of the drift (drift.remediation: Revert) is pending.
+    #[serde(default, skip_serializing_if = "is_false_ref")]
+    pub revert_pending: bool,
+    /// Drifted resources (at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<DriftedResource>,
+}
+
+fn is_false_ref(value: &bool) -> bool {
+    !*value
+}
+
+/// One resource that differs from its template.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedResource {
+    /// Logical id in the template.
+    pub logical_id: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Physical id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_id: Option<String>,
+    /// `MODIFIED` or `DELETED`.
+    pub drift: String,
+    /// Property differences (at most 20 per resource).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<DriftedProperty>,
+}
+
+/// One property that differs; values from Secret-backed parameters are masked.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedProperty {
+    /// Property path, e.g. `/VisibilityTimeout`.
+    pub path: String,
+    /// `ADD`, `REMOVE` or `NOT_EQUAL`.
+    pub kind: String,
+    /// Value in the template.
+    pub expected: String,
+    /// Value in AWS.
+    pub actual: String,
 }

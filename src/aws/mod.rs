@@ -3,7 +3,9 @@
 //! the CRD schema or the reconcile logic. `fake.rs` implements the same trait
 //! in memory for unit tests and for behaviour no emulator has.
 
+pub mod budget;
 pub mod fake;
+pub mod fake_mode;
 pub mod identity;
 pub mod instrumented;
 pub mod sdk;

@@ -16,6 +16,7 @@ use crate::aws::{
 };
 
 use super::desired::{DesiredStack, InputProblem};
+use super::drift::DriftObservation;
 use super::lifecycle::{Lifecycle, classify};
 use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, change_set_name, client_token};
 use super::report::{Note, Report, explain, failures_since, record_failures, transition_note};
@@ -71,6 +72,10 @@ pub struct Observed<'a> {
     pub new_events: &'a [StackEvent],
     /// Value of the approve annotation.
     pub approval: Option<&'a str>,
+    /// Value of the reconcile-requested-at annotation (also asks for a drift check).
+    pub requested: Option<&'a str>,
+    /// A drift detection run read this time, if one was under way.
+    pub drift: &'a DriftObservation,
     pub deleting: bool,
     pub now: Timestamp,
     pub timing: Timing,
@@ -108,6 +113,8 @@ pub enum Step {
         token: String,
         skip: Vec<String>,
     },
+    /// Starts drift detection; its id goes to `status.drift`.
+    DetectDrift,
 }
 
 impl Step {
@@ -122,6 +129,7 @@ impl Step {
             Step::SetTerminationProtection { enabled } => format!("UpdateTerminationProtection {enabled}"),
             Step::SetStackPolicy { .. } => "SetStackPolicy".into(),
             Step::ContinueRollback { skip, .. } => format!("ContinueUpdateRollback (skipping {skip:?})"),
+            Step::DetectDrift => "DetectStackDrift".into(),
         }
     }
 }
@@ -292,6 +300,7 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
 
     match classify(&stack.status) {
         Lifecycle::Busy { .. } => {
+            super::drift::skip(plan, "an operation was running");
             let message = format!("CloudFormation is running the stack operation ({})", stack.status);
             report(o, plan).progressing("Progressing", &message);
             plan.requeue = o.timing.in_flight;
@@ -437,7 +446,7 @@ fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, 
             "stackpilot {}/{} generation {}",
             o.namespace, o.name, o.generation
         )),
-        deployment_mode: None,
+        deployment_mode: desired.deployment_mode,
     };
     if let (Some(upload), TemplateSource::Body(body)) = (&desired.upload, &desired.template) {
         plan.steps.push(Step::UploadTemplate {
@@ -538,6 +547,7 @@ fn finish_execution(
             fingerprint: op.fingerprint.clone().unwrap_or_default(),
         });
         apply_stack_policy(o, plan);
+        finish_revert(o, plan);
         plan.notes.push(Note::normal(
             "ChangeSetExecuted",
             format!(
@@ -582,6 +592,8 @@ fn change_set_flow(
         } else if conditions::find(&plan.status.conditions, DRIFTED).is_some_and(|c| c.reason != "ResourceDrift") {
             set_drifted(o, plan, Truth::False, "InSync", "the stack matches the spec");
         }
+        plan.requeue = o.timing.resync;
+        super::drift::check(o, desired, plan);
         if stack.termination_protection != desired.termination_protection {
             plan.steps.push(Step::SetTerminationProtection {
                 enabled: desired.termination_protection,
@@ -589,7 +601,6 @@ fn change_set_flow(
         }
         let message = format!("stack {} is {}", stack.stack_name, stack.status);
         report(o, plan).ready("Succeeded", &message);
-        plan.requeue = o.timing.resync;
         return;
     }
     let current = plan.status.change_set.clone().filter(|cs| cs.name == wanted);
@@ -684,6 +695,16 @@ fn change_set_flow(
             );
             report(o, plan).stalled("ChangeSetFailed", &message);
         }
+    }
+}
+
+/// After a drift revert ran, check again at once to confirm.
+fn finish_revert(o: &Observed, plan: &mut Plan) {
+    let reverting = o.desired.as_ref().is_ok_and(|d| d.deployment_mode.is_some());
+    if let Some(drift) = plan.status.drift.as_mut().filter(|d| d.revert_pending && reverting) {
+        drift.revert_pending = false;
+        drift.checked_at = None;
+        drift.started_at = None;
     }
 }
 

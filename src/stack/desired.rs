@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::aws::{Parameter, RollbackTrigger, TemplateSource};
+use crate::aws::{DeploymentMode, Parameter, RollbackTrigger, TemplateSource};
 
 use super::names::Fingerprint;
 
@@ -48,6 +48,8 @@ pub struct DesiredStack {
     pub stack_policy: Option<String>,
     /// Where to upload a template too large to pass inline.
     pub upload: Option<TemplateUpload>,
+    /// `RevertDrift` while a drift revert is pending.
+    pub deployment_mode: Option<DeploymentMode>,
     /// Changes when any input above changes, or when a reconcile is requested
     /// after a failure (see `inputs.rs`).
     pub fingerprint: String,

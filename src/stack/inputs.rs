@@ -92,6 +92,7 @@ pub async fn resolve(client: &Client, stack: &Stack, grant: &Grant) -> Result<De
         termination_protection: stack.spec.termination_protection,
         stack_policy: stack.spec.stack_policy.clone(),
         upload,
+        deployment_mode: None,
         fingerprint: String::new(),
     };
     let mut nonce = stack
@@ -103,6 +104,14 @@ pub async fn resolve(client: &Client, stack: &Stack, grant: &Grant) -> Result<De
     let repairs = stack.status.as_ref().map(|s| s.repairs).unwrap_or(0);
     if repairs > 0 {
         nonce.push_str(&format!("/repair-{repairs}"));
+    }
+    let mut desired = desired;
+    // A pending drift revert is a change set of its own, in revert mode.
+    let drift = stack.status.as_ref().and_then(|s| s.drift.as_ref());
+    if let Some(drift) = drift.filter(|d| d.revert_pending) {
+        let at = drift.checked_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        nonce.push_str(&format!("/revert-{at}"));
+        desired.deployment_mode = Some(crate::aws::DeploymentMode::RevertDrift);
     }
     Ok(desired.seal(&nonce))
 }

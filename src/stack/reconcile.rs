@@ -21,6 +21,8 @@ use crate::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
 
 use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, decide};
 use super::desired::InputProblem;
+use super::drift::DriftObservation;
+use super::inputs::RECONCILE_REQUESTED_AT;
 use super::inputs::{resolve, stack_name};
 use super::lifecycle::{Lifecycle, classify};
 use super::outputs;
@@ -123,6 +125,18 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
     let mut observed_stack = None;
     let mut change_set = None;
     let mut events: Vec<StackEvent> = Vec::new();
+    let mut drift = DriftObservation::default();
+    if ask_aws && !deleting {
+        // A detection run under way: read where it is, and its result once done.
+        let running = previous.drift.as_ref().filter(|d| d.status == "Checking");
+        if let Some(id) = running.and_then(|d| d.detection_id.as_deref()) {
+            let detection = cfn.drift_detection_status(id).await?;
+            if detection.status != crate::aws::DriftDetectionStatus::InProgress {
+                drift.resources = Some(cfn.resource_drifts(&name).await?);
+            }
+            drift.detection = Some(detection);
+        }
+    }
     if ask_aws {
         // Settled stacks come from the shared bulk read; anything in flight
         // is read on its own.
@@ -176,12 +190,14 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         change_set: change_set.as_ref(),
         new_events: &events,
         approval,
+        requested: stack.annotations().get(RECONCILE_REQUESTED_AT).map(String::as_str),
+        drift: &drift,
         deleting,
         now: Timestamp::now(),
         timing: ctx.settings.timing,
     };
     let mut plan = decide(&observed);
-    if !plan.steps.is_empty() {
+    if plan.steps.iter().any(|s| !matches!(s, Step::DetectDrift)) {
         ctx.directory.wrote(&target, &name).await;
     }
     if let Some(found) = observed_stack.as_ref().filter(|s| !deleting && has_outputs(s)) {
@@ -226,6 +242,8 @@ async fn not_granted(
         change_set: None,
         new_events: &[],
         approval: None,
+        requested: None,
+        drift: &DriftObservation::default(),
         deleting: false,
         now: Timestamp::now(),
         timing: ctx.settings.timing,
@@ -294,7 +312,27 @@ async fn act(
         let mut uploaded = None;
         for step in &steps {
             debug!(stack = %name, step = %step.label(), "aws step");
-            if let Err(error) = run_step(ctx, cfn, target, &stack_name, step, &mut uploaded).await {
+            let result = run_step(ctx, cfn, target, &stack_name, step, &mut uploaded).await;
+            if let (Ok(Some(id)), Some(drift)) = (&result, status.drift.as_mut()) {
+                drift.detection_id = Some(id.clone());
+            }
+            if let Err(error) = result {
+                if matches!(step, Step::DetectDrift)
+                    && !matches!(error.kind, AwsErrorKind::Throttled | AwsErrorKind::Transient)
+                {
+                    // Detection is best effort: say why it is unavailable, go on.
+                    if let Some(drift) = status.drift.as_mut() {
+                        drift.status = "Failed".into();
+                        drift.reason = Some(error.to_string());
+                    }
+                    if previous.drift.as_ref().is_none_or(|d| d.status != "Failed") {
+                        notes.push(Note::warning(
+                            "DriftDetectionFailed",
+                            format!("drift detection failed: {error}"),
+                        ));
+                    }
+                    continue;
+                }
                 match error.kind {
                     AwsErrorKind::Validation | AwsErrorKind::AccessDenied => {
                         let generation = stack.meta().generation.unwrap_or(0);
@@ -335,8 +373,25 @@ async fn run_step(
     stack_name: &str,
     step: &Step,
     uploaded: &mut Option<String>,
+) -> Result<Option<String>, AwsError> {
+    if let Step::DetectDrift = step {
+        return cfn.detect_stack_drift(stack_name).await.map(Some);
+    }
+    run_write(ctx, cfn, target, stack_name, step, uploaded)
+        .await
+        .map(|()| None)
+}
+
+async fn run_write(
+    ctx: &Context,
+    cfn: &dyn CloudFormation,
+    target: &AwsTarget,
+    stack_name: &str,
+    step: &Step,
+    uploaded: &mut Option<String>,
 ) -> Result<(), AwsError> {
     match step {
+        Step::DetectDrift => Ok(()),
         Step::UploadTemplate {
             bucket,
             key,

@@ -139,6 +139,13 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(bed: &TestBed, namespace: &str, aws_endpoint: &str, extra_env: &[(&str, &str)]) -> Operator {
+        let operator = Self::spawn(bed, namespace, aws_endpoint, extra_env);
+        operator.wait_ready().await;
+        operator
+    }
+
+    /// Like `start`, without waiting for `/readyz` (to kill it while it starts).
+    pub fn spawn(bed: &TestBed, namespace: &str, aws_endpoint: &str, extra_env: &[(&str, &str)]) -> Operator {
         let port = free_port();
         let log_dir =
             std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
@@ -169,16 +176,14 @@ impl Operator {
             command.env(k, v);
         }
         let child = command.spawn().expect("start operator");
-        let operator = Operator {
+        Operator {
             child,
             admin: format!("http://127.0.0.1:{port}"),
             log: log_path,
-        };
-        operator.wait_ready().await;
-        operator
+        }
     }
 
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         for _ in 0..300 {
             if let Ok(body) = http_get(&format!("{}/readyz", self.admin)).await
                 && body.0 == 200
@@ -209,6 +214,14 @@ impl Operator {
     /// while it still runs.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         tokio::time::timeout(timeout, self.child.wait()).await.ok()?.ok()
+    }
+
+    /// SIGKILL, no chance to clean up; waits for the exit and returns how the
+    /// process ended (not by signal 9 if it had already exited on its own).
+    pub async fn kill(mut self) -> std::process::ExitStatus {
+        // tokio's start_kill sends SIGKILL on Unix.
+        let _ = self.child.start_kill();
+        self.child.wait().await.expect("wait for the killed operator")
     }
 
     pub async fn stop(mut self) {

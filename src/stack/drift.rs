@@ -1,0 +1,256 @@
+//! Resource drift: when to run CloudFormation drift detection, how to read
+//! its result into status (Secret values masked), and when to revert. Pure;
+//! the reconcile starts detections and reads their results.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::SignedDuration;
+
+use crate::api::{DriftRemediation, DriftReport, DriftedProperty, DriftedResource};
+use crate::aws::{
+    DifferenceKind, DriftDetection, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDriftStatus,
+};
+use crate::conditions::{self, ConditionUpdate, DRIFTED, Truth};
+
+use super::decide::{Observed, Plan, Step};
+use super::desired::DesiredStack;
+use super::report::{Note, chrono_to_time};
+
+/// Checked every six hours unless `drift.interval` says otherwise.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+const MAX_RESOURCES: usize = 50;
+const MAX_DIFFERENCES: usize = 20;
+const MAX_VALUE: usize = 256;
+
+/// `drift.interval` as a duration; `None` when drift detection is off ("0").
+pub fn interval(text: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(text) = text else {
+        return Ok(Some(DEFAULT_INTERVAL));
+    };
+    if text == "0" {
+        return Ok(None);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        rest = &rest[digits..];
+        let (unit, len) = [("ms", 1u64), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+            .iter()
+            .find(|(u, _)| rest.starts_with(u))
+            .map(|(u, ms)| (*ms, u.len()))
+            .ok_or_else(|| format!("invalid duration {text:?}: units are ms, s, m, h"))?;
+        total += Duration::from_millis(number.saturating_mul(unit));
+        rest = &rest[len..];
+    }
+    Ok(Some(total))
+}
+
+/// What the reconcile read about a detection run in progress.
+#[derive(Debug, Default)]
+pub struct DriftObservation {
+    pub detection: Option<DriftDetection>,
+    pub resources: Option<Vec<ResourceDrift>>,
+}
+
+/// Called on a settled stack that matches its spec: starts detection when
+/// due, takes in a finished run, and asks for a revert when configured.
+pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
+    let every = match interval(o.spec.drift.interval.as_deref()) {
+        Ok(every) => every,
+        Err(message) => {
+            report(plan, "Failed", Some(message));
+            return;
+        }
+    };
+    let mut drift = plan.status.drift.clone().unwrap_or_default();
+    if drift.status == "Checking" {
+        take_result(o, desired, &mut drift, plan);
+        plan.status.drift = Some(drift);
+        return;
+    }
+    let requested = o.requested.filter(|r| drift.requested.as_deref() != Some(*r));
+    let due = match (every, drift.checked_at.as_ref().or(drift.started_at.as_ref())) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(every), Some(last)) => o.now >= last.0 + SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX),
+    };
+    if every.is_none() && requested.is_none() {
+        if plan.status.drift.is_some() {
+            plan.status.drift = None;
+            conditions::remove(&mut plan.status.conditions, DRIFTED);
+        }
+        return;
+    }
+    if due || requested.is_some() {
+        drift.status = "Checking".into();
+        drift.reason = None;
+        drift.detection_id = None;
+        drift.started_at = Some(Time(o.now));
+        if let Some(r) = requested {
+            drift.requested = Some(r.to_string());
+        }
+        plan.steps.push(Step::DetectDrift);
+        plan.requeue = plan.requeue.min(o.timing.in_flight);
+        plan.status.drift = Some(drift);
+        return;
+    }
+    if let Some(every) = every {
+        plan.requeue = plan.requeue.min(every);
+    }
+}
+
+fn report(plan: &mut Plan, status: &str, reason: Option<String>) {
+    let drift = plan.status.drift.get_or_insert_with(DriftReport::default);
+    drift.status = status.into();
+    drift.reason = reason;
+}
+
+/// The stack cannot be checked now (an operation runs, or it is in a failed state).
+pub fn skip(plan: &mut Plan, why: &str) {
+    if let Some(drift) = plan.status.drift.as_mut()
+        && drift.status == "Checking"
+    {
+        drift.status = "Skipped".into();
+        drift.reason = Some(why.to_string());
+    }
+}
+
+fn take_result(o: &Observed, desired: &DesiredStack, drift: &mut DriftReport, plan: &mut Plan) {
+    let Some(detection) = o.drift.detection.as_ref() else {
+        // Started but no id yet (or the id was lost in a crash): wait for
+        // the run's id; a run without one is started again after a while.
+        let stale = drift
+            .started_at
+            .as_ref()
+            .is_none_or(|t| o.now >= t.0 + SignedDuration::from_mins(10));
+        if drift.detection_id.is_none() && stale {
+            drift.status = "Unknown".into();
+            drift.reason = Some("the drift detection run was lost; it is started again at the next interval".into());
+        }
+        plan.requeue = plan.requeue.min(o.timing.in_flight);
+        return;
+    };
+    if detection.status == DriftDetectionStatus::InProgress {
+        plan.requeue = plan.requeue.min(o.timing.in_flight);
+        return;
+    }
+    drift.checked_at = Some(chrono_to_time(detection.timestamp));
+    let resources: Vec<DriftedResource> = o
+        .drift
+        .resources
+        .iter()
+        .flatten()
+        .filter(|r| r.drift.is_drifted())
+        .take(MAX_RESOURCES)
+        .map(|r| drifted_resource(r, desired))
+        .collect();
+    let was = conditions::find(&plan.status.conditions, DRIFTED).map(|c| (c.status.clone(), c.reason.clone()));
+    let (truth, status, message) = match detection.stack_drift_status {
+        StackDriftStatus::Drifted => {
+            let names: Vec<&str> = resources.iter().map(|r| r.logical_id.as_str()).collect();
+            (
+                Truth::True,
+                "Drifted",
+                format!("{} resource(s) differ from the template: {names:?}", resources.len()),
+            )
+        }
+        StackDriftStatus::InSync => (
+            Truth::False,
+            "InSync",
+            "every checked resource matches the template".to_string(),
+        ),
+        _ => (
+            Truth::Unknown,
+            "Unknown",
+            detection
+                .reason
+                .clone()
+                .unwrap_or_else(|| "drift detection did not finish".into()),
+        ),
+    };
+    drift.status = status.into();
+    drift.reason = detection.reason.clone();
+    drift.resources = resources;
+    let reason = if truth == Truth::True { "ResourceDrift" } else { status };
+    conditions::set(
+        &mut plan.status.conditions,
+        ConditionUpdate::new(DRIFTED, truth, reason, &message),
+        o.generation,
+        o.now,
+    );
+    let changed = was.as_ref().map(|(s, r)| (s.as_str(), r.as_str())) != Some((truth.as_str(), reason));
+    if changed && truth == Truth::True {
+        plan.notes.push(Note::warning("ResourceDrift", message.clone()));
+    } else if changed && was.is_some_and(|(s, _)| s == "True") && truth == Truth::False {
+        plan.notes.push(Note::normal("DriftCleared", message.clone()));
+    }
+    if truth == Truth::True && o.spec.drift.remediation == DriftRemediation::Revert && !drift.revert_pending {
+        drift.revert_pending = true;
+        plan.notes.push(Note::normal(
+            "RevertingDrift",
+            "reverting the drifted resources with a drift-aware change set",
+        ));
+        // A new fingerprint (see inputs.rs) makes the revert a change set of its own.
+        plan.requeue = Duration::from_secs(1);
+    }
+}
+
+fn drifted_resource(r: &ResourceDrift, desired: &DesiredStack) -> DriftedResource {
+    let drift = match &r.drift {
+        ResourceDriftStatus::Modified => "MODIFIED".to_string(),
+        ResourceDriftStatus::Deleted => "DELETED".to_string(),
+        other => format!("{other:?}").to_uppercase(),
+    };
+    DriftedResource {
+        logical_id: r.logical_id.clone(),
+        resource_type: r.resource_type.clone(),
+        physical_id: r.physical_id.clone(),
+        drift,
+        differences: r
+            .differences
+            .iter()
+            .take(MAX_DIFFERENCES)
+            .map(|d| DriftedProperty {
+                path: d.path.clone(),
+                kind: match d.kind {
+                    DifferenceKind::Add => "ADD",
+                    DifferenceKind::Remove => "REMOVE",
+                    DifferenceKind::NotEqual => "NOT_EQUAL",
+                }
+                .into(),
+                expected: mask(&d.expected, desired),
+                actual: mask(&d.actual, desired),
+            })
+            .collect(),
+    }
+}
+
+/// Hides every Secret-backed parameter value inside `value`.
+pub fn mask(value: &str, desired: &DesiredStack) -> String {
+    let mut masked = value.to_string();
+    for secret in desired.parameters.iter().filter(|p| p.secret && !p.value.is_empty()) {
+        masked = masked.replace(&secret.value, "****");
+    }
+    conditions::truncate(&masked, MAX_VALUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_like_kubernetes_durations() {
+        assert_eq!(interval(None).unwrap(), Some(DEFAULT_INTERVAL));
+        assert_eq!(interval(Some("0")).unwrap(), None);
+        assert_eq!(interval(Some("90s")).unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(interval(Some("1h30m")).unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(interval(Some("250ms")).unwrap(), Some(Duration::from_millis(250)));
+        assert!(interval(Some("5d")).is_err());
+        assert!(interval(Some("h")).is_err());
+    }
+}

@@ -1,0 +1,549 @@
+//! Crash safety: the operator binary is SIGKILLed at random points while it
+//! creates, updates and deletes a batch of Stacks against the real
+//! kube-apiserver and LocalStack, and restarted each time. Afterwards it runs
+//! undisturbed until every object converges, and AWS is checked: no duplicate
+//! stack, no orphaned stack (every stack with our name or ownership tags has
+//! its object and the other way round), no stack ever created twice for one
+//! object, no change set created twice or left unexecuted, and every stack
+//! carries the parameter its object asks for.
+//!
+//! LocalStack makes this meaningful: it has no `ClientRequestToken`
+//! idempotency, CreateChangeSet with an existing name makes a second change
+//! set, and executing an executed change set fails `InvalidChangeSetStatus`
+//! (see tests/aws_sdk.rs). A repeated write that AWS would have absorbed
+//! shows up here.
+//!
+//! The workload runs in rounds of `STACKPILOT_FAULT_KILLS_PER_ROUND` kills
+//! (default 30): at the start of a round a batch of
+//! `STACKPILOT_FAULT_STACKS` (default 12) new Stacks is applied; a third of
+//! the way in, half of the live Stacks get a new parameter value (the new
+//! ones are mostly still being created, the older ones are settled); two
+//! thirds in, a third of the new ones and one older one are deleted. Each
+//! operator run lasts a random 0.2-2 s from the spawn (start-up included);
+//! one run in three is instead killed within 30 ms of its k-th AWS write
+//! (k = 1..4), right between the recorded intent and CloudFormation's answer.
+//!
+//! Knobs: `STACKPILOT_FAULT_KILLS` (default 30: the CI version, about 1.5
+//! minutes; `scripts/fault-test` runs 200+), `STACKPILOT_FAULT_SEED` (default:
+//! random, printed, to replay a run's timing).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cloudformation::config::Credentials;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::json;
+use stackpilot::api::Stack;
+use stackpilot::stack::{TAG_NAMESPACE, TAG_UID};
+use support::{Operator, TestBed, TestNamespace, install_crds};
+
+const TEMPLATE: &str = r#"
+Parameters:
+  Visibility:
+    Type: Number
+    Default: 30
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: !Ref Visibility
+Outputs:
+  Visibility:
+    Value: !Ref Visibility
+"#;
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+        .unwrap_or(default)
+}
+
+/// What the test asked for, per object.
+struct Wanted {
+    round: u64,
+    index: u64,
+    visibility: u32,
+    deleted: bool,
+    uid: String,
+    updates: u32,
+}
+
+struct Workload {
+    client: Client,
+    ns: String,
+    objects: BTreeMap<String, Wanted>,
+}
+
+impl Workload {
+    fn api(&self) -> Api<Stack> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn apply(&self, name: &str, visibility: u32) -> Stack {
+        let object = json!({
+            "apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack", "metadata": {"name": name},
+            "spec": {"region": "us-east-1", "template": {"body": TEMPLATE},
+                     "parameters": [{"name": "Visibility", "value": visibility.to_string()}]},
+        });
+        self.api()
+            .patch(name, &PatchParams::apply("crash-test").force(), &Patch::Apply(&object))
+            .await
+            .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+    }
+
+    async fn create_batch(&mut self, round: u64, size: u64) {
+        for index in 0..size {
+            let name = format!("r{round}-s{index:02}");
+            let stack = self.apply(&name, 30).await;
+            let wanted = Wanted {
+                round,
+                index,
+                visibility: 30,
+                deleted: false,
+                uid: stack.uid().expect("uid"),
+                updates: 0,
+            };
+            self.objects.insert(name, wanted);
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&String, &Wanted)> {
+        self.objects.iter().filter(|(_, w)| !w.deleted)
+    }
+
+    /// Half of the live objects get a new parameter value: the even ones of
+    /// this round (likely still being created) and every other older one.
+    async fn update_half(&mut self, round: u64) -> usize {
+        let chosen: Vec<String> = self
+            .live()
+            .filter(|(_, w)| {
+                if w.round == round {
+                    w.index % 2 == 0
+                } else {
+                    (w.index + round) % 2 == 0
+                }
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &chosen {
+            let wanted = self.objects.get_mut(name).unwrap();
+            wanted.visibility += 15;
+            wanted.updates += 1;
+            let visibility = wanted.visibility;
+            self.apply(name, visibility).await;
+        }
+        chosen.len()
+    }
+
+    /// A third of this round's objects, and one older one.
+    async fn delete_third(&mut self, round: u64) -> usize {
+        let mut chosen: Vec<String> = self
+            .live()
+            .filter(|(_, w)| w.round == round && w.index % 3 == 1)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if let Some((name, _)) = self.live().find(|(_, w)| w.round + 1 == round) {
+            chosen.push(name.clone());
+        }
+        for name in &chosen {
+            self.api()
+                .delete(name, &DeleteParams::default())
+                .await
+                .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+            self.objects.get_mut(name).unwrap().deleted = true;
+        }
+        chosen.len()
+    }
+
+    /// Objects that have not converged yet, with why; empty when all did.
+    async fn not_converged(&self) -> Vec<String> {
+        let list = self.api().list(&ListParams::default()).await.expect("list Stacks");
+        let found: BTreeMap<String, Stack> = list.items.into_iter().map(|s| (s.name_any(), s)).collect();
+        let mut pending = Vec::new();
+        for (name, wanted) in &self.objects {
+            let Some(stack) = found.get(name) else {
+                if !wanted.deleted {
+                    pending.push(format!("{name}: object missing"));
+                }
+                continue;
+            };
+            if wanted.deleted {
+                pending.push(format!("{name}: still there ({})", describe(stack)));
+                continue;
+            }
+            let status = stack.status.clone().unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let current = status.observed_generation == stack.metadata.generation;
+            let visibility = status.outputs.get("Visibility").cloned().unwrap_or_default();
+            if !(ready && current && visibility == wanted.visibility.to_string() && status.operation.is_none()) {
+                pending.push(format!(
+                    "{name}: want Visibility {} ({})",
+                    wanted.visibility,
+                    describe(stack)
+                ));
+            }
+        }
+        pending
+    }
+}
+
+fn describe(stack: &Stack) -> String {
+    let status = stack.status.clone().unwrap_or_default();
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    format!(
+        "generation {:?} observed {:?}, deleting {}, stack {:?}, operation {:?}, outputs {:?}, Ready {:?}",
+        stack.metadata.generation,
+        status.observed_generation,
+        stack.metadata.deletion_timestamp.is_some(),
+        status.stack_status,
+        status.operation.as_ref().map(|o| (&o.action, &o.change_set_name)),
+        status.outputs,
+        ready.map(|c| (&c.status, &c.reason, &c.message)),
+    )
+}
+
+/// Waits until `workload` has converged, or panics listing what has not.
+async fn converge(workload: &Workload, timeout: Duration, log: &std::path::Path) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pending = workload.not_converged().await;
+        if pending.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "not converged after {timeout:?} (operator log {}):\n  {}",
+                log.display(),
+                pending.join("\n  ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the log holds `writes` "aws step" lines (or `limit` passes).
+async fn wait_for_writes(log: &std::path::Path, writes: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches("aws step").count() >= writes {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+async fn raw_cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_cloudformation::Client::new(&config)
+}
+
+/// One stack as the emulator lists it, DELETE_COMPLETE ones included.
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    id: String,
+    status: String,
+    tags: BTreeMap<String, String>,
+    parameters: BTreeMap<String, String>,
+}
+
+async fn every_stack(cfn: &aws_sdk_cloudformation::Client) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = cfn
+            .describe_stacks()
+            .set_next_token(next.take())
+            .send()
+            .await
+            .expect("DescribeStacks");
+        for s in page.stacks() {
+            seen.push(Seen {
+                name: s.stack_name().unwrap_or_default().to_string(),
+                id: s.stack_id().unwrap_or_default().to_string(),
+                status: s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(),
+                tags: s
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+                parameters: s
+                    .parameters()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.parameter_key().unwrap_or_default().to_string(),
+                            p.parameter_value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_string()),
+            _ => return seen,
+        }
+    }
+}
+
+/// Checks AWS against the workload; returns the problems found.
+async fn audit(workload: &Workload, cfn: &aws_sdk_cloudformation::Client) -> (Vec<String>, String) {
+    let ns = &workload.ns;
+    let prefix = format!("{ns}-");
+    let uids: BTreeMap<&str, &str> = workload
+        .objects
+        .iter()
+        .map(|(name, w)| (w.uid.as_str(), name.as_str()))
+        .collect();
+    let all: Vec<Seen> = every_stack(cfn)
+        .await
+        .into_iter()
+        .filter(|s| s.name.starts_with(&prefix) || s.tags.get(TAG_NAMESPACE) == Some(ns))
+        .collect();
+    let mut problems = Vec::new();
+    let mut ever: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in &all {
+        ever.entry(s.name.as_str()).or_default().insert(s.id.as_str());
+    }
+    let alive: Vec<&Seen> = all.iter().filter(|s| s.status != "DELETE_COMPLETE").collect();
+    let mut by_name: BTreeMap<&str, Vec<&Seen>> = BTreeMap::new();
+    for s in &alive {
+        by_name.entry(s.name.as_str()).or_default().push(s);
+        // Orphans: a stack whose object is gone or never was.
+        let owner = s.name.strip_prefix(&prefix).and_then(|n| workload.objects.get(n));
+        match owner {
+            None => problems.push(format!("orphan: stack {} ({}) has no object", s.name, s.status)),
+            Some(w) if w.deleted => problems.push(format!(
+                "orphan: stack {} ({}) outlived its deleted object",
+                s.name, s.status
+            )),
+            Some(_) => {}
+        }
+        if let Some(uid) = s.tags.get(TAG_UID)
+            && !uids.contains_key(uid.as_str())
+        {
+            problems.push(format!("orphan: stack {} carries unknown uid {uid}", s.name));
+        }
+    }
+    for (name, stacks) in &by_name {
+        if stacks.len() > 1 {
+            problems.push(format!("duplicate: {} live stacks named {name}", stacks.len()));
+        }
+    }
+    let mut change_sets = 0;
+    for (name, wanted) in workload.live() {
+        let stack_name = format!("{prefix}{name}");
+        let ids = ever.get(stack_name.as_str()).map(|s| s.len()).unwrap_or(0);
+        if ids > 1 {
+            problems.push(format!(
+                "{stack_name}: {ids} stacks were created for one object that was never deleted"
+            ));
+        }
+        let Some(stacks) = by_name.get(stack_name.as_str()) else {
+            problems.push(format!("missing: object {name} has no stack"));
+            continue;
+        };
+        let s = stacks[0];
+        if s.tags.get(TAG_UID) != Some(&wanted.uid) {
+            problems.push(format!(
+                "{stack_name}: uid tag {:?}, object uid {}",
+                s.tags.get(TAG_UID),
+                wanted.uid
+            ));
+        }
+        if !matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
+            problems.push(format!("{stack_name}: status {}", s.status));
+        }
+        let visibility = s.parameters.get("Visibility").map(String::as_str);
+        if visibility != Some(wanted.visibility.to_string().as_str()) {
+            problems.push(format!(
+                "{stack_name}: parameter Visibility {visibility:?}, want {}",
+                wanted.visibility
+            ));
+        }
+        let listed = cfn
+            .list_change_sets()
+            .stack_name(&stack_name)
+            .send()
+            .await
+            .expect("ListChangeSets");
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for cs in listed.summaries() {
+            change_sets += 1;
+            let cs_name = cs.change_set_name().unwrap_or_default();
+            *names.entry(cs_name).or_default() += 1;
+            let execution = cs.execution_status().map(|e| e.as_str()).unwrap_or_default();
+            if execution == "AVAILABLE" {
+                problems.push(format!(
+                    "{stack_name}: change set {cs_name} left unexecuted ({:?})",
+                    cs.status()
+                ));
+            }
+        }
+        for (cs_name, count) in names {
+            if count > 1 {
+                problems.push(format!("{stack_name}: change set {cs_name} was created {count} times"));
+            }
+        }
+    }
+    let summary = format!(
+        "{} stacks with our names ever, {} live, {change_sets} change sets on live stacks",
+        all.len(),
+        alive.len()
+    );
+    (problems, summary)
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_loses_nothing() {
+    let kills = knob("STACKPILOT_FAULT_KILLS", 30);
+    let per_round = knob("STACKPILOT_FAULT_KILLS_PER_ROUND", 30).max(3);
+    let batch = knob("STACKPILOT_FAULT_STACKS", 12).max(3);
+    let seed = knob("STACKPILOT_FAULT_SEED", rand::random::<u32>() as u64);
+    println!("crash safety: {kills} kills, {per_round} per round, {batch} new Stacks per round, seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let bed = TestBed::get();
+    let client = bed.client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, "crash").await;
+    let mut workload = Workload {
+        client: client.clone(),
+        ns: ns.name.clone(),
+        objects: BTreeMap::new(),
+    };
+    let cfn = raw_cloudformation(&bed.aws_endpoint).await;
+
+    let started = Instant::now();
+    let mut logs = Vec::new();
+    let (mut timed, mut on_write, mut missed) = (0, 0, 0);
+    for kill in 0..kills {
+        let (round, step) = (kill / per_round, kill % per_round);
+        if step == 0 {
+            workload.create_batch(round, batch).await;
+        }
+        if step == per_round / 3 {
+            let n = workload.update_half(round).await;
+            println!("kill {kill}: updated {n} Stacks");
+        }
+        if step == 2 * per_round / 3 {
+            let n = workload.delete_third(round).await;
+            println!("kill {kill}: deleted {n} Stacks");
+        }
+        let operator = Operator::spawn(&bed, &ns.name, &bed.aws_endpoint, &[]);
+        let spawned = Instant::now();
+        if rng.random_range(0..3) == 0 {
+            let writes = rng.random_range(1..=4);
+            if wait_for_writes(&operator.log, writes, Duration::from_secs(3)).await {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..=30))).await;
+                on_write += 1;
+            } else {
+                missed += 1;
+            }
+        } else {
+            let lifetime = Duration::from_millis(rng.random_range(200..=2000));
+            tokio::time::sleep_until((spawned + lifetime).into()).await;
+            timed += 1;
+        }
+        let log = operator.log.clone();
+        let status = operator.kill().await;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "operator run {kill} ended on its own ({status}) before the kill; log {}",
+            log.display()
+        );
+        logs.push(log);
+    }
+    let killing = started.elapsed();
+
+    // Left alone now, everything converges.
+    let operator = Operator::start(&bed, &ns.name, &bed.aws_endpoint, &[]).await;
+    let live = workload.live().count() as u64;
+    let deleted = workload.objects.len() as u64 - live;
+    converge(&workload, Duration::from_secs(120 + 3 * live), &operator.log).await;
+    let converged = started.elapsed() - killing;
+
+    let (problems, summary) = audit(&workload, &cfn).await;
+    let updates: u32 = workload.objects.values().map(|w| w.updates).sum();
+    let mut text = String::new();
+    for log in logs.iter().chain([&operator.log]) {
+        text.push_str(&std::fs::read_to_string(log).unwrap_or_default());
+    }
+    let writes = text.matches("aws step").count();
+    let failures = text.matches("reconcile failed").count();
+    let double_execute = text.matches("InvalidChangeSetStatus").count();
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for event in events.list(&ListParams::default()).await.expect("events").items {
+        *reasons.entry(event.reason.unwrap_or_default()).or_default() += 1;
+    }
+    println!(
+        "crash safety: {kills} SIGKILLs ({timed} at a random time, {on_write} right after an AWS write, {missed} of those found no write), \
+         {} Stacks ({live} live, {deleted} deleted, {updates} updates), killing {killing:.1?}, converged {converged:.1?} later; \
+         {writes} AWS writes, {failures} failed reconciles, {double_execute} InvalidChangeSetStatus; {summary}; events {reasons:?}",
+        workload.objects.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) after {kills} kills (seed {seed}):\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+    assert!(
+        !text.contains("panicked"),
+        "the operator panicked; logs under {}",
+        operator.log.display()
+    );
+    for reason in ["StackMissing", "Recreating"] {
+        assert!(
+            !reasons.contains_key(reason),
+            "a {reason} event: a stack was lost or replaced; events {reasons:?}"
+        );
+    }
+
+    // Deleting everything with the operator running leaves nothing behind.
+    let names: Vec<String> = workload.live().map(|(n, _)| n.clone()).collect();
+    for name in &names {
+        workload
+            .api()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        workload.objects.get_mut(name).unwrap().deleted = true;
+    }
+    converge(&workload, Duration::from_secs(120 + live), &operator.log).await;
+    let (problems, _) = audit(&workload, &cfn).await;
+    assert!(
+        problems.is_empty(),
+        "after deleting everything:\n  {}",
+        problems.join("\n  ")
+    );
+    operator.stop().await;
+    ns.cleanup().await;
+}
