@@ -20,6 +20,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers.
     Run(Box<RunArgs>),
+    /// Approve the change set a Stack waits on (changes.approval: Manual).
+    Approve {
+        /// The Stack object.
+        stack: String,
+        /// Its namespace (default: the kubeconfig's).
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Approve only if this is the change set waiting (as shown in status.changeSet.name).
+        #[arg(long)]
+        change_set: Option<String>,
+    },
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
     Crd {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod api;
+pub mod approve;
 pub mod aws;
 pub mod backoff;
 pub mod cli;

@@ -11,6 +11,15 @@ async fn main() -> anyhow::Result<()> {
             stackpilot::telemetry::init(args.log_format);
             stackpilot::run::run(*args).await
         }
+        Command::Approve {
+            stack,
+            namespace,
+            change_set,
+        } => {
+            let done = stackpilot::approve::approve(&stack, namespace.as_deref(), change_set.as_deref()).await?;
+            println!("{done}");
+            Ok(())
+        }
         Command::Crd { out_dir: Some(dir) } => {
             std::fs::create_dir_all(&dir)?;
             for (file, crd) in stackpilot::api::crds() {

@@ -88,6 +88,9 @@ pub struct Grant {
     /// Tags for every stack (the stack's own tags win, see [`Grant::tags`]).
     pub default_tags: BTreeMap<String, String>,
     pub template_bucket: Option<TemplateBucket>,
+    /// The account lists the region by name (so it may be one newer than
+    /// stackpilot's own list).
+    pub region_listed: bool,
 }
 
 impl Grant {
@@ -206,6 +209,7 @@ pub fn authorize(
         service_role_arn: service_role.map(str::to_string),
         default_tags: default_tags.clone(),
         template_bucket: template_bucket.clone(),
+        region_listed: !allowed_regions.is_empty(),
     })
 }
 
@@ -234,6 +238,7 @@ pub fn operator_grant(
         service_role_arn: service_role.map(str::to_string),
         default_tags: BTreeMap::new(),
         template_bucket: None,
+        region_listed: false,
     })
 }
 

@@ -312,6 +312,30 @@ async fn every_stack(cfn: &aws_sdk_cloudformation::Client) -> Vec<Seen> {
     }
 }
 
+/// When the newest execution of a change set on the stack started (epoch
+/// seconds): the stack's own newest CREATE/UPDATE_IN_PROGRESS event.
+async fn last_execution(cfn: &aws_sdk_cloudformation::Client, stack_name: &str) -> Option<f64> {
+    let events = cfn
+        .describe_stack_events()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .expect("DescribeStackEvents");
+    events
+        .stack_events()
+        .iter()
+        .filter(|e| e.logical_resource_id() == Some(stack_name))
+        .filter(|e| {
+            matches!(
+                e.resource_status().map(|s| s.as_str()),
+                Some("CREATE_IN_PROGRESS" | "UPDATE_IN_PROGRESS")
+            )
+        })
+        .filter_map(|e| e.timestamp())
+        .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9)
+        .fold(None, |newest: Option<f64>, t| Some(newest.map_or(t, |n| n.max(t))))
+}
+
 /// Checks AWS against the workload; returns the problems found.
 async fn audit(workload: &Workload, cfn: &aws_sdk_cloudformation::Client) -> (Vec<String>, String) {
     let ns = &workload.ns;
@@ -356,7 +380,7 @@ async fn audit(workload: &Workload, cfn: &aws_sdk_cloudformation::Client) -> (Ve
             problems.push(format!("duplicate: {} live stacks named {name}", stacks.len()));
         }
     }
-    let mut change_sets = 0;
+    let (mut change_sets, mut superseded) = (0, 0);
     for (name, wanted) in workload.live() {
         let stack_name = format!("{prefix}{name}");
         let ids = ever.get(stack_name.as_str()).map(|s| s.len()).unwrap_or(0);
@@ -394,16 +418,27 @@ async fn audit(workload: &Workload, cfn: &aws_sdk_cloudformation::Client) -> (Ve
             .await
             .expect("ListChangeSets");
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        let executed = last_execution(cfn, &stack_name).await;
         for cs in listed.summaries() {
             change_sets += 1;
             let cs_name = cs.change_set_name().unwrap_or_default();
             *names.entry(cs_name).or_default() += 1;
             let execution = cs.execution_status().map(|e| e.as_str()).unwrap_or_default();
-            if execution == "AVAILABLE" {
-                problems.push(format!(
-                    "{stack_name}: change set {cs_name} left unexecuted ({:?})",
+            if execution != "AVAILABLE" {
+                continue;
+            }
+            // AWS deletes a stack's other change sets when one is executed;
+            // LocalStack keeps them. Only a leftover newer than the last
+            // execution would also be left on AWS.
+            let created = cs
+                .creation_time()
+                .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9);
+            match (created, executed) {
+                (Some(c), Some(e)) if c < e => superseded += 1,
+                _ => problems.push(format!(
+                    "{stack_name}: change set {cs_name} left unexecuted ({:?}), created after the last execution",
                     cs.status()
-                ));
+                )),
             }
         }
         for (cs_name, count) in names {
@@ -413,7 +448,8 @@ async fn audit(workload: &Workload, cfn: &aws_sdk_cloudformation::Client) -> (Ve
         }
     }
     let summary = format!(
-        "{} stacks with our names ever, {} live, {change_sets} change sets on live stacks",
+        "{} stacks with our names ever, {} live, {change_sets} unexecuted change sets on live stacks \
+         ({superseded} older than the stack's last execution: left by LocalStack, deleted by AWS)",
         all.len(),
         alive.len()
     );

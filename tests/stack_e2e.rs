@@ -259,8 +259,31 @@ async fn manual_approval_waits_for_that_change_set() {
         ready(&stack).message
     );
 
-    f.annotate("gated", stackpilot::stack::APPROVE_ANNOTATION, &change_set.name)
-        .await;
+    // The CLI refuses a change set that is not the one waiting, then approves.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stackpilot"))
+            .args(args)
+            .env("KUBECONFIG", &f.bed.kubeconfig)
+            .output()
+            .expect("stackpilot approve")
+    };
+    let refused = cli(&[
+        "approve",
+        "gated",
+        "-n",
+        &f.ns.name,
+        "--change-set",
+        "stackpilot-g9-ffffffffffffffff",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not stackpilot-g9-ffffffffffffffff"));
+    let approved = cli(&["approve", "gated", "-n", &f.ns.name, "--change-set", &change_set.name]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    assert!(String::from_utf8_lossy(&approved.stdout).contains(&change_set.name));
     let stack = f.wait_condition("gated", "Ready", "True").await;
     assert!(
         !stack.annotations().contains_key(stackpilot::stack::APPROVE_ANNOTATION),
@@ -341,5 +364,75 @@ async fn failed_create_names_the_resource_and_recreate_recovers() {
     assert!(reasons.iter().any(|r| r == "Recreating"), "{reasons:?}");
     f.stacks().delete("broken", &DeleteParams::default()).await.unwrap();
     f.wait_gone("broken").await;
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_template_over_the_inline_limit_goes_through_the_account_bucket() {
+    let f = Fixture::with_env("e2e-large", &[]).await;
+    let ns = f.ns.name.clone();
+    // The bucket itself is a Stack (operator credentials, LocalStack account 000000000000).
+    let bucket = format!("{ns}-templates");
+    let bucket_template =
+        format!("Resources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties: {{BucketName: {bucket}}}\n");
+    f.apply(
+        "bucket",
+        json!({"region": "us-east-1", "template": {"body": bucket_template}}),
+    )
+    .await;
+    f.wait_condition("bucket", "Ready", "True").await;
+
+    let accounts: kube::Api<stackpilot::api::AwsAccount> = kube::Api::all(f.client.clone());
+    let account_name = format!("acct-{ns}");
+    let account = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "AwsAccount",
+        "metadata": {"name": account_name, "labels": {"stackpilot.dev/test-namespace": ns}},
+        "spec": {"accountId": "000000000000", "roleArn": "arn:aws:iam::000000000000:role/deployer",
+            "namespaceSelector": {}, "templateBucket": {"name": bucket, "prefix": "templates/"}}});
+    accounts
+        .patch(
+            &account_name,
+            &kube::api::PatchParams::apply("test"),
+            &kube::api::Patch::Apply(&account),
+        )
+        .await
+        .unwrap();
+
+    let padding = "# padding to push the template over the 51,200-byte inline limit\n".repeat(900);
+    let large =
+        format!("{padding}Resources:\n  Q: {{Type: AWS::SQS::Queue}}\nOutputs:\n  Arn: {{Value: !GetAtt Q.Arn}}\n");
+    assert!(large.len() > 51_200);
+    // Without a bucket it is refused before any AWS call.
+    f.apply(
+        "large-direct",
+        json!({"region": "us-east-1", "template": {"body": large}}),
+    )
+    .await;
+    let stack = f.wait_condition("large-direct", "Stalled", "True").await;
+    assert_eq!(ready(&stack).reason, "TemplateTooLarge");
+    assert!(ready(&stack).message.contains("templateBucket"));
+    // Through the account, it is uploaded and passed by URL.
+    f.apply(
+        "large",
+        json!({"region": "us-east-1", "accountRef": {"name": account_name}, "template": {"body": large}}),
+    )
+    .await;
+    let stack = f.wait_condition("large", "Ready", "True").await;
+    assert!(stack.status.unwrap().outputs.contains_key("Arn"));
+    let uploads = f
+        .operator
+        .metric(
+            "stackpilot_aws_calls_total",
+            &["operation=\"PutObject\"", "outcome=\"ok\""],
+        )
+        .await;
+    assert!(uploads >= 1.0, "the template was uploaded");
+
+    for name in ["large", "large-direct"] {
+        f.stacks().delete(name, &DeleteParams::default()).await.unwrap();
+        f.wait_gone(name).await;
+    }
+    accounts.delete(&account_name, &Default::default()).await.unwrap();
+    f.stacks().delete("bucket", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("bucket").await;
     f.finish().await;
 }

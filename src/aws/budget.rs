@@ -8,10 +8,12 @@
 //! objects: a throttled call halves the bucket's rate (at most once per
 //! [`SLOWDOWN_COOLDOWN`], since calls in flight together are throttled
 //! together; never below [`FLOOR_FRACTION`] of the configured rate) and is
-//! retried through the bucket, up to [`MAX_ATTEMPTS`] attempts. Each success
-//! gives back [`RECOVERY_STEP`] of the configured rate, so the rate climbs
-//! back gradually. Other errors pass through unchanged (5xx go to the
-//! object's own backoff, as any failed reconcile does).
+//! retried through the bucket, up to [`MAX_ATTEMPTS`] attempts. Successful
+//! calls let the rate climb back linearly, from the floor to the full rate
+//! in [`RECOVERY`] (additive increase, multiplicative decrease, as TCP does):
+//! while AWS keeps throttling, the rate settles well below the budget.
+//! Other errors pass through unchanged (5xx go to the object's own backoff,
+//! as any failed reconcile does).
 //!
 //! A retry storm cannot happen by construction: retries wait for tokens like
 //! any call, so the call rate per account and region stays under the budget
@@ -41,9 +43,9 @@ pub const MAX_ATTEMPTS: u32 = 6;
 pub const SLOWDOWN_COOLDOWN: Duration = Duration::from_secs(1);
 /// The slowest the budget goes, as a fraction of the configured rate.
 pub const FLOOR_FRACTION: f64 = 0.1;
-/// Rate given back per successful call, as a fraction of the configured rate
-/// (20 successes in a row bring the floor back to full speed).
-pub const RECOVERY_STEP: f64 = 0.05;
+/// How long successful calls take to bring the rate from the floor back to
+/// the full budget.
+pub const RECOVERY: Duration = Duration::from_secs(10);
 
 /// The configured budget of one account and region.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,6 +77,8 @@ pub struct Bucket {
     tokens: f64,
     updated: Instant,
     last_slowdown: Option<Instant>,
+    /// Since when the rate may recover (the last slowdown or success).
+    recovering_since: Instant,
 }
 
 impl Bucket {
@@ -88,6 +92,7 @@ impl Bucket {
             tokens: burst,
             updated: now,
             last_slowdown: None,
+            recovering_since: now,
         }
     }
 
@@ -136,16 +141,21 @@ impl Bucket {
             return false;
         }
         self.last_slowdown = Some(now);
+        self.recovering_since = now;
         let slower = (self.rate / 2.0).max(self.floor());
         let slowed = slower < self.rate;
         self.rate = slower;
         slowed
     }
 
-    /// A call went through: give back some of the rate.
+    /// A call went through: the rate climbs back for the time since the last
+    /// slowdown or success.
     pub fn succeeded(&mut self, now: Instant) {
         self.refill(now);
-        self.rate = (self.rate + self.max_rate * RECOVERY_STEP).min(self.max_rate);
+        let elapsed = now.saturating_duration_since(self.recovering_since).as_secs_f64();
+        let per_second = (self.max_rate - self.floor()) / RECOVERY.as_secs_f64();
+        self.rate = (self.rate + per_second * elapsed).min(self.max_rate);
+        self.recovering_since = self.recovering_since.max(now);
     }
 }
 
@@ -398,15 +408,37 @@ mod tests {
             b.throttled(t0 + Duration::from_secs(s));
         }
         assert_eq!(b.rate(), 1.0);
-        let t = t0 + Duration::from_secs(5);
-        b.succeeded(t);
-        assert_eq!(b.rate(), 1.5, "one step is a twentieth of the budget");
-        for _ in 0..17 {
-            b.succeeded(t);
-        }
-        assert_eq!(b.rate(), 10.0);
-        b.succeeded(t);
+        let t = t0 + Duration::from_secs(4);
+        // From the floor (1/s) to the budget (10/s) in ten seconds: 0.9/s per second.
+        b.succeeded(t + Duration::from_secs(1));
+        assert!((b.rate() - 1.9).abs() < 1e-9, "{}", b.rate());
+        b.succeeded(t + Duration::from_secs(1));
+        assert!((b.rate() - 1.9).abs() < 1e-9, "no time, no recovery");
+        b.succeeded(t + Duration::from_secs(6));
+        assert!((b.rate() - 6.4).abs() < 1e-9, "{}", b.rate());
+        b.succeeded(t + Duration::from_secs(60));
         assert_eq!(b.rate(), 10.0, "never above the budget");
+    }
+
+    #[test]
+    fn under_steady_throttling_the_rate_stays_well_below_the_budget() {
+        // Half the calls throttled, one call every 1/rate: the rate halves
+        // once a second and climbs 0.9/s per second, settling near 2/s.
+        let (mut b, t0) = bucket(10.0, 20.0);
+        let mut t = t0;
+        let mut rates = Vec::new();
+        for call in 0..400 {
+            t += Duration::from_secs_f64(1.0 / b.rate());
+            if call % 2 == 0 {
+                b.throttled(t);
+            } else {
+                b.succeeded(t);
+            }
+            rates.push(b.rate());
+        }
+        let late = &rates[200..];
+        let mean = late.iter().sum::<f64>() / late.len() as f64;
+        assert!((1.0..3.5).contains(&mean), "mean rate {mean}");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! the AWS call by one status write. With the fake, AWS state lives inside
 //! the operator process and counts in its resident memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,8 @@ use serde_json::json;
 use stackpilot::api::Stack;
 use tokio::process::{Child, Command};
 
-const TEMPLATE: &str = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueUrl:\n    Value: !Ref Queue\n";
+const TEMPLATE: &str =
+    "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueUrl:\n    Value: !Ref Queue\n";
 /// Read operations of the CloudFormation trait (everything else writes).
 const READS: &[&str] = &[
     "DescribeStacks",
@@ -120,7 +121,15 @@ async fn main() -> anyhow::Result<()> {
     println!("\nSummary");
     println!(
         "{:>6} {:>12} {:>8} {:>16} {:>11} {:>14} {:>16} {:>10} {:>8}",
-        "N", "reads/intvl", "budget", "write p50/p99 s", "all Ready s", "reconciles/s", "RSS peak/steady", "apiserver/s", "result"
+        "N",
+        "reads/intvl",
+        "budget",
+        "write p50/p99 s",
+        "all Ready s",
+        "reconciles/s",
+        "RSS peak/steady",
+        "apiserver/s",
+        "result"
     );
     for r in &reports {
         println!(
@@ -152,7 +161,10 @@ struct Track {
     applied: HashMap<String, Instant>,
     first_write: HashMap<String, Instant>,
     ready: HashMap<String, Instant>,
-    in_flight: std::collections::HashSet<String>,
+    /// With an operation or a drift detection run under way.
+    in_flight: HashSet<String>,
+    /// Whose first drift detection (right after create) is over.
+    drift_checked: HashSet<String>,
 }
 
 struct Report {
@@ -164,6 +176,7 @@ struct Report {
     writes_seen: usize,
     ready_count: usize,
     all_ready: f64,
+    drift_done: f64,
     converge_reconciles_per_second: f64,
     converge_aws_calls: f64,
     window: f64,
@@ -202,12 +215,23 @@ impl Report {
                 "{:.2} s / {:.2} s ({} seen)",
                 self.write_p50, self.write_p99, self.writes_seen
             ),
-            if self.n <= 1000 { "p99 < 2 s" } else { "(target at 1,000)" }.to_string(),
+            if self.n <= 1000 {
+                "p99 < 2 s"
+            } else {
+                "(target at 1,000)"
+            }
+            .to_string(),
             (self.n <= 1000).then_some(self.write_p99 < 2.0 && self.writes_seen == self.n),
         ));
         rows.push((
             "time to all Ready".to_string(),
             format!("{:.1} s", self.all_ready),
+            String::new(),
+            None,
+        ));
+        rows.push((
+            "time to first drift checks done (all)".to_string(),
+            format!("{:.1} s", self.drift_done),
             String::new(),
             None,
         ));
@@ -281,14 +305,14 @@ impl Report {
             };
             println!("{metric:<52} {value:<30} {target:<38} {result}");
         }
-        let calls: Vec<String> = self
-            .steady_calls
-            .iter()
-            .map(|(op, n)| format!("{op}={n:.0}"))
-            .collect();
+        let calls: Vec<String> = self.steady_calls.iter().map(|(op, n)| format!("{op}={n:.0}")).collect();
         println!(
             "AWS calls in the steady window by operation/outcome: {}",
-            if calls.is_empty() { "none".to_string() } else { calls.join(", ") }
+            if calls.is_empty() {
+                "none".to_string()
+            } else {
+                calls.join(", ")
+            }
         );
     }
 }
@@ -404,10 +428,7 @@ async fn measure(
         .try_collect::<Vec<()>>()
         .await?;
     let applied_in = started.elapsed();
-    eprintln!(
-        "N={n}: applied in {:.1} s, waiting for Ready",
-        applied_in.as_secs_f64()
-    );
+    eprintln!("N={n}: applied in {:.1} s, waiting for Ready", applied_in.as_secs_f64());
 
     let deadline = started + Duration::from_secs(args.ready_timeout_seconds);
     loop {
@@ -436,7 +457,22 @@ async fn measure(
         )
     };
     let converge_seconds = started.elapsed().as_secs_f64();
-    eprintln!("N={n}: {ready_count} Ready after {all_ready:.1} s; settling for one poll interval");
+    // Every Stack checks drift once right after its create: steady state
+    // starts when those runs are over.
+    eprintln!("N={n}: {ready_count} Ready after {all_ready:.1} s; waiting for the first drift checks");
+    let quiet_deadline = Instant::now() + Duration::from_secs(args.ready_timeout_seconds);
+    let drift_checked = loop {
+        let (checked, busy) = {
+            let t = track.lock().expect("track");
+            (t.drift_checked.len(), t.in_flight.len())
+        };
+        if (checked >= n && busy == 0) || Instant::now() > quiet_deadline {
+            break checked;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drift_seconds = started.elapsed().as_secs_f64();
+    eprintln!("N={n}: {drift_checked} drift checks done after {drift_seconds:.1} s; settling for one poll interval");
 
     // Settle for one poll interval, then start the window right after a
     // bulk read, so it holds whole intervals.
@@ -462,7 +498,10 @@ async fn measure(
     let api_b = apiserver_requests(client).await?;
     let window_seconds = window_start.elapsed().as_secs_f64();
     let rss_steady = rss(pid).map(|(now, _)| now).unwrap_or(0) as f64;
-    let rss_peak = rss(pid).map(|(_, peak)| peak).unwrap_or(0).max(*memory.lock().expect("memory")) as f64;
+    let rss_peak = rss(pid)
+        .map(|(_, peak)| peak)
+        .unwrap_or(0)
+        .max(*memory.lock().expect("memory")) as f64;
     sampler.abort();
     watch.abort();
 
@@ -486,6 +525,7 @@ async fn measure(
         writes_seen,
         ready_count,
         all_ready,
+        drift_done: drift_seconds,
         converge_reconciles_per_second: converge_delta("stackpilot_reconciles_total") / converge_seconds,
         converge_aws_calls: converge_delta("stackpilot_aws_calls_total"),
         window: window_seconds,
@@ -515,7 +555,11 @@ async fn apply(api: &Api<Stack>, track: &Mutex<Track>, name: &str) -> anyhow::Re
     loop {
         let at = Instant::now();
         match api
-            .patch(name, &PatchParams::apply("stackpilot-bench").force(), &Patch::Apply(&object))
+            .patch(
+                name,
+                &PatchParams::apply("stackpilot-bench").force(),
+                &Patch::Apply(&object),
+            )
             .await
         {
             Ok(_) => {
@@ -545,9 +589,15 @@ async fn follow(api: Api<Stack>, track: Arc<Mutex<Track>>) {
         let mut t = track.lock().expect("track");
         if status.operation.is_some() {
             t.first_write.entry(name.clone()).or_insert(now);
+        }
+        let checking = status.drift.as_ref().is_some_and(|d| d.status == "Checking");
+        if status.operation.is_some() || checking {
             t.in_flight.insert(name.clone());
         } else {
             t.in_flight.remove(&name);
+        }
+        if status.drift.as_ref().is_some_and(|d| d.status != "Checking") {
+            t.drift_checked.insert(name.clone());
         }
         let ready = status.observed_generation == stack.metadata.generation
             && status
@@ -680,9 +730,13 @@ async fn install_crds(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for (_, crd) in stackpilot::api::crds() {
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("stackpilot-bench").force(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("apply CRD {name}"))?;
+        api.patch(
+            &name,
+            &PatchParams::apply("stackpilot-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("apply CRD {name}"))?;
         let established = await_condition(api.clone(), &name, conditions::is_crd_established());
         tokio::time::timeout(Duration::from_secs(30), established)
             .await
@@ -709,7 +763,10 @@ async fn cleanup(client: &Client, namespace: &str, n: usize) {
     }
     if let Ok(left) = api.list_metadata(&ListParams::default()).await {
         if !left.items.is_empty() {
-            eprintln!("{} Stacks not deleted in time; removing their finalizers", left.items.len());
+            eprintln!(
+                "{} Stacks not deleted in time; removing their finalizers",
+                left.items.len()
+            );
         }
         for stack in left.items {
             let patch = json!({"metadata": {"finalizers": null}});
@@ -718,10 +775,7 @@ async fn cleanup(client: &Client, namespace: &str, n: usize) {
                 .await;
         }
     }
-    eprintln!(
-        "deleted {n} Stacks in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("deleted {n} Stacks in {:.1} s", started.elapsed().as_secs_f64());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
 }

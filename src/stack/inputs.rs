@@ -36,6 +36,12 @@ pub fn stack_name(stack: &Stack) -> String {
 /// AwsAccount (the Stack's own tags win).
 pub async fn resolve(client: &Client, stack: &Stack, grant: &Grant) -> Result<DesiredStack, InputProblem> {
     let default_tags = &grant.default_tags;
+    let listed: Vec<String> = if grant.region_listed {
+        vec![grant.region.clone()]
+    } else {
+        Vec::new()
+    };
+    super::regions::check(&stack.spec.region, &listed).map_err(|m| InputProblem::stalled("UnknownRegion", m))?;
     let namespace = stack.namespace().unwrap_or_default();
     let name = stack_name(stack);
     validate_stack_name(&name).map_err(|m| InputProblem::stalled("InvalidStackName", m))?;

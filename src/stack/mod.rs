@@ -11,6 +11,7 @@ mod lifecycle;
 mod names;
 mod outputs;
 mod reconcile;
+mod regions;
 mod report;
 mod status;
 mod template;
