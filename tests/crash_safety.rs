@@ -584,3 +584,300 @@ async fn sigkill_at_random_points_loses_nothing() {
     operator.stop().await;
     ns.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------
+// Change sets the operator stops tracking. A change set planned for a revision
+// that is then superseded must be deleted, or it stays executable in AWS with
+// changes nobody asked for any more. AWS deletes a stack's other change sets
+// when one is executed, so what is left for good is a change set superseded by
+// one that is never executed: an empty one, or none at all.
+
+/// A loopback HTTP proxy in front of the AWS endpoint that can swallow every
+/// call of one CloudFormation action (never forwarded, never answered), so
+/// that the operator can be killed while such a call is in flight and has
+/// not reached AWS. Everything else is forwarded, one request per connection.
+struct Proxy {
+    url: String,
+    hold: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let hold = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (h, c) = (hold.clone(), held.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(proxy_one(socket, upstream.clone(), h.clone(), c.clone()));
+            }
+        });
+        Proxy { url, hold, held }
+    }
+
+    fn hold(&self, action: Option<&'static str>) {
+        *self.hold.lock().unwrap() = action;
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The head with its `Connection` header replaced by `Connection: close`.
+fn closing(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut out: String = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+async fn proxy_one(
+    mut client: tokio::net::TcpStream,
+    upstream: String,
+    hold: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if client.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        if client.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+    let action = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .unwrap_or_default()
+        .to_string();
+    let swallow = *hold.lock().unwrap();
+    if swallow == Some(action.as_str()) {
+        held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Keep the caller waiting until it gives up or dies.
+        let mut sink = [0u8; 1024];
+        while client.read(&mut sink).await? > 0 {}
+        return Ok(());
+    }
+    let mut up = tokio::net::TcpStream::connect(&upstream).await?;
+    up.write_all(&closing(&buf[..head_end])).await?;
+    up.write_all(&buf[head_end..head_end + length]).await?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).await?;
+    match find(&response, b"\r\n\r\n") {
+        Some(i) => {
+            client.write_all(&closing(&response[..i + 4])).await?;
+            client.write_all(&response[i + 4..]).await?;
+        }
+        None => client.write_all(&response).await?,
+    }
+    client.shutdown().await
+}
+
+/// One Stack, an operator, and the AWS endpoint (direct or through a proxy).
+struct One {
+    bed: TestBed,
+    ns: TestNamespace,
+    api: Api<Stack>,
+    cfn: aws_sdk_cloudformation::Client,
+    stack_name: String,
+}
+
+impl One {
+    async fn new(prefix: &str) -> One {
+        let bed = TestBed::get();
+        let client = bed.client().await;
+        install_crds(&client).await;
+        let ns = TestNamespace::new(&client, prefix).await;
+        let api = Api::namespaced(client.clone(), &ns.name);
+        let cfn = raw_cloudformation(&bed.aws_endpoint).await;
+        let stack_name = format!("{}-one", ns.name);
+        One {
+            bed,
+            ns,
+            api,
+            cfn,
+            stack_name,
+        }
+    }
+
+    async fn apply(&self, visibility: u32, manual: bool, requested: Option<&str>) {
+        let approval = if manual { "Manual" } else { "Automatic" };
+        let mut object = json!({
+            "apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack", "metadata": {"name": "one"},
+            "spec": {"region": "us-east-1", "template": {"body": TEMPLATE}, "changes": {"approval": approval},
+                     "parameters": [{"name": "Visibility", "value": visibility.to_string()}]},
+        });
+        if let Some(at) = requested {
+            object["metadata"]["annotations"] = json!({stackpilot::stack::RECONCILE_REQUESTED_AT: at});
+        }
+        self.api
+            .patch("one", &PatchParams::apply("crash-test").force(), &Patch::Apply(&object))
+            .await
+            .expect("apply");
+    }
+
+    /// Waits for condition `type_`=True on the current generation.
+    async fn wait(&self, type_: &str, log: &std::path::Path) -> Stack {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let stack = self.api.get("one").await.expect("get");
+            let status = stack.status.clone().unwrap_or_default();
+            let current = status.observed_generation == stack.metadata.generation;
+            if current
+                && status.operation.is_none()
+                && status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+            {
+                return stack;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {type_} in 90s: {} (log {})",
+                describe(&stack),
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Change sets still waiting to be executed: (name, planned Visibility).
+    async fn available(&self) -> Vec<(String, String)> {
+        let listed = self
+            .cfn
+            .list_change_sets()
+            .stack_name(&self.stack_name)
+            .send()
+            .await
+            .expect("ListChangeSets");
+        let mut found = Vec::new();
+        for cs in listed.summaries() {
+            if cs.execution_status().map(|e| e.as_str()) != Some("AVAILABLE") {
+                continue;
+            }
+            let name = cs.change_set_name().unwrap_or_default().to_string();
+            let described = self
+                .cfn
+                .describe_change_set()
+                .stack_name(&self.stack_name)
+                .change_set_name(cs.change_set_id().unwrap_or(&name))
+                .send()
+                .await
+                .expect("DescribeChangeSet");
+            let visibility = described
+                .parameters()
+                .iter()
+                .find(|p| p.parameter_key() == Some("Visibility"))
+                .and_then(|p| p.parameter_value())
+                .unwrap_or("?")
+                .to_string();
+            found.push((name, visibility));
+        }
+        found
+    }
+
+    async fn finish(self, operator: Operator) {
+        self.api.delete("one", &DeleteParams::default()).await.expect("delete");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.api.get_opt("one").await.expect("get").is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        operator.stop().await;
+        self.ns.cleanup().await;
+    }
+}
+
+/// Reverting the spec to the applied revision while a Manual change set
+/// waits for approval: the waiting change set is no longer wanted.
+#[tokio::test]
+#[ignore = "operator bug, reported: the change set awaiting approval is left in AWS when the spec reverts"]
+async fn a_change_set_awaiting_approval_is_deleted_when_the_spec_reverts() {
+    let one = One::new("cs-revert").await;
+    let operator = Operator::start(&one.bed, &one.ns.name, &one.bed.aws_endpoint, &[]).await;
+    one.apply(30, false, None).await;
+    one.wait("Ready", &operator.log).await;
+    one.apply(45, true, None).await;
+    let waiting = one.wait("ApprovalRequired", &operator.log).await;
+    let planned = waiting.status.unwrap().change_set.unwrap().name;
+    assert_eq!(one.available().await, vec![(planned.clone(), "45".to_string())]);
+
+    one.apply(30, true, None).await;
+    one.wait("Ready", &operator.log).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = one.available().await;
+    assert!(
+        left.is_empty(),
+        "change set {planned} (Visibility 45) is still executable in AWS although the spec went back to 30: {left:?}"
+    );
+    one.finish(operator).await;
+}
+
+/// The operator dies while DeleteChangeSet for a superseded change set is in
+/// flight (after the new intent was recorded): the superseded change set
+/// must still be deleted after the restart.
+#[tokio::test]
+#[ignore = "operator bug, reported: the intent forgets the superseded change set before DeleteChangeSet ran"]
+async fn a_superseded_change_set_is_deleted_after_a_crash_before_its_delete() {
+    let one = One::new("cs-crash").await;
+    let proxy = Proxy::start(&one.bed.aws_endpoint).await;
+    let operator = Operator::start(&one.bed, &one.ns.name, &proxy.url, &[]).await;
+    one.apply(30, false, None).await;
+    one.wait("Ready", &operator.log).await;
+    one.apply(45, true, None).await;
+    let waiting = one.wait("ApprovalRequired", &operator.log).await;
+    let planned = waiting.status.unwrap().change_set.unwrap().name;
+
+    // Back to 30 with a reconcile request: a new (empty) change set replaces
+    // the waiting one, whose delete never reaches AWS.
+    proxy.hold(Some("DeleteChangeSet"));
+    one.apply(30, true, Some("2026-11-22T00:00:00Z")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.held() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no DeleteChangeSet call (log {})",
+            operator.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = operator.kill().await;
+    assert_eq!(status.signal(), Some(9));
+    proxy.hold(None);
+
+    let operator = Operator::start(&one.bed, &one.ns.name, &proxy.url, &[]).await;
+    one.wait("Ready", &operator.log).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = one.available().await;
+    assert!(
+        left.is_empty(),
+        "superseded change set {planned} (Visibility 45) is still executable in AWS after the crash: {left:?} (log {})",
+        operator.log.display()
+    );
+    one.finish(operator).await;
+}
