@@ -15,5 +15,6 @@ pub mod leader;
 pub mod metrics;
 pub mod run;
 pub mod stack;
+pub mod status_patch;
 pub mod telemetry;
 pub mod tenancy;

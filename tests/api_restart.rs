@@ -32,11 +32,17 @@ use support::{Operator, TestBed, TestNamespace, install_crds, unique_suffix};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn cycles() -> u64 {
-    std::env::var("STACKPILOT_FAULT_API_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    knob("STACKPILOT_FAULT_API_CYCLES", 2)
+}
+
+/// How long everything may take to converge after the last fault.
+fn settle() -> Duration {
+    Duration::from_secs(knob("STACKPILOT_FAULT_CONVERGE_SECONDS", 120))
 }
 
 /// Asserts the operator process is still the one started (it must ride out
@@ -63,7 +69,11 @@ async fn finish(mut workload: Workload, operator: Operator, ns: TestNamespace, c
     workload.delete_all().await;
     converge(&workload, Duration::from_secs(120), &operator.log).await;
     let (problems, _) = audit(&workload, cfn).await;
-    assert!(problems.is_empty(), "after deleting everything:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "after deleting everything:\n  {}",
+        problems.join("\n  ")
+    );
     operator.stop().await;
     ns.cleanup().await;
 }
@@ -170,17 +180,23 @@ async fn dropped_connections_and_watches_resync_without_lost_work() {
         // Some work in between, to be cut off in the middle of the next.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    converge(&workload, Duration::from_secs(120), &operator.log).await;
+    converge(&workload, settle(), &operator.log).await;
     let (problems, summary) = audit(&workload, &cfn).await;
     let log = std::fs::read_to_string(&operator.log).unwrap_or_default();
-    let errors = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
     println!(
         "connection cuts: {} cycles, converged {:.1?} after the first cut; {errors} warnings logged; {summary}",
         cycles(),
         started.elapsed()
     );
     assert!(problems.is_empty(), "after the cuts:\n  {}", problems.join("\n  "));
-    assert!(errors > 0, "the cuts went unnoticed: is the operator really behind the proxy?");
+    assert!(
+        errors > 0,
+        "the cuts went unnoticed: is the operator really behind the proxy?"
+    );
     assert_alive(&mut operator, "after the cuts").await;
     finish(workload, operator, ns, &cfn).await;
     let _ = std::fs::remove_file(kubeconfig);
@@ -232,7 +248,8 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         // Keep the logs when the test failed.
         let mut down = std::process::Command::new("bash");
-        down.arg(testbed_script("down.sh")).env("STACKPILOT_TESTBED_DIR", &self.dir);
+        down.arg(testbed_script("down.sh"))
+            .env("STACKPILOT_TESTBED_DIR", &self.dir);
         if std::thread::panicking() {
             down.arg("--keep");
             eprintln!("control plane logs kept in {}/logs", self.dir.display());
@@ -263,7 +280,11 @@ async fn api_server_restart_loses_no_work() {
     for cycle in 1..=cycles() {
         // Odd cycles: SIGKILL (connections just drop); even: SIGTERM.
         let how = if cycle % 2 == 1 { "--kill" } else { "--term" };
-        let stop: &[&str] = if how == "--kill" { &["stop", "--kill"] } else { &["stop"] };
+        let stop: &[&str] = if how == "--kill" {
+            &["stop", "--kill"]
+        } else {
+            &["stop"]
+        };
         let down = Instant::now();
         plane.apiserver(stop).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -275,10 +296,13 @@ async fn api_server_restart_loses_no_work() {
         println!("restart {cycle} ({how}): API server down {outage:.1?}; {done}");
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    converge(&workload, Duration::from_secs(120), &operator.log).await;
+    converge(&workload, settle(), &operator.log).await;
     let (problems, summary) = audit(&workload, &cfn).await;
     let log = std::fs::read_to_string(&operator.log).unwrap_or_default();
-    let errors = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
     println!(
         "API server restarts: {} cycles, converged {:.1?} after the first stop; {errors} warnings logged; {summary}",
         cycles(),

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::{AwsAccount, AwsAccountStatus};
@@ -17,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
 
 use super::AccountContext;
-use super::verify::{Note, Outcome, decide, plan, status_changed};
+use super::verify::{Note, Outcome, decide, plan};
 
 pub const FIELD_MANAGER: &str = "stackpilot-awsaccount";
 const KIND: &str = "AwsAccount";
@@ -104,30 +103,5 @@ async fn write_status(
     before: &AwsAccountStatus,
     after: &AwsAccountStatus,
 ) -> Result<()> {
-    let metrics = &ctx.ctx.metrics;
-    if !status_changed(before, after) {
-        metrics
-            .status_writes
-            .get_or_create(&OutcomeLabels {
-                kind: KIND,
-                outcome: "skipped",
-            })
-            .inc();
-        return Ok(());
-    }
-    let body = json!({
-        "apiVersion": "stackpilot.dev/v1alpha1",
-        "kind": KIND,
-        "status": after,
-    });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await?;
-    metrics
-        .status_writes
-        .get_or_create(&OutcomeLabels {
-            kind: KIND,
-            outcome: "written",
-        })
-        .inc();
-    Ok(())
+    Ok(crate::status_patch::write(api, &ctx.ctx.metrics, FIELD_MANAGER, name, before, after).await?)
 }

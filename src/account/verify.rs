@@ -195,9 +195,7 @@ fn transition(before: &AwsAccountStatus, after: &AwsAccountStatus) -> Option<Not
 
 /// True when a write would change more than condition timestamps.
 pub fn status_changed(before: &AwsAccountStatus, after: &AwsAccountStatus) -> bool {
-    before.observed_generation != after.observed_generation
-        || before.last_verified != after.last_verified
-        || !conditions::same_ignoring_time(&before.conditions, &after.conditions)
+    crate::status_patch::changed(before, after)
 }
 
 #[cfg(test)]

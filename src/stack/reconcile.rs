@@ -27,7 +27,7 @@ use super::inputs::{resolve, stack_name};
 use super::lifecycle::{Lifecycle, classify};
 use super::outputs;
 use super::report::Note;
-use super::status::{rejected, status_changed};
+use super::status::rejected;
 
 pub const FINALIZER: &str = "stackpilot.dev/stack";
 const FIELD_MANAGER: &str = "stackpilot-stack";
@@ -439,31 +439,7 @@ async fn write_status(
     before: &StackStatus,
     after: &StackStatus,
 ) -> Result<()> {
-    if !status_changed(before, after) {
-        ctx.metrics
-            .status_writes
-            .get_or_create(&OutcomeLabels {
-                kind: KIND,
-                outcome: "skipped",
-            })
-            .inc();
-        return Ok(());
-    }
-    let body = json!({
-        "apiVersion": "stackpilot.dev/v1alpha1",
-        "kind": KIND,
-        "status": after,
-    });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await?;
-    ctx.metrics
-        .status_writes
-        .get_or_create(&OutcomeLabels {
-            kind: KIND,
-            outcome: "written",
-        })
-        .inc();
-    Ok(())
+    Ok(crate::status_patch::write(api, &ctx.metrics, FIELD_MANAGER, name, before, after).await?)
 }
 
 async fn add_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {

@@ -1,7 +1,6 @@
 //! Status bookkeeping after an AWS call was refused, and the check that
 //! keeps status writes to real changes.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::StackStatus;
@@ -52,18 +51,6 @@ pub fn rejected(status: &mut StackStatus, step: &Step, error: &AwsError, generat
     Note::warning(reason, message)
 }
 
-/// True when a write would change more than condition timestamps.
-pub fn status_changed(before: &StackStatus, after: &StackStatus) -> bool {
-    let strip = |status: &StackStatus| {
-        let mut copy = status.clone();
-        for condition in &mut copy.conditions {
-            condition.last_transition_time = Time(Timestamp::UNIX_EPOCH);
-        }
-        copy
-    };
-    strip(before) != strip(after)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,17 +72,5 @@ mod tests {
         assert!(note.warning);
         assert!(conditions::is_true(&status.conditions, conditions::STALLED));
         assert_eq!(status.conditions[0].observed_generation, Some(3));
-    }
-
-    #[test]
-    fn only_timestamps_is_no_change() {
-        let mut before = StackStatus::default();
-        let update = conditions::ConditionUpdate::new(conditions::READY, conditions::Truth::True, "Succeeded", "ok");
-        conditions::set(&mut before.conditions, update.clone(), 1, Timestamp::UNIX_EPOCH);
-        let mut after = before.clone();
-        after.conditions[0].last_transition_time = Time(Timestamp::from_second(100).unwrap());
-        assert!(!status_changed(&before, &after));
-        after.stack_status = Some("UPDATE_COMPLETE".into());
-        assert!(status_changed(&before, &after));
     }
 }

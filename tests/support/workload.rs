@@ -36,7 +36,6 @@ Outputs:
     Value: !Ref Visibility
 "#;
 
-
 /// What the test asked for, per object.
 pub struct Wanted {
     pub round: u64,
@@ -218,7 +217,6 @@ pub async fn converge(workload: &Workload, timeout: Duration, log: &std::path::P
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
-
 
 pub async fn raw_cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
