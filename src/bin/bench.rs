@@ -81,6 +81,12 @@ struct Args {
     /// with LocalStack).
     #[arg(long)]
     aws_calls_per_second: Option<f64>,
+    /// `spec.drift.interval` of every Stack. Default `0` (off): the fake's
+    /// clock starts in 2024, so with drift on, the stackpilot drift schedule
+    /// (due `interval` after the run's AWS timestamp) finds every check due
+    /// again at each poll, and steady state never comes. Use `6h` to see it.
+    #[arg(long, default_value = "0")]
+    drift_interval: String,
     /// Stacks applied at the same time.
     #[arg(long, default_value_t = 32)]
     apply_concurrency: usize,
@@ -331,8 +337,8 @@ async fn run_size(args: &Args, client: &Client, operator: &std::path::Path, n: u
         "in-memory fake AWS (--fake-aws)".to_string()
     };
     let settings = format!(
-        "operator: concurrency {}, poll interval (resync) {} s, in-flight poll {} s, AWS budget {} calls/s per account+region",
-        args.concurrency, args.resync_seconds, args.in_flight_poll_seconds, calls_per_second
+        "operator: concurrency {}, poll interval (resync) {} s, in-flight poll {} s, AWS budget {} calls/s per account+region; Stacks: drift.interval {}",
+        args.concurrency, args.resync_seconds, args.in_flight_poll_seconds, calls_per_second, args.drift_interval
     );
     let mut child = start_operator(args, operator, &namespace, calls_per_second).await?;
     let pid = child.process.id().context("operator pid")?;
@@ -422,7 +428,8 @@ async fn measure(
     futures::stream::iter(0..n)
         .map(|i| {
             let (api, track) = (api.clone(), track.clone());
-            async move { apply(&api, &track, &format!("s{i:05}")).await }
+            let drift = args.drift_interval.as_str();
+            async move { apply(&api, &track, &format!("s{i:05}"), drift).await }
         })
         .buffer_unordered(args.apply_concurrency)
         .try_collect::<Vec<()>>()
@@ -466,7 +473,8 @@ async fn measure(
             let t = track.lock().expect("track");
             (t.drift_checked.len(), t.in_flight.len())
         };
-        if (checked >= n && busy == 0) || Instant::now() > quiet_deadline {
+        let drift_on = args.drift_interval != "0";
+        if ((checked >= n || !drift_on) && busy == 0) || Instant::now() > quiet_deadline {
             break checked;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -544,12 +552,12 @@ async fn measure(
     })
 }
 
-async fn apply(api: &Api<Stack>, track: &Mutex<Track>, name: &str) -> anyhow::Result<()> {
+async fn apply(api: &Api<Stack>, track: &Mutex<Track>, name: &str, drift_interval: &str) -> anyhow::Result<()> {
     let object = json!({
         "apiVersion": "stackpilot.dev/v1alpha1",
         "kind": "Stack",
         "metadata": {"name": name},
-        "spec": {"region": "us-east-1", "template": {"body": TEMPLATE}},
+        "spec": {"region": "us-east-1", "template": {"body": TEMPLATE}, "drift": {"interval": drift_interval}},
     });
     let mut attempt = 0;
     loop {

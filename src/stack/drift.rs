@@ -9,7 +9,8 @@ use k8s_openapi::jiff::SignedDuration;
 
 use crate::api::{DriftRemediation, DriftReport, DriftedProperty, DriftedResource};
 use crate::aws::{
-    DifferenceKind, DriftDetection, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDriftStatus,
+    DifferenceKind, DriftDetection, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDescription,
+    StackDriftStatus,
 };
 use crate::conditions::{self, ConditionUpdate, DRIFTED, Truth};
 
@@ -237,6 +238,81 @@ pub fn mask(value: &str, desired: &DesiredStack) -> String {
         masked = masked.replace(&secret.value, "****");
     }
     conditions::truncate(&masked, MAX_VALUE)
+}
+
+// Configuration drift: parameters and tags changed outside Kubernetes.
+
+/// Parameters and tags changed outside Kubernetes, by name (never values).
+pub(super) fn configuration_drift(desired: &DesiredStack, stack: &StackDescription) -> Option<String> {
+    let normal = |v: &str| v.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+    let parameters: Vec<&str> = desired
+        .parameters
+        .iter()
+        .filter(|p| {
+            stack
+                .parameters
+                .iter()
+                .find(|a| a.key == p.name)
+                .is_some_and(|a| a.value != "****" && normal(&a.value) != normal(&p.value))
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    let visible = |k: &&String| !k.starts_with("aws:");
+    let mut tags: Vec<&str> = desired
+        .tags
+        .iter()
+        .filter(|(k, v)| stack.tags.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    tags.extend(
+        stack
+            .tags
+            .keys()
+            .filter(visible)
+            .filter(|k| !desired.tags.contains_key(*k))
+            .map(String::as_str),
+    );
+    if parameters.is_empty() && tags.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !parameters.is_empty() {
+        parts.push(format!("parameters {parameters:?}"));
+    }
+    if !tags.is_empty() {
+        parts.push(format!("tags {tags:?}"));
+    }
+    Some(parts.join(" and "))
+}
+
+pub(super) fn set_drifted(o: &Observed, plan: &mut Plan, truth: Truth, reason: &str, message: &str) {
+    conditions::set(
+        &mut plan.status.conditions,
+        ConditionUpdate::new(DRIFTED, truth, reason, message),
+        o.generation,
+        o.now,
+    );
+}
+
+/// Re-applies the spec over an out-of-band change, once: a difference that
+/// survives a re-apply is reported, not fought. Returns true when a repair
+/// was started.
+pub(super) fn repair_configuration(o: &Observed, drift: &str, plan: &mut Plan) -> bool {
+    let already = conditions::find(&plan.status.conditions, DRIFTED)
+        .is_some_and(|c| c.status == "True" && c.reason == "ConfigurationDrift");
+    if already {
+        let message = format!("{drift} still differ from the spec after it was re-applied; stackpilot does not retry");
+        set_drifted(o, plan, Truth::True, "UnresolvedDrift", &message);
+        return false;
+    }
+    let message = format!("{drift} were changed outside Kubernetes; re-applying the spec");
+    set_drifted(o, plan, Truth::True, "ConfigurationDrift", &message);
+    plan.notes.push(Note::warning("ConfigurationDrift", message.clone()));
+    plan.status.repairs += 1;
+    plan.status.applied = None;
+    super::decide::report(o, plan).progressing("ConfigurationDrift", &message);
+    plan.requeue = Duration::from_secs(1);
+    true
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The Stack controller: the only caller of CloudFormation.
 
+mod change_sets;
 mod decide;
 #[cfg(test)]
 mod decide_tests;
+mod deletion;
 mod desired;
 mod directory;
 mod drift;

@@ -1,0 +1,418 @@
+//! The change set lifecycle of a Stack: plan, show, wait for approval,
+//! execute, and tell success from failure.
+
+use crate::api::{AppliedRevision, Approval, ChangeSetSummary, PlannedChange};
+use crate::aws::{
+    ChangeSetRequest, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription, StackEvent, TemplateSource,
+};
+
+use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, reason_of, record, report};
+use super::desired::DesiredStack;
+use super::drift::{configuration_drift, repair_configuration, set_drifted};
+use super::names::{change_set_name, client_token};
+use super::report::{Note, explain};
+use crate::conditions::{self, DRIFTED, Truth};
+
+/// Starts a change set for the desired inputs.
+pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, plan: &mut Plan) {
+    let name = change_set_name(o.generation, &desired.fingerprint);
+    let token = client_token(o.uid, "changeset", &name);
+    if let Some(old) = plan
+        .status
+        .change_set
+        .as_ref()
+        .filter(|cs| cs.name != name && !was_executed(cs))
+    {
+        plan.steps.push(Step::DeleteChangeSet { name: old.name.clone() });
+        plan.notes.push(Note::normal(
+            "ChangeSetSuperseded",
+            format!("change set {} was replaced by {name}", old.name),
+        ));
+    }
+    let request = ChangeSetRequest {
+        stack_name: desired.stack_name.clone(),
+        change_set_name: name.clone(),
+        change_set_type: kind,
+        template: desired.template.clone(),
+        parameters: desired.aws_parameters(),
+        tags: desired.tags.clone(),
+        capabilities: desired.capabilities.clone(),
+        role_arn: desired.role_arn.clone(),
+        notification_arns: desired.notification_arns.clone(),
+        rollback_triggers: desired.rollback_triggers.clone(),
+        rollback_monitoring_minutes: desired.rollback_monitoring_minutes,
+        client_token: token.clone(),
+        description: Some(format!(
+            "stackpilot {}/{} generation {}",
+            o.namespace, o.name, o.generation
+        )),
+        deployment_mode: desired.deployment_mode,
+    };
+    if let (Some(upload), TemplateSource::Body(body)) = (&desired.upload, &desired.template) {
+        plan.steps.push(Step::UploadTemplate {
+            bucket: upload.bucket.clone(),
+            key: upload.key.clone(),
+            region: upload.region.clone(),
+            body: body.clone(),
+        });
+    }
+    plan.steps.push(Step::CreateChangeSet(Box::new(request)));
+    plan.status.operation = Some(record(
+        o,
+        "CreateChangeSet",
+        Some(&name),
+        &token,
+        Some(&desired.fingerprint),
+    ));
+    plan.status.change_set = Some(ChangeSetSummary {
+        name: name.clone(),
+        change_type: kind_text(kind).into(),
+        status: Some("CREATE_PENDING".into()),
+        generation: o.generation,
+        ..Default::default()
+    });
+    let verb = if kind == ChangeSetType::Create {
+        "create"
+    } else {
+        "update"
+    };
+    report(o, plan).progressing(
+        "ChangeSetPending",
+        &format!("planning the {verb} with change set {name}"),
+    );
+    plan.requeue = o.timing.change_set;
+}
+
+fn kind_text(kind: ChangeSetType) -> &'static str {
+    match kind {
+        ChangeSetType::Create => "CREATE",
+        ChangeSetType::Update => "UPDATE",
+    }
+}
+
+fn was_executed(cs: &ChangeSetSummary) -> bool {
+    cs.execution_status
+        .as_deref()
+        .is_some_and(|s| s.starts_with("EXECUTE_"))
+}
+
+/// An execution we started has finished if the stack settled and the change
+/// set no longer waits to run. Returns true when the plan is complete.
+pub(super) fn finish_execution(
+    o: &Observed,
+    stack: &StackDescription,
+    rolled_back: bool,
+    failures: &[&StackEvent],
+    plan: &mut Plan,
+) -> bool {
+    let Some(op) = o
+        .previous
+        .operation
+        .as_ref()
+        .filter(|op| op.action == "ExecuteChangeSet")
+    else {
+        return false;
+    };
+    let pending = o
+        .change_set
+        .filter(|cs| Some(&cs.change_set_name) == op.change_set_name.as_ref())
+        .map(|cs| &cs.execution_status);
+    match pending {
+        Some(ExecutionStatus::Available) => {
+            // Not started yet (or the call was lost): run it again, same token.
+            let name = op.change_set_name.clone().unwrap_or_default();
+            plan.steps.push(Step::ExecuteChangeSet {
+                name: name.clone(),
+                token: op.client_token.clone(),
+            });
+            report(o, plan).progressing("Executing", &format!("executing change set {name}"));
+            plan.requeue = o.timing.in_flight;
+            return true;
+        }
+        Some(ExecutionStatus::ExecuteInProgress) => {
+            report(o, plan).progressing("Executing", "CloudFormation is starting the change set");
+            plan.requeue = o.timing.in_flight;
+            return true;
+        }
+        _ => {}
+    }
+    plan.status.operation = None;
+    let failed = rolled_back || !failures.is_empty();
+    if let Some(cs) = plan.status.change_set.as_mut() {
+        cs.execution_status = Some(if failed { "EXECUTE_FAILED" } else { "EXECUTE_COMPLETE" }.into());
+    }
+    if !failed {
+        plan.status.applied = Some(AppliedRevision {
+            generation: op.generation,
+            fingerprint: op.fingerprint.clone().unwrap_or_default(),
+        });
+        apply_stack_policy(o, plan);
+        finish_revert(o, plan);
+        plan.notes.push(Note::normal(
+            "ChangeSetExecuted",
+            format!(
+                "change set {} finished: {}",
+                op.change_set_name.as_deref().unwrap_or("?"),
+                stack.status
+            ),
+        ));
+        return false;
+    }
+    let why = explain(failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
+    if let Some(cs) = plan.status.change_set.as_mut() {
+        cs.status_reason = Some(why.clone());
+    }
+    let message = format!(
+        "the update failed and CloudFormation rolled it back ({}): {why}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
+        stack.status
+    );
+    report(o, plan).stalled("UpdateFailed", &message);
+    true
+}
+
+/// The change set lifecycle on a stack that can take one.
+pub(super) fn change_set_flow(
+    o: &Observed,
+    desired: &DesiredStack,
+    stack: &StackDescription,
+    kind: ChangeSetType,
+    plan: &mut Plan,
+) {
+    let wanted = change_set_name(o.generation, &desired.fingerprint);
+    let applied = plan
+        .status
+        .applied
+        .as_ref()
+        .is_some_and(|a| a.fingerprint == desired.fingerprint);
+    if kind == ChangeSetType::Update && applied && plan.status.operation.is_none() {
+        if let Some(drift) = configuration_drift(desired, stack) {
+            if repair_configuration(o, &drift, plan) {
+                return;
+            }
+        } else if conditions::find(&plan.status.conditions, DRIFTED).is_some_and(|c| c.reason != "ResourceDrift") {
+            set_drifted(o, plan, Truth::False, "InSync", "the stack matches the spec");
+        }
+        plan.requeue = o.timing.resync;
+        super::drift::check(o, desired, plan);
+        if stack.termination_protection != desired.termination_protection {
+            plan.steps.push(Step::SetTerminationProtection {
+                enabled: desired.termination_protection,
+            });
+        }
+        let message = format!("stack {} is {}", stack.stack_name, stack.status);
+        report(o, plan).ready("Succeeded", &message);
+        return;
+    }
+    let current = plan.status.change_set.clone().filter(|cs| cs.name == wanted);
+    let Some(mut summary) = current else {
+        return create_change_set(o, desired, kind, plan);
+    };
+    if summary.execution_status.as_deref() == Some("EXECUTE_FAILED") {
+        // Reported when it failed; stay put until the spec or a request changes.
+        let message = format!(
+            "change set {wanted} failed: {}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
+            summary.status_reason.as_deref().unwrap_or("see status.recentFailures")
+        );
+        report(o, plan).stalled("UpdateFailed", &message);
+        return;
+    }
+    let Some(described) = o.change_set.filter(|cs| cs.change_set_name == wanted) else {
+        if summary.status.as_deref() == Some("FAILED") {
+            let message = format!(
+                "change set {wanted} was rejected: {}",
+                summary.status_reason.as_deref().unwrap_or("?")
+            );
+            report(o, plan).stalled("ChangeSetFailed", &message);
+            return;
+        }
+        // Recorded but not found: the create was lost; repeat it (same token).
+        return create_change_set(o, desired, kind, plan);
+    };
+    if plan
+        .status
+        .operation
+        .as_ref()
+        .is_some_and(|op| op.action == "CreateChangeSet")
+    {
+        plan.status.operation = None;
+    }
+    summary.id = Some(described.change_set_id.clone());
+    summary.status = Some(change_set_status_text(&described.status).to_string());
+    summary.status_reason = described.status_reason.clone();
+    summary.execution_status = Some(execution_status_text(&described.execution_status).to_string());
+    summary.changes = described
+        .changes
+        .iter()
+        .map(|c| PlannedChange {
+            action: c.action.clone(),
+            logical_id: c.logical_id.clone(),
+            resource_type: c.resource_type.clone(),
+            replacement: c.replacement.clone(),
+            physical_id: c.physical_id.clone(),
+        })
+        .collect();
+    plan.status.change_set = Some(summary.clone());
+
+    match &described.status {
+        ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress => {
+            report(o, plan).progressing(
+                "ChangeSetPending",
+                &format!("CloudFormation is computing change set {wanted}"),
+            );
+            plan.requeue = o.timing.change_set;
+        }
+        ChangeSetStatus::Failed if described.is_empty_failure() => {
+            plan.status.applied = Some(AppliedRevision {
+                generation: o.generation,
+                fingerprint: desired.fingerprint.clone(),
+            });
+            apply_stack_policy(o, plan);
+            plan.steps.push(Step::DeleteChangeSet { name: wanted.clone() });
+            let message = format!("stack {} is {}; no changes were needed", stack.stack_name, stack.status);
+            report(o, plan).ready("Succeeded", &message);
+            plan.requeue = o.timing.resync;
+        }
+        ChangeSetStatus::CreateComplete => match described.execution_status {
+            ExecutionStatus::Available => approve_or_execute(o, &summary, plan),
+            ExecutionStatus::ExecuteInProgress | ExecutionStatus::ExecuteComplete => {
+                report(o, plan).progressing("Executing", &format!("change set {wanted} is running"));
+                plan.requeue = o.timing.in_flight;
+            }
+            _ => {
+                let message = format!(
+                    "change set {wanted} cannot be executed ({}): {}",
+                    execution_status_text(&described.execution_status),
+                    described.status_reason.as_deref().unwrap_or("no reason given")
+                );
+                report(o, plan).stalled("ChangeSetFailed", &message);
+            }
+        },
+        other => {
+            let message = format!(
+                "change set {wanted} is {}: {}",
+                change_set_status_text(other),
+                described.status_reason.as_deref().unwrap_or("no reason given")
+            );
+            report(o, plan).stalled("ChangeSetFailed", &message);
+        }
+    }
+}
+
+/// After a drift revert ran, check again at once to confirm.
+fn finish_revert(o: &Observed, plan: &mut Plan) {
+    let reverting = o.desired.as_ref().is_ok_and(|d| d.deployment_mode.is_some());
+    if let Some(drift) = plan.status.drift.as_mut().filter(|d| d.revert_pending && reverting) {
+        drift.revert_pending = false;
+        drift.checked_at = None;
+        drift.started_at = None;
+    }
+}
+
+/// CloudFormation takes the stack policy through its own call, after the
+/// change that a new policy came with.
+fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
+    if let Some(body) = o.desired.as_ref().ok().and_then(|d| d.stack_policy.clone()) {
+        plan.steps.push(Step::SetStackPolicy { body });
+    }
+}
+
+fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan) {
+    let name = &summary.name;
+    if o.spec.changes.approval == Approval::Manual {
+        if o.approval != Some(name.as_str()) {
+            let mut message = format!(
+                "change set {name} plans {} change(s) ({}). Approve it with: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
+                summary.changes.len(),
+                change_summary(summary),
+                o.name
+            );
+            if let Some(other) = o.approval {
+                message.push_str(&format!(
+                    ". The current approval names {other:?}, which is not this change set"
+                ));
+            }
+            if plan
+                .status
+                .conditions
+                .iter()
+                .all(|c| c.type_ != crate::conditions::APPROVAL_REQUIRED)
+            {
+                plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
+            }
+            report(o, plan).approval_required(&message);
+            return;
+        }
+        plan.approval_used = true;
+        plan.notes
+            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
+    }
+    let token = client_token(o.uid, "execute", name);
+    plan.steps.push(Step::ExecuteChangeSet {
+        name: name.clone(),
+        token: token.clone(),
+    });
+    let fingerprint = plan.status.operation.as_ref().and_then(|op| op.fingerprint.clone());
+    let fingerprint = fingerprint.or_else(|| o.desired.as_ref().ok().map(|d| d.fingerprint.clone()));
+    plan.status.operation = Some(record(
+        o,
+        "ExecuteChangeSet",
+        Some(name),
+        &token,
+        fingerprint.as_deref(),
+    ));
+    plan.notes.push(Note::normal(
+        "ChangeSetExecuting",
+        format!("executing change set {name}: {}", change_summary(summary)),
+    ));
+    report(o, plan).progressing("Executing", &format!("executing change set {name}"));
+    plan.requeue = o.timing.in_flight;
+}
+
+/// "2 Add, 1 Modify (1 replacement)".
+fn change_summary(summary: &ChangeSetSummary) -> String {
+    let count = |action: &str| summary.changes.iter().filter(|c| c.action == action).count();
+    let replacements = summary
+        .changes
+        .iter()
+        .filter(|c| c.replacement.as_deref() == Some("True"))
+        .count();
+    let mut parts: Vec<String> = ["Add", "Modify", "Remove", "Import", "Dynamic"]
+        .iter()
+        .filter(|a| count(a) > 0)
+        .map(|a| format!("{} {a}", count(a)))
+        .collect();
+    if replacements > 0 {
+        parts.push(format!("{replacements} replacement(s)"));
+    }
+    if parts.is_empty() {
+        "no resource changes".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub(super) fn change_set_status_text(status: &ChangeSetStatus) -> &str {
+    match status {
+        ChangeSetStatus::CreatePending => "CREATE_PENDING",
+        ChangeSetStatus::CreateInProgress => "CREATE_IN_PROGRESS",
+        ChangeSetStatus::CreateComplete => "CREATE_COMPLETE",
+        ChangeSetStatus::DeletePending => "DELETE_PENDING",
+        ChangeSetStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
+        ChangeSetStatus::DeleteComplete => "DELETE_COMPLETE",
+        ChangeSetStatus::DeleteFailed => "DELETE_FAILED",
+        ChangeSetStatus::Failed => "FAILED",
+        ChangeSetStatus::Other(text) => text,
+    }
+}
+
+pub(super) fn execution_status_text(status: &ExecutionStatus) -> &str {
+    match status {
+        ExecutionStatus::Unavailable => "UNAVAILABLE",
+        ExecutionStatus::Available => "AVAILABLE",
+        ExecutionStatus::ExecuteInProgress => "EXECUTE_IN_PROGRESS",
+        ExecutionStatus::ExecuteComplete => "EXECUTE_COMPLETE",
+        ExecutionStatus::ExecuteFailed => "EXECUTE_FAILED",
+        ExecutionStatus::Obsolete => "OBSOLETE",
+        ExecutionStatus::Other(text) => text,
+    }
+}

@@ -1,0 +1,109 @@
+//! Deleting a Stack: the deletion policy, waiting for CloudFormation, and
+//! a failed delete.
+
+use crate::api::{DeleteFailureAction, DeletionPolicy};
+
+use super::decide::{Observed, Ownership, Plan, Step, ownership, reason_of, record, report};
+use super::lifecycle::{Lifecycle, classify};
+use super::names::client_token;
+use super::report::{Note, explain, failures_since, record_failures};
+
+pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
+    let name = o.stack_name;
+    if o.spec.deletion_policy == DeletionPolicy::Retain {
+        plan.notes.push(Note::normal(
+            "StackRetained",
+            format!("deletionPolicy is Retain: stack {name} is left in AWS"),
+        ));
+        plan.release = true;
+        return;
+    }
+    let Some(stack) = o.stack.filter(|s| classify(&s.status) != Lifecycle::Deleted) else {
+        plan.notes
+            .push(Note::normal("StackDeleted", format!("stack {name} is deleted")));
+        plan.release = true;
+        return;
+    };
+    if let Ownership::Foreign(_) = ownership(o, stack) {
+        plan.notes.push(Note::normal(
+            "StackLeftAlone",
+            format!("stack {name} was never managed by this object; left in AWS"),
+        ));
+        plan.release = true;
+        return;
+    }
+    let failures = failures_since(o.new_events, None);
+    record_failures(&mut plan.status, &failures);
+    match classify(&stack.status) {
+        Lifecycle::Busy { deleting: true } => {
+            report(o, plan).progressing("Deleting", &format!("CloudFormation is deleting stack {name}"));
+            plan.requeue = o.timing.in_flight;
+        }
+        Lifecycle::Busy { deleting: false } => {
+            let message = format!("waiting for {} to finish before deleting stack {name}", stack.status);
+            report(o, plan).progressing("Deleting", &message);
+            plan.requeue = o.timing.in_flight;
+        }
+        Lifecycle::DeleteFailed => {
+            let why = explain(&failures, name)
+                .or_else(|| {
+                    plan.status
+                        .recent_failures
+                        .first()
+                        .map(|f| format!("{}: {}", f.logical_id, f.reason))
+                })
+                .unwrap_or_else(|| reason_of(stack));
+            match o.spec.failure_policy.on_delete_failure {
+                DeleteFailureAction::RetainFailedResources => {
+                    let retain: Vec<String> = plan
+                        .status
+                        .recent_failures
+                        .iter()
+                        .filter(|f| f.status == "DELETE_FAILED" && f.logical_id != name)
+                        .map(|f| f.logical_id.clone())
+                        .collect();
+                    let token = client_token(o.uid, "delete-retain", &o.generation.to_string());
+                    plan.notes.push(Note::warning(
+                        "DeleteRetainingResources",
+                        format!("deleting stack {name} again, keeping the resources that failed: {retain:?}"),
+                    ));
+                    plan.steps.push(Step::DeleteStack {
+                        token: token.clone(),
+                        retain,
+                    });
+                    plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
+                    report(o, plan).progressing(
+                        "Deleting",
+                        &format!("deleting stack {name}, retaining failed resources"),
+                    );
+                    plan.requeue = o.timing.in_flight;
+                }
+                DeleteFailureAction::Retain => {
+                    let message = format!(
+                        "deleting stack {name} failed: {why}. Fix it in AWS and set the annotation stackpilot.dev/reconcile-requested-at to retry, or set spec.failurePolicy.onDeleteFailure: RetainFailedResources"
+                    );
+                    plan.status.operation = None;
+                    report(o, plan).stalled("DeleteFailed", &message);
+                }
+            }
+        }
+        _ => {
+            if stack.termination_protection {
+                plan.steps.push(Step::SetTerminationProtection { enabled: false });
+            }
+            let token = client_token(o.uid, "delete", &o.generation.to_string());
+            let repeat = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
+            if !repeat {
+                plan.notes
+                    .push(Note::normal("Deleting", format!("deleting stack {name}")));
+            }
+            plan.steps.push(Step::DeleteStack {
+                token: token.clone(),
+                retain: Vec::new(),
+            });
+            plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
+            report(o, plan).progressing("Deleting", &format!("deleting stack {name}"));
+            plan.requeue = o.timing.in_flight;
+        }
+    }
+}
