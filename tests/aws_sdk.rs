@@ -319,9 +319,12 @@ async fn localstack_create_update_empty_and_delete() {
             .expect("execute_change_set");
         let (created, seen) = settled_stack(&cf, &stack).await;
         assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
+        // LocalStack usually shows CREATE_IN_PROGRESS first, but a quick create
+        // can finish before the first describe; only the states seen are checked.
         assert!(
-            seen.contains(&StackStatus::CreateInProgress),
-            "async create, seen {seen:?}"
+            seen.iter()
+                .all(|s| matches!(s, StackStatus::CreateInProgress | StackStatus::CreateComplete)),
+            "unexpected states during create: {seen:?}"
         );
         assert_eq!(created.stack_name, stack);
         assert_eq!(created.tags.get("team").map(String::as_str), Some("platform"));
