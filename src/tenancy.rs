@@ -102,6 +102,7 @@ impl Grant {
             role_arn: self.role_arn.clone(),
             external_id: self.external_id.clone(),
             session_name: Some(session_name(&self.namespace, name)),
+            session_tags: session_tags(&self.namespace, name).into_iter().collect(),
         }
     }
 
@@ -867,5 +868,24 @@ mod tests {
         );
         assert_eq!(arn_account("not-an-arn"), None);
         assert_eq!(arn_account("arn:aws:s3:::bucket"), None);
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn an_assumed_role_session_is_named_and_tagged_after_the_object() {
+        let grant = operator_grant(true, "team-a", "eu-west-1", None).unwrap();
+        let target = Grant {
+            role_arn: Some("arn:aws:iam::111122223333:role/deployer".into()),
+            ..grant
+        }
+        .target("web");
+        assert_eq!(target.session_name.as_deref(), Some("stackpilot-team-a-web"));
+        let tags: BTreeMap<String, String> = target.session_tags.into_iter().collect();
+        assert_eq!(tags, session_tags("team-a", "web"));
+        assert!(tags.values().any(|v| v == "team-a") && tags.values().any(|v| v == "web"));
     }
 }

@@ -157,6 +157,7 @@ fn target() -> AwsTarget {
         role_arn: None,
         external_id: None,
         session_name: None,
+        session_tags: Vec::new(),
     }
 }
 
@@ -527,6 +528,7 @@ async fn localstack_assumes_the_target_role() {
         role_arn: Some("arn:aws:iam::000000000000:role/stackpilot-test".into()),
         external_id: Some("external".into()),
         session_name: Some("team-a/my stack (needs sanitizing)".into()),
+        session_tags: Vec::new(),
     };
     let cf = provider.client(&target);
     assert!(

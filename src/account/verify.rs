@@ -64,6 +64,7 @@ pub fn verify_target(name: &str, spec: &AwsAccountSpec) -> AwsTarget {
         role_arn: spec.role_arn.clone(),
         external_id: spec.external_id.clone(),
         session_name: Some(tenancy::session_name("awsaccount", name)),
+        session_tags: Vec::new(),
     }
 }
 

@@ -2682,6 +2682,7 @@ Outputs:
             role_arn: role.map(str::to_string),
             external_id: None,
             session_name: None,
+            session_tags: Vec::new(),
         };
         provider
             .region("eu-west-1")
@@ -3016,6 +3017,7 @@ Outputs:
             role_arn: None,
             external_id: None,
             session_name: None,
+            session_tags: Vec::new(),
         };
         let err = provider.client(&target).describe_stack("x").await.unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::Throttled);
@@ -3032,6 +3034,7 @@ Outputs:
             role_arn: None,
             external_id: None,
             session_name: None,
+            session_tags: Vec::new(),
         };
         let big = format!("{TEMPLATE}# {}\n", "x".repeat(super::super::MAX_TEMPLATE_BODY_BYTES));
         let url = provider

@@ -181,6 +181,7 @@ mod tests {
             role_arn: role.map(str::to_string),
             external_id: None,
             session_name: None,
+            session_tags: Vec::new(),
         }
     }
 

@@ -201,6 +201,7 @@ mod tests {
             role_arn: None,
             external_id: None,
             session_name: None,
+            session_tags: Vec::new(),
         };
         let fake = fakes.region("us-east-1");
         for i in 0..150 {

@@ -21,14 +21,17 @@ pub use status::StackStatus;
 
 /// Where a CloudFormation call goes: one account (through an optional role)
 /// in one region.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AwsTarget {
     pub region: String,
     /// Role to assume; `None` uses the operator's own credentials.
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
-    /// Session tags / session name hint (the Kubernetes object acting).
+    /// Session name hint (the Kubernetes object acting).
     pub session_name: Option<String>,
+    /// Session tags when the role is assumed (namespace and name of the
+    /// object acting), so CloudTrail shows who acted.
+    pub session_tags: Vec<(String, String)>,
 }
 
 /// A template, either inline or by URL (S3).

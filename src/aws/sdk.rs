@@ -855,6 +855,7 @@ struct LazyAssumeRole {
     role_arn: String,
     external_id: Option<String>,
     session_name: String,
+    session_tags: Vec<(String, String)>,
     region: Region,
     base: SdkConfig,
     provider: tokio::sync::OnceCell<AssumeRoleProvider>,
@@ -870,6 +871,9 @@ impl LazyAssumeRole {
                     .configure(&self.base);
                 if let Some(id) = &self.external_id {
                     builder = builder.external_id(id);
+                }
+                if !self.session_tags.is_empty() {
+                    builder = builder.tags(self.session_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 }
                 builder.build().await
             })
@@ -974,6 +978,7 @@ impl SdkProvider {
             role_arn: role_arn.clone(),
             external_id: target.external_id.clone(),
             session_name,
+            session_tags: target.session_tags.clone(),
             region,
             base: self.base.clone(),
             provider: tokio::sync::OnceCell::new(),
@@ -982,8 +987,22 @@ impl SdkProvider {
     }
 }
 
+/// Without a role, session name and tags mean nothing: every object of a
+/// region shares one client (and its connections). With a role, each object
+/// has its own session, so CloudTrail names the object that acted.
+fn cache_key(target: &AwsTarget) -> AwsTarget {
+    match target.role_arn {
+        Some(_) => target.clone(),
+        None => AwsTarget {
+            region: target.region.clone(),
+            ..AwsTarget::default()
+        },
+    }
+}
+
 impl CloudFormationProvider for SdkProvider {
     fn client(&self, target: &AwsTarget) -> Arc<dyn CloudFormation> {
+        let target = &cache_key(target);
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = clients.get(target) {
             return client.clone();
@@ -994,6 +1013,7 @@ impl CloudFormationProvider for SdkProvider {
     }
 
     fn template_store(&self, target: &AwsTarget) -> Arc<dyn TemplateStore> {
+        let target = &cache_key(target);
         let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(store) = stores.get(target) {
             return store.clone();

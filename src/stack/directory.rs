@@ -130,6 +130,7 @@ mod tests {
             role_arn: None,
             external_id: None,
             session_name: Some(session.into()),
+            session_tags: Vec::new(),
         }
     }
 

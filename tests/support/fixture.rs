@@ -49,6 +49,7 @@ impl Fixture {
             role_arn: None,
             external_id: None,
             session_name: None,
+            session_tags: Vec::new(),
         });
         Fixture {
             bed,
