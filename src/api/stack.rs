@@ -73,7 +73,9 @@ pub struct StackSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5))]
     pub notification_arns: Vec<String>,
-    /// Minutes before a create fails (CloudFormation TimeoutInMinutes).
+    /// Minutes before a create fails (CloudFormation TimeoutInMinutes). Not
+    /// applied yet: CloudFormation takes no timeout on change sets, which
+    /// stackpilot uses for every create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 43200))]
     pub timeout_in_minutes: Option<i32>,
