@@ -38,8 +38,9 @@ struct Run {
 }
 
 /// Applies `STACKS` Stacks in a namespace of its own, with an operator in
-/// fake mode with the given fault rates, and waits until every one is Ready
-/// and has finished its first drift check. Returns the AWS calls it took.
+/// fake mode with the given fault rates, and waits until every one is Ready.
+/// Returns the AWS calls it took. Drift detection is off: its first run right
+/// after the create is a separate concern (and its own calls).
 async fn converge(bed: &TestBed, prefix: &str, throttled: &str, server_errors: &str) -> Run {
     let client = bed.client().await;
     let ns = TestNamespace::new(&client, prefix).await;
@@ -64,7 +65,7 @@ async fn converge(bed: &TestBed, prefix: &str, throttled: &str, server_errors: &
     for i in 0..STACKS {
         let name = format!("q{i:02}");
         let object = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack",
-            "metadata": {"name": name}, "spec": {"region": "us-east-1", "template": {"body": TEMPLATE}}});
+            "metadata": {"name": name}, "spec": {"region": "us-east-1", "template": {"body": TEMPLATE}, "drift": {"interval": "0"}}});
         api.patch(
             &name,
             &PatchParams::apply("throttling-test").force(),
@@ -73,7 +74,7 @@ async fn converge(bed: &TestBed, prefix: &str, throttled: &str, server_errors: &
         .await
         .expect("apply Stack");
     }
-    let what = format!("{STACKS} Stacks Ready with their first drift check done ({prefix})");
+    let what = format!("{STACKS} Stacks Ready ({prefix})");
     eventually(Duration::from_secs(240), &what, || {
         let api = api.clone();
         async move {
@@ -88,8 +89,7 @@ async fn converge(bed: &TestBed, prefix: &str, throttled: &str, server_errors: &
                             .conditions
                             .iter()
                             .any(|c| c.type_ == "Ready" && c.status == "True");
-                    let checked = status.drift.as_ref().is_some_and(|d| d.status != "Checking");
-                    ready && checked && status.operation.is_none()
+                    ready && status.operation.is_none()
                 })
                 .count();
             (done == STACKS).then_some(())

@@ -456,6 +456,7 @@ mod tests {
             role_arn: None,
             external_id: None,
             session_name: Some("a".into()),
+            session_tags: Vec::new(),
         }
     }
 
@@ -498,6 +499,7 @@ mod tests {
         // Another object of the same account and region shares the slowdown.
         let other = provider.client(&AwsTarget {
             session_name: Some("b".into()),
+            session_tags: Vec::new(),
             ..target()
         });
         let shared = provider.bucket(&target()).lock().unwrap().rate();
@@ -506,6 +508,7 @@ mod tests {
             &provider.bucket(&target()),
             &provider.bucket(&AwsTarget {
                 session_name: None,
+                session_tags: Vec::new(),
                 ..target()
             })
         ));

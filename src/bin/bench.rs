@@ -73,8 +73,8 @@ struct Args {
     /// The operator's reconcile concurrency.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
-    /// The operator's in-flight poll interval.
-    #[arg(long, default_value_t = 2)]
+    /// The operator's in-flight poll interval (its default).
+    #[arg(long, default_value_t = 5)]
     in_flight_poll_seconds: u64,
     /// The operator's AWS call budget per account and region (default: 2000
     /// with the fake, to measure the operator rather than the budget; 50
@@ -185,6 +185,8 @@ struct Report {
     drift_done: f64,
     converge_reconciles_per_second: f64,
     converge_aws_calls: f64,
+    /// API server writes per Stack until all Ready, by verb and resource.
+    converge_writes: BTreeMap<String, f64>,
     window: f64,
     intervals: f64,
     reads_per_interval: f64,
@@ -311,6 +313,15 @@ impl Report {
             };
             println!("{metric:<52} {value:<30} {target:<38} {result}");
         }
+        let writes: Vec<String> = self
+            .converge_writes
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.2}"))
+            .collect();
+        println!(
+            "API server writes per Stack until all Ready (apply included): {}",
+            writes.join(", ")
+        );
         let calls: Vec<String> = self.steady_calls.iter().map(|(op, n)| format!("{op}={n:.0}")).collect();
         println!(
             "AWS calls in the steady window by operation/outcome: {}",
@@ -424,6 +435,7 @@ async fn measure(
 
     // Apply N Stacks, a bounded number at a time.
     let before = scrape(&operator.admin).await?;
+    let writes_before = apiserver_writes(&apiserver_metrics(client).await?);
     let started = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -446,6 +458,15 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let converged = scrape(&operator.admin).await?;
+    let writes_after = apiserver_writes(&apiserver_metrics(client).await?);
+    let converge_writes: BTreeMap<String, f64> = writes_after
+        .into_iter()
+        .map(|(k, v)| {
+            let d = (v - writes_before.get(&k).copied().unwrap_or(0.0)) / n as f64;
+            (k, d)
+        })
+        .filter(|(_, d)| *d >= 0.01)
+        .collect();
     let (ready_count, all_ready, write_p50, write_p99, writes_seen) = {
         let t = track.lock().expect("track");
         let last_ready = t.ready.values().max().copied().unwrap_or(started);
@@ -536,6 +557,7 @@ async fn measure(
         drift_done: drift_seconds,
         converge_reconciles_per_second: converge_delta("stackpilot_reconciles_total") / converge_seconds,
         converge_aws_calls: converge_delta("stackpilot_aws_calls_total"),
+        converge_writes,
         window: window_seconds,
         intervals,
         reads_per_interval: reads / f64::from(args.steady_intervals),
@@ -706,12 +728,50 @@ async fn scrape(admin: &str) -> anyhow::Result<String> {
 
 /// `apiserver_request_total` summed: (all, group stackpilot.dev).
 async fn apiserver_requests(client: &Client) -> anyhow::Result<(f64, f64)> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
+    let text = apiserver_metrics(client).await?;
     Ok((
         sum(&text, "apiserver_request_total", &[]),
         sum(&text, "apiserver_request_total", &["group=\"stackpilot.dev\""]),
     ))
+}
+
+async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    Ok(client.request_text(request).await?)
+}
+
+/// Writes to the API server (`apiserver_request_total` other than reads),
+/// by `VERB resource[/subresource]`.
+fn apiserver_writes(text: &str) -> BTreeMap<String, f64> {
+    let mut writes = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |key: &str| {
+            let start = labels
+                .find(&format!(",{key}=\""))
+                .map(|i| i + 1)
+                .or_else(|| labels.starts_with(&format!("{key}=\"")).then_some(0))?
+                + key.len()
+                + 2;
+            let end = labels[start..].find('"')? + start;
+            Some(labels[start..end].to_string())
+        };
+        let verb = label("verb").unwrap_or_default();
+        if matches!(verb.as_str(), "GET" | "LIST" | "WATCH") {
+            continue;
+        }
+        let mut key = format!("{verb} {}", label("resource").unwrap_or_default());
+        if let Some(sub) = label("subresource").filter(|s| !s.is_empty()) {
+            key = format!("{key}/{sub}");
+        }
+        *writes.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    writes
 }
 
 /// A minimal HTTP/1.1 GET over loopback: (status, body).

@@ -115,7 +115,8 @@ impl Workload {
         let chosen: Vec<String> = self
             .live()
             .filter(|(_, w)| {
-                (w.round == round && w.index % 2 == 0) || (w.round + 1 == round && (w.index + round) % 2 == 0)
+                (w.round == round && w.index.is_multiple_of(2))
+                    || (w.round + 1 == round && (w.index + round).is_multiple_of(2))
             })
             .map(|(n, _)| n.clone())
             .collect();
