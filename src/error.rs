@@ -16,6 +16,7 @@ impl Error {
     /// A fixed label: never error text, never object names.
     pub fn category(&self) -> &'static str {
         match self {
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
             Error::Kube(_) => "kubernetes",
             Error::Aws(e) => match e.kind {
                 AwsErrorKind::Throttled => "aws_throttled",

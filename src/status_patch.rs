@@ -29,11 +29,17 @@ pub fn changed<S: Serialize>(before: &S, after: &S) -> bool {
 }
 
 /// Writes `after` unless nothing but timestamps changed; counts both outcomes.
+///
+/// The write is conditional on `resource_version`, the version the decision
+/// was made from (and is updated to the version written): a decision made
+/// from a stale cache gets 409 Conflict instead of overwriting newer status,
+/// such as an intent recorded by the reconcile before it.
 pub async fn write<K, S>(
     api: &Api<K>,
     metrics: &Metrics,
     field_manager: &str,
     name: &str,
+    resource_version: &mut Option<String>,
     before: &S,
     after: &S,
 ) -> Result<(), kube::Error>
@@ -61,10 +67,13 @@ where
     let body = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"name": name, "resourceVersion": resource_version},
         "status": after,
     });
-    api.patch_status(name, &PatchParams::apply(field_manager).force(), &Patch::Apply(&body))
+    let written = api
+        .patch_status(name, &PatchParams::apply(field_manager).force(), &Patch::Apply(&body))
         .await?;
+    *resource_version = written.meta().resource_version.clone();
     metrics
         .status_writes
         .get_or_create(&OutcomeLabels {

@@ -149,7 +149,6 @@ fn redirect(kubeconfig: &Path, port: u16, to: &Path) {
 }
 
 #[tokio::test]
-#[ignore = "operator bugs, reported: stale-cache status write loses the ExecuteChangeSet intent; watches resync minutes late"]
 async fn dropped_connections_and_watches_resync_without_lost_work() {
     let bed = TestBed::get();
     let client = bed.client().await;
@@ -260,7 +259,6 @@ impl Drop for ControlPlane {
 }
 
 #[tokio::test]
-#[ignore = "operator bugs, reported: stale-cache status write loses the ExecuteChangeSet intent; watches resync minutes late"]
 async fn api_server_restart_loses_no_work() {
     let shared = TestBed::get();
     let plane = ControlPlane::up().await;

@@ -77,7 +77,8 @@ async fn reconcile_inner(account: &AwsAccount, ctx: &AccountContext) -> Result<A
     };
     let verdict = decide(&account.spec, generation, &previous, outcome, Timestamp::now());
     let api: Api<AwsAccount> = Api::all(ctx.ctx.client.clone());
-    write_status(&api, ctx, &name, &previous, &verdict.status).await?;
+    let mut version = account.resource_version();
+    write_status(&api, ctx, &name, &mut version, &previous, &verdict.status).await?;
     if let Some(Note {
         warning,
         reason,
@@ -100,8 +101,9 @@ async fn write_status(
     api: &Api<AwsAccount>,
     ctx: &AccountContext,
     name: &str,
+    version: &mut Option<String>,
     before: &AwsAccountStatus,
     after: &AwsAccountStatus,
 ) -> Result<()> {
-    Ok(crate::status_patch::write(api, &ctx.ctx.metrics, FIELD_MANAGER, name, before, after).await?)
+    Ok(crate::status_patch::write(api, &ctx.ctx.metrics, FIELD_MANAGER, name, version, before, after).await?)
 }

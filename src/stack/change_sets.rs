@@ -9,6 +9,7 @@ use crate::aws::{
 use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, reason_of, record, report};
 use super::desired::DesiredStack;
 use super::drift::{configuration_drift, repair_configuration, set_drifted};
+use super::lifecycle::{Lifecycle, classify};
 use super::names::{change_set_name, client_token};
 use super::report::{Note, explain};
 use crate::conditions::{self, DRIFTED, Truth};
@@ -274,6 +275,28 @@ pub(super) fn change_set_flow(
         }
         ChangeSetStatus::CreateComplete => match described.execution_status {
             ExecutionStatus::Available => approve_or_execute(o, &summary, plan),
+            // Executed, on a settled stack, with no intent left to finish it
+            // (lost to a crash or a stale write): the result is in AWS already.
+            ExecutionStatus::ExecuteComplete
+                if matches!(
+                    classify(&stack.status),
+                    Lifecycle::Settled {
+                        last_update_failed: false
+                    }
+                ) =>
+            {
+                plan.status.operation = None;
+                plan.status.applied = Some(AppliedRevision {
+                    generation: o.generation,
+                    fingerprint: desired.fingerprint.clone(),
+                });
+                if let Some(cs) = plan.status.change_set.as_mut() {
+                    cs.execution_status = Some("EXECUTE_COMPLETE".into());
+                }
+                let message = format!("stack {} is {}", stack.stack_name, stack.status);
+                report(o, plan).ready("Succeeded", &message);
+                plan.requeue = o.timing.resync;
+            }
             ExecutionStatus::ExecuteInProgress | ExecutionStatus::ExecuteComplete => {
                 report(o, plan).progressing("Executing", &format!("change set {wanted} is running"));
                 plan.requeue = o.timing.in_flight;

@@ -890,7 +890,9 @@ fn drift_detection_starts_when_due_and_not_before() {
     let mut recent = steady();
     recent.previous.drift = Some(crate::api::DriftReport {
         status: "InSync".into(),
-        checked_at: Some(Time(Timestamp::from_second(NOW - 600).unwrap())),
+        // Scheduled from our own start time; AWS's checked_at may be skewed.
+        started_at: Some(Time(Timestamp::from_second(NOW - 600).unwrap())),
+        checked_at: Some(Time(Timestamp::from_second(NOW - 86_400).unwrap())),
         ..Default::default()
     });
     let plan = recent.decide();
@@ -1019,4 +1021,29 @@ fn no_drift_check_while_an_operation_runs_or_when_turned_off() {
     let mut off = steady();
     off.spec.drift.interval = Some("0".into());
     assert!(off.decide().steps.is_empty());
+}
+
+#[test]
+fn an_executed_change_set_without_its_intent_counts_as_applied() {
+    // The intent was lost (a crash, or a stale write); AWS shows the change
+    // set executed on a settled stack.
+    let mut case = Case::new();
+    case.previous.change_set = Some(pending(&wanted(), "UPDATE"));
+    case.previous.applied = Some(AppliedRevision {
+        generation: 0,
+        fingerprint: "old".into(),
+    });
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::ExecuteComplete,
+    ));
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+    // While the stack still runs it, it is in progress.
+    case.stack = Some(stack(Cfn::UpdateInProgress));
+    assert_eq!(condition(&case.decide(), READY).unwrap().0, "Unknown");
 }

@@ -75,7 +75,8 @@ pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
         return;
     }
     let requested = o.requested.filter(|r| drift.requested.as_deref() != Some(*r));
-    let due = match (every, drift.checked_at.as_ref().or(drift.started_at.as_ref())) {
+    // Scheduled by our own clock (started_at), never AWS's timestamps.
+    let due = match (every, drift.started_at.as_ref()) {
         (None, _) => false,
         (Some(_), None) => true,
         (Some(every), Some(last)) => o.now >= last.0 + SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX),

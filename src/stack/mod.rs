@@ -118,16 +118,19 @@ pub async fn run(
     let config_maps = watcher(
         scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
         watcher::Config::default(),
-    );
+    )
+    .default_backoff();
     let secrets = watcher(
         scoped::<PartialObjectMeta<Secret>>(&client, ns),
         watcher::Config::default(),
-    );
+    )
+    .default_backoff();
     let accounts = watcher(
         Api::<PartialObjectMeta<AwsAccount>>::all(client.clone()),
         watcher::Config::default(),
-    );
-    let stacks = watcher(scoped::<Stack>(&client, ns), watcher::Config::default());
+    )
+    .default_backoff();
+    let stacks = watcher(scoped::<Stack>(&client, ns), watcher::Config::default()).default_backoff();
     let dependents = reader.clone();
     Controller::for_stream(stream, reader.clone())
         .watches_stream(config_maps.touched_objects(), mapper(reader.clone(), Source::ConfigMap))
@@ -142,6 +145,10 @@ pub async fn run(
             )
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        // Each watch backs off on its own (above); the shared trigger backoff
+        // would otherwise freeze every watch, the cache's included, after
+        // one watch's errors (an API server restart).
+        .trigger_backoff(ConstantBackoff(Duration::from_millis(100)))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
@@ -150,4 +157,18 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// A fixed delay, for the controller's shared trigger backoff.
+struct ConstantBackoff(Duration);
+
+impl Iterator for ConstantBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+impl kube::runtime::utils::Backoff for ConstantBackoff {
+    fn reset(&mut self) {}
 }

@@ -59,6 +59,14 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action> {
 pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any());
     let category = error.category();
+    if category == "conflict" {
+        // The decision was made from a stale copy: decide again from a newer one.
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&ErrorLabels { kind: KIND, category })
+            .inc();
+        return Action::requeue(std::time::Duration::from_millis(500));
+    }
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ErrorLabels { kind: KIND, category })
@@ -82,9 +90,10 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     if !deleting && !has_finalizer {
-        add_finalizer(&api, stack).await?;
-        // The update re-triggers this object; continue with the fresh copy then.
-        return Ok(Action::await_change());
+        // Go on with the patched copy at once: waiting for the watch to bring
+        // it back would delay the first AWS write by a round trip.
+        let patched = add_finalizer(&api, stack).await?;
+        return Box::pin(reconcile_inner(&patched, ctx)).await;
     }
 
     let name = stack_name(stack);
@@ -159,16 +168,27 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
             let change_set_name = op
                 .and_then(|o| o.change_set_name.clone())
                 .or_else(|| previous.change_set.as_ref().map(|c| c.name.clone()));
-            if let Some(cs) = change_set_name.filter(|_| !deleting && (op.is_some() || !applied_current)) {
+            // While CloudFormation runs the change set, the stack's status is
+            // all there is to know; the change set is read before and after.
+            let executing =
+                op.is_some_and(|o| o.action == "ExecuteChangeSet") && matches!(lifecycle, Lifecycle::Busy { .. });
+            if let Some(cs) = change_set_name.filter(|_| !deleting && !executing && (op.is_some() || !applied_current))
+            {
                 change_set = cfn.describe_change_set(&name, &cs).await?;
             }
-            let eventful = !matches!(
+            // Events are read when something may have happened: the status
+            // moved under an operation of ours, or the stack is failed.
+            let moved = previous.stack_status.as_deref() != Some(found.status.as_str());
+            let failed = !matches!(
                 lifecycle,
-                Lifecycle::Settled {
-                    last_update_failed: false
-                } | Lifecycle::Review
+                Lifecycle::Settled { .. } | Lifecycle::Review | Lifecycle::Busy { .. }
             );
-            if op.is_some() || eventful || deleting {
+            // An execution that settled is always checked: a fast update can
+            // end in the status it started from, and some failures show only
+            // in the events.
+            let finished =
+                op.is_some_and(|o| o.action == "ExecuteChangeSet") && matches!(lifecycle, Lifecycle::Settled { .. });
+            if ((op.is_some() || deleting) && moved) || failed || finished {
                 let cursor = previous.last_event_id.as_deref();
                 events = cfn.stack_events(&found.stack_id, cursor, EVENT_PAGE).await?;
             }
@@ -278,7 +298,8 @@ async fn refused_delete(
         now: Timestamp::now(),
     }
     .stalled(problem.reason, &message);
-    write_status(api, ctx, &stack.name_any(), previous, &status).await?;
+    let mut version = stack.resource_version();
+    write_status(api, ctx, &stack.name_any(), &mut version, previous, &status).await?;
     Ok(Action::requeue(ctx.settings.timing.resync))
 }
 
@@ -303,8 +324,9 @@ async fn act(
     // Record the intent before any AWS write: a crash after the call finds
     // the operation in status and repeats it with the same token.
     let mut written = previous.clone();
+    let mut version = stack.resource_version();
     if !steps.is_empty() {
-        write_status(api, ctx, &name, &written, &status).await?;
+        write_status(api, ctx, &name, &mut version, &written, &status).await?;
         written = status.clone();
     }
     let mut outcome = Ok(());
@@ -317,13 +339,19 @@ async fn act(
                 drift.detection_id = Some(id.clone());
             }
             if let Err(error) = result {
-                if matches!(step, Step::DetectDrift)
-                    && !matches!(error.kind, AwsErrorKind::Throttled | AwsErrorKind::Transient)
-                {
-                    // Detection is best effort: say why it is unavailable, go on.
+                if matches!(step, Step::DetectDrift) {
+                    // Detection is best effort: say why it did not start, go on.
+                    // A passing fault is tried again at the next poll.
+                    let passing = matches!(error.kind, AwsErrorKind::Throttled | AwsErrorKind::Transient);
                     if let Some(drift) = status.drift.as_mut() {
-                        drift.status = "Failed".into();
+                        drift.status = if passing { "Unknown" } else { "Failed" }.into();
                         drift.reason = Some(error.to_string());
+                        if passing {
+                            drift.started_at = None;
+                        }
+                    }
+                    if passing {
+                        continue;
                     }
                     if previous.drift.as_ref().is_none_or(|d| d.status != "Failed") {
                         notes.push(Note::warning(
@@ -345,9 +373,9 @@ async fn act(
         }
     }
     if approval_used && outcome.is_ok() {
-        clear_approval(api, &name).await?;
+        version = clear_approval(api, &name).await?;
     }
-    write_status(api, ctx, &name, &written, &status).await?;
+    write_status(api, ctx, &name, &mut version, &written, &status).await?;
     let reference = stack.object_ref(&());
     for Note {
         warning,
@@ -363,7 +391,8 @@ async fn act(
         remove_finalizer(api, stack).await?;
         return Ok(Action::await_change());
     }
-    Ok(Action::requeue(requeue))
+    // Spread objects created together over the interval.
+    Ok(Action::requeue(crate::backoff::jitter(requeue, rand::random::<f64>())))
 }
 
 async fn run_step(
@@ -436,13 +465,14 @@ async fn write_status(
     api: &Api<Stack>,
     ctx: &Context,
     name: &str,
+    version: &mut Option<String>,
     before: &StackStatus,
     after: &StackStatus,
 ) -> Result<()> {
-    Ok(crate::status_patch::write(api, &ctx.metrics, FIELD_MANAGER, name, before, after).await?)
+    Ok(crate::status_patch::write(api, &ctx.metrics, FIELD_MANAGER, name, version, before, after).await?)
 }
 
-async fn add_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
+async fn add_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<Stack> {
     // A JSON patch that fails if someone else changed the list meanwhile.
     let patch = if stack.finalizers().is_empty() {
         json!([
@@ -455,7 +485,10 @@ async fn add_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ])
     };
-    json_patch(api, stack, patch).await
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("well-formed JSON patch");
+    Ok(api
+        .patch(&stack.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await?)
 }
 
 async fn remove_finalizer(api: &Api<Stack>, stack: &Stack) -> Result<()> {
@@ -480,8 +513,8 @@ async fn json_patch(api: &Api<Stack>, stack: &Stack, patch: serde_json::Value) -
     Ok(())
 }
 
-async fn clear_approval(api: &Api<Stack>, name: &str) -> Result<()> {
+async fn clear_approval(api: &Api<Stack>, name: &str) -> Result<Option<String>> {
     let patch = json!({"metadata": {"annotations": {APPROVE_ANNOTATION: null}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
+    let patched = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(patched.resource_version())
 }
