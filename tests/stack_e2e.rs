@@ -333,13 +333,15 @@ async fn failed_create_names_the_resource_and_recreate_recovers() {
         "{:?}",
         status.recent_failures
     );
-    let events = f.events("broken").await;
-    assert!(
+    // Events follow the status write.
+    eventually(TIMEOUT, "a CreateFailed warning event", || async {
+        let events = f.events("broken").await;
         events
             .iter()
-            .any(|(t, r, n)| t == "Warning" && r == "CreateFailed" && n.contains("InvalidBucketName")),
-        "{events:?}"
-    );
+            .any(|(t, r, n)| t == "Warning" && r == "CreateFailed" && n.contains("InvalidBucketName"))
+            .then_some(())
+    })
+    .await;
 
     // Stalled means stalled: no further AWS writes while nothing changes.
     let op = ["operation=\"CreateChangeSet\""];

@@ -432,3 +432,68 @@ async fn a_stack_changed_outside_kubernetes_is_brought_back() {
     f.wait_gone("oob").await;
     f.finish().await;
 }
+
+#[tokio::test]
+async fn a_template_edited_outside_kubernetes_is_found_at_the_next_drift_check() {
+    let f = Fixture::with_env("in-tpl", &[("STACKPILOT_RESYNC_SECONDS", "2")]).await;
+    let ns = f.ns.name.clone();
+    f.apply(
+        "tpl",
+        json!({"region": "us-east-1", "template": {"body": NUMBER_QUEUE}, "drift": {"interval": "3s"}}),
+    )
+    .await;
+    f.wait_condition("tpl", "Ready", "True").await;
+
+    // Someone deploys another template to the stack with the AWS API.
+    let stack_name = format!("{ns}-tpl");
+    let current = f.aws.describe_stack(&stack_name).await.unwrap().unwrap();
+    let edited = NUMBER_QUEUE.replace(
+        "Properties: {VisibilityTimeout: !Ref Visibility}",
+        "Properties: {VisibilityTimeout: !Ref Visibility, DelaySeconds: 7}",
+    );
+    let request = ChangeSetRequest {
+        stack_name: stack_name.clone(),
+        change_set_name: "manual-template".into(),
+        change_set_type: ChangeSetType::Update,
+        template: TemplateSource::Body(edited.clone()),
+        parameters: vec![],
+        tags: current.tags.clone(),
+        capabilities: vec![],
+        role_arn: None,
+        notification_arns: vec![],
+        rollback_triggers: vec![],
+        rollback_monitoring_minutes: None,
+        client_token: "manual-template".into(),
+        description: None,
+        deployment_mode: None,
+    };
+    f.aws.create_change_set(&request).await.unwrap();
+    eventually(Duration::from_secs(30), "manual change set ready", || async {
+        let cs = f.aws.describe_change_set(&stack_name, "manual-template").await.ok()??;
+        (cs.execution_status == stackpilot::aws::ExecutionStatus::Available).then_some(())
+    })
+    .await;
+    f.aws
+        .execute_change_set(&stack_name, "manual-template", "manual-template-exec")
+        .await
+        .unwrap();
+
+    let events = || f.events("tpl");
+    eventually(TIMEOUT, "template drift reported and repaired", || async {
+        let found = events()
+            .await
+            .into_iter()
+            .any(|(t, r, n)| t == "Warning" && r == "ConfigurationDrift" && n.contains("the template"));
+        found.then_some(())
+    })
+    .await;
+    eventually(TIMEOUT, "the spec's template is back in AWS", || async {
+        let live = f.aws.get_template(&stack_name).await.ok()?;
+        (live.trim_end() == NUMBER_QUEUE.trim_end()).then_some(())
+    })
+    .await;
+    f.wait_condition("tpl", "Ready", "True").await;
+    f.stacks().delete("tpl", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("tpl").await;
+    f.finish().await;
+}

@@ -186,7 +186,7 @@ pub(super) fn change_set_flow(
         .as_ref()
         .is_some_and(|a| a.fingerprint == desired.fingerprint);
     if kind == ChangeSetType::Update && applied && plan.status.operation.is_none() {
-        if let Some(drift) = configuration_drift(desired, stack) {
+        if let Some(drift) = configuration_drift(desired, stack, o.live_template) {
             if repair_configuration(o, &drift, plan) {
                 return;
             }

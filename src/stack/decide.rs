@@ -71,6 +71,8 @@ pub struct Observed<'a> {
     pub requested: Option<&'a str>,
     /// A drift detection run read this time, if one was under way.
     pub drift: &'a DriftObservation,
+    /// The template in AWS, read when a drift check starts.
+    pub live_template: Option<&'a str>,
     pub deleting: bool,
     pub now: Timestamp,
     pub timing: Timing,

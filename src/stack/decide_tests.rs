@@ -115,6 +115,7 @@ struct Case {
     events: Vec<StackEvent>,
     approval: Option<String>,
     drift: super::drift::DriftObservation,
+    live_template: Option<String>,
     deleting: bool,
     now: i64,
 }
@@ -138,6 +139,7 @@ impl Case {
             events: vec![],
             approval: None,
             drift: Default::default(),
+            live_template: None,
             deleting: false,
             now: NOW,
         }
@@ -160,6 +162,7 @@ impl Case {
             approval: self.approval.as_deref(),
             requested: None,
             drift: &self.drift,
+            live_template: self.live_template.as_deref(),
             deleting: self.deleting,
             now: Timestamp::from_second(self.now).unwrap(),
             timing: Timing::default(),
@@ -934,6 +937,7 @@ fn asked_observed(case: &Case) -> Observed<'_> {
         approval: None,
         requested: None,
         drift: &case.drift,
+        live_template: None,
         deleting: false,
         now: Timestamp::from_second(case.now).unwrap(),
         timing: Timing::default(),
@@ -1046,4 +1050,25 @@ fn an_executed_change_set_without_its_intent_counts_as_applied() {
     // While the stack still runs it, it is in progress.
     case.stack = Some(stack(Cfn::UpdateInProgress));
     assert_eq!(condition(&case.decide(), READY).unwrap().0, "Unknown");
+}
+
+#[test]
+fn a_template_edited_outside_kubernetes_is_reapplied() {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 1,
+        fingerprint: fingerprint(),
+    });
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    case.live_template = Some("Resources:\n  Q: {Type: AWS::SQS::Queue}\n".into());
+    assert!(
+        case.decide().steps.is_empty(),
+        "same template (trailing whitespace aside)"
+    );
+    case.live_template = Some("Resources:\n  Other: {Type: AWS::SNS::Topic}\n".into());
+    let plan = case.decide();
+    let (status, reason, message) = condition(&plan, conditions::DRIFTED).unwrap();
+    assert_eq!((status, reason), ("True", "ConfigurationDrift"));
+    assert!(message.contains("the template"), "{message}");
+    assert_eq!(plan.status.repairs, 1);
 }

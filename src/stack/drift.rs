@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::SignedDuration;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::{DriftRemediation, DriftReport, DriftedProperty, DriftedResource};
+use crate::api::{DriftRemediation, DriftReport, DriftedProperty, DriftedResource, StackSpec};
 use crate::aws::{
     DifferenceKind, DriftDetection, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDescription,
     StackDriftStatus,
@@ -75,12 +75,7 @@ pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
         return;
     }
     let requested = o.requested.filter(|r| drift.requested.as_deref() != Some(*r));
-    // Scheduled by our own clock (started_at), never AWS's timestamps.
-    let due = match (every, drift.started_at.as_ref()) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(every), Some(last)) => o.now >= last.0 + SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX),
-    };
+    let due = scheduled(every, &drift, o.now);
     if every.is_none() && requested.is_none() {
         if plan.status.drift.is_some() {
             plan.status.drift = None;
@@ -104,6 +99,27 @@ pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
     if let Some(every) = every {
         plan.requeue = plan.requeue.min(every);
     }
+}
+
+/// Scheduled by our own clock (`started_at`), never AWS's timestamps.
+fn scheduled(every: Option<Duration>, drift: &DriftReport, now: Timestamp) -> bool {
+    match (every, drift.started_at.as_ref()) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(every), Some(last)) => now >= last.0 + SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX),
+    }
+}
+
+/// Whether a drift check starts at this reconcile (then the live template is
+/// compared too, so out-of-band template edits are found on the same schedule).
+pub fn starts_now(spec: &StackSpec, drift: Option<&DriftReport>, requested: Option<&str>, now: Timestamp) -> bool {
+    let report = drift.cloned().unwrap_or_default();
+    if report.status == "Checking" {
+        return false;
+    }
+    let every = interval(spec.drift.interval.as_deref()).ok().flatten();
+    let asked = requested.is_some_and(|r| report.requested.as_deref() != Some(r));
+    asked || scheduled(every, &report, now)
 }
 
 fn report(plan: &mut Plan, status: &str, reason: Option<String>) {
@@ -244,7 +260,11 @@ pub fn mask(value: &str, desired: &DesiredStack) -> String {
 // Configuration drift: parameters and tags changed outside Kubernetes.
 
 /// Parameters and tags changed outside Kubernetes, by name (never values).
-pub(super) fn configuration_drift(desired: &DesiredStack, stack: &StackDescription) -> Option<String> {
+pub(super) fn configuration_drift(
+    desired: &DesiredStack,
+    stack: &StackDescription,
+    live_template: Option<&str>,
+) -> Option<String> {
     let normal = |v: &str| v.split(',').map(str::trim).collect::<Vec<_>>().join(",");
     let parameters: Vec<&str> = desired
         .parameters
@@ -273,10 +293,17 @@ pub(super) fn configuration_drift(desired: &DesiredStack, stack: &StackDescripti
             .filter(|k| !desired.tags.contains_key(*k))
             .map(String::as_str),
     );
-    if parameters.is_empty() && tags.is_empty() {
+    let template_changed = match (&desired.template, live_template) {
+        (crate::aws::TemplateSource::Body(body), Some(live)) => body.trim_end() != live.trim_end(),
+        _ => false,
+    };
+    if parameters.is_empty() && tags.is_empty() && !template_changed {
         return None;
     }
     let mut parts = Vec::new();
+    if template_changed {
+        parts.push("the template".to_string());
+    }
     if !parameters.is_empty() {
         parts.push(format!("parameters {parameters:?}"));
     }

@@ -135,6 +135,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
     let mut change_set = None;
     let mut events: Vec<StackEvent> = Vec::new();
     let mut drift = DriftObservation::default();
+    let mut live_template = None;
     if ask_aws && !deleting {
         // A detection run under way: read where it is, and its result once done.
         let running = previous.drift.as_ref().filter(|d| d.status == "Checking");
@@ -195,6 +196,21 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         }
     }
 
+    // When a drift check starts on a stack that matches its spec, the live
+    // template is compared too (one GetTemplate per drift interval).
+    let requested = stack.annotations().get(RECONCILE_REQUESTED_AT).map(String::as_str);
+    let settled_and_applied = observed_stack
+        .as_ref()
+        .is_some_and(|s| matches!(classify(&s.status), Lifecycle::Settled { .. }))
+        && previous.operation.is_none()
+        && matches!((&desired, &previous.applied), (Ok(d), Some(a)) if a.fingerprint == d.fingerprint);
+    if ask_aws
+        && !deleting
+        && settled_and_applied
+        && super::drift::starts_now(&stack.spec, previous.drift.as_ref(), requested, Timestamp::now())
+    {
+        live_template = Some(cfn.get_template(&name).await?);
+    }
     let approval = stack.annotations().get(APPROVE_ANNOTATION).map(String::as_str);
     let observed = Observed {
         namespace: &namespace,
@@ -212,6 +228,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         approval,
         requested: stack.annotations().get(RECONCILE_REQUESTED_AT).map(String::as_str),
         drift: &drift,
+        live_template: live_template.as_deref(),
         deleting,
         now: Timestamp::now(),
         timing: ctx.settings.timing,
@@ -264,6 +281,7 @@ async fn not_granted(
         approval: None,
         requested: None,
         drift: &DriftObservation::default(),
+        live_template: None,
         deleting: false,
         now: Timestamp::now(),
         timing: ctx.settings.timing,
