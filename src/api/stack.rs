@@ -296,6 +296,10 @@ pub struct StackStatus {
     /// to the spec.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repairs: i64,
+    /// Change sets replaced by newer ones and not yet deleted in AWS
+    /// (recorded before the replacement, so a crash cannot forget them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded_change_sets: Vec<String>,
     /// Resource drift: the last detection run and what it found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftReport>,

@@ -18,18 +18,7 @@ use crate::conditions::{self, DRIFTED, Truth};
 pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, plan: &mut Plan) {
     let name = change_set_name(o.generation, &desired.fingerprint);
     let token = client_token(o.uid, "changeset", &name);
-    if let Some(old) = plan
-        .status
-        .change_set
-        .as_ref()
-        .filter(|cs| cs.name != name && !was_executed(cs))
-    {
-        plan.steps.push(Step::DeleteChangeSet { name: old.name.clone() });
-        plan.notes.push(Note::normal(
-            "ChangeSetSuperseded",
-            format!("change set {} was replaced by {name}", old.name),
-        ));
-    }
+    supersede(plan, &name);
     let request = ChangeSetRequest {
         stack_name: desired.stack_name.clone(),
         change_set_name: name.clone(),
@@ -194,6 +183,18 @@ pub(super) fn change_set_flow(
             set_drifted(o, plan, Truth::False, "InSync", "the stack matches the spec");
         }
         plan.requeue = o.timing.resync;
+        // The spec is back at the applied revision: a change set still
+        // waiting (for approval) is no longer wanted.
+        supersede(plan, &wanted);
+        if plan
+            .status
+            .change_set
+            .as_ref()
+            .is_some_and(|cs| cs.name != wanted && !was_executed(cs))
+        {
+            plan.status.change_set = None;
+            conditions::remove(&mut plan.status.conditions, crate::conditions::APPROVAL_REQUIRED);
+        }
         super::drift::check(o, desired, plan);
         if stack.termination_protection != desired.termination_protection {
             plan.steps.push(Step::SetTerminationProtection {
@@ -437,5 +438,35 @@ pub(super) fn execution_status_text(status: &ExecutionStatus) -> &str {
         ExecutionStatus::ExecuteFailed => "EXECUTE_FAILED",
         ExecutionStatus::Obsolete => "OBSOLETE",
         ExecutionStatus::Other(text) => text,
+    }
+}
+
+/// Records the pending change set (not executed, not the one wanted) as
+/// superseded: it is deleted by `delete_superseded`, now and after a crash.
+pub(super) fn supersede(plan: &mut Plan, wanted: &str) {
+    let Some(old) = plan
+        .status
+        .change_set
+        .as_ref()
+        .filter(|cs| cs.name != wanted && !was_executed(cs))
+    else {
+        return;
+    };
+    let old = old.name.clone();
+    if !plan.status.superseded_change_sets.contains(&old) {
+        plan.notes.push(Note::normal(
+            "ChangeSetSuperseded",
+            format!("change set {old} is no longer wanted and is deleted"),
+        ));
+        plan.status.superseded_change_sets.push(old.clone());
+        plan.steps.push(Step::DeleteChangeSet { name: old });
+    }
+}
+
+/// One DeleteChangeSet per superseded change set; each leaves the list once
+/// AWS confirms (see the reconcile).
+pub(super) fn delete_superseded(plan: &mut Plan) {
+    for name in plan.status.superseded_change_sets.clone() {
+        plan.steps.push(Step::DeleteChangeSet { name });
     }
 }

@@ -293,6 +293,8 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
             return;
         }
     }
+    // Change sets recorded as superseded are deleted first, whatever else happens.
+    super::change_sets::delete_superseded(plan);
     let since = o
         .previous
         .operation
@@ -389,6 +391,8 @@ pub(super) fn reason_of(stack: &StackDescription) -> String {
 
 /// No stack: start (or restart) with a CREATE change set.
 fn create_from_nothing(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
+    // Change sets die with their stack.
+    plan.status.superseded_change_sets.clear();
     let recreating = o
         .previous
         .operation

@@ -1072,3 +1072,41 @@ fn a_template_edited_outside_kubernetes_is_reapplied() {
     assert!(message.contains("the template"), "{message}");
     assert_eq!(plan.status.repairs, 1);
 }
+
+#[test]
+fn a_superseded_change_set_is_remembered_until_deleted() {
+    // A change set waits for approval; the spec goes back to the applied revision.
+    let mut case = Case::new();
+    case.spec.changes.approval = Approval::Manual;
+    case.previous.applied = Some(AppliedRevision {
+        generation: 1,
+        fingerprint: fingerprint(),
+    });
+    case.previous.change_set = Some(pending("stackpilot-g2-aaaaaaaaaaaaaaaa", "UPDATE"));
+    case.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = case.decide();
+    assert_eq!(
+        plan.steps,
+        vec![Step::DeleteChangeSet {
+            name: "stackpilot-g2-aaaaaaaaaaaaaaaa".into()
+        }]
+    );
+    assert_eq!(
+        plan.status.superseded_change_sets,
+        vec!["stackpilot-g2-aaaaaaaaaaaaaaaa".to_string()]
+    );
+    assert!(plan.status.change_set.is_none());
+    assert!(condition(&plan, APPROVAL_REQUIRED).is_none());
+
+    // After a crash before the delete, the next reconcile deletes it again.
+    let mut after_crash = Case::new();
+    after_crash.previous = plan.status.clone();
+    after_crash.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = after_crash.decide();
+    assert_eq!(
+        plan.steps,
+        vec![Step::DeleteChangeSet {
+            name: "stackpilot-g2-aaaaaaaaaaaaaaaa".into()
+        }]
+    );
+}

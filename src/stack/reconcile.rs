@@ -353,6 +353,9 @@ async fn act(
         for step in &steps {
             debug!(stack = %name, step = %step.label(), "aws step");
             let result = run_step(ctx, cfn, target, &stack_name, step, &mut uploaded).await;
+            if let (Ok(_), Step::DeleteChangeSet { name }) = (&result, step) {
+                status.superseded_change_sets.retain(|n| n != name);
+            }
             if let (Ok(Some(id)), Some(drift)) = (&result, status.drift.as_mut()) {
                 drift.detection_id = Some(id.clone());
             }
