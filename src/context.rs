@@ -64,17 +64,32 @@ impl Context {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Publishes Events in the background, in order: a reconcile does not
+    /// wait for the API server to take them (Events are best effort).
+    pub fn publish_later(&self, regarding: ObjectReference, events: Vec<(bool, String, String)>) {
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            for (warning, reason, message) in events {
+                publish_with(&recorder, &regarding, warning, &reason, &message).await;
+            }
+        });
+    }
+
     /// Publishes a Kubernetes Event; a failure to publish is logged, not fatal.
     pub async fn publish(&self, regarding: &ObjectReference, warning: bool, reason: &str, message: &str) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(truncate(message, 1024)),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
-            warn!(%error, reason, "could not publish event");
-        }
+        publish_with(&self.recorder, regarding, warning, reason, message).await;
+    }
+}
+
+async fn publish_with(recorder: &Recorder, regarding: &ObjectReference, warning: bool, reason: &str, message: &str) {
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_string(),
+        note: Some(truncate(message, 1024)),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, regarding).await {
+        warn!(%error, reason, "could not publish event");
     }
 }

@@ -398,15 +398,14 @@ async fn act(
     }
     write_status(api, ctx, &name, &mut version, &written, &status).await?;
     let reference = stack.object_ref(&());
-    for Note {
-        warning,
-        reason,
-        message,
-    } in &notes
-    {
-        info!(stack = %name, reason, message = %message, "event");
-        ctx.publish(&reference, *warning, reason, message).await;
+    for note in &notes {
+        info!(stack = %name, reason = note.reason, message = %note.message, "event");
     }
+    let events = notes
+        .into_iter()
+        .map(|n| (n.warning, n.reason.to_string(), n.message))
+        .collect();
+    ctx.publish_later(reference, events);
     outcome?;
     if release {
         remove_finalizer(api, stack).await?;
