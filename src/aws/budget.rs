@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation, CloudFormationProvider,
-    DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
+    AccountScope, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
+    CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
 use crate::metrics::Metrics;
 
@@ -159,30 +159,12 @@ impl Bucket {
     }
 }
 
-/// Buckets are per account (role) and region, not per object session.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Scope {
-    region: String,
-    role_arn: Option<String>,
-    external_id: Option<String>,
-}
-
-impl From<&AwsTarget> for Scope {
-    fn from(target: &AwsTarget) -> Self {
-        Scope {
-            region: target.region.clone(),
-            role_arn: target.role_arn.clone(),
-            external_id: target.external_id.clone(),
-        }
-    }
-}
-
 /// Hands out clients that spend the budget of their account and region.
 pub struct BudgetProvider {
     inner: Arc<dyn CloudFormationProvider>,
     settings: BudgetSettings,
     metrics: Arc<Metrics>,
-    buckets: Mutex<HashMap<Scope, Arc<Mutex<Bucket>>>>,
+    buckets: Mutex<HashMap<AccountScope, Arc<Mutex<Bucket>>>>,
 }
 
 impl BudgetProvider {
@@ -198,7 +180,7 @@ impl BudgetProvider {
     fn bucket(&self, target: &AwsTarget) -> Arc<Mutex<Bucket>> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets
-            .entry(Scope::from(target))
+            .entry(AccountScope::from(target))
             .or_insert_with(|| Arc::new(Mutex::new(Bucket::new(self.settings, Instant::now()))))
             .clone()
     }

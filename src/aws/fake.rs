@@ -426,20 +426,6 @@ fn stack_not_found(stack: &str) -> AwsError {
     )
 }
 
-fn change_set_status_text(status: &ChangeSetStatus) -> &str {
-    match status {
-        ChangeSetStatus::CreatePending => "CREATE_PENDING",
-        ChangeSetStatus::CreateInProgress => "CREATE_IN_PROGRESS",
-        ChangeSetStatus::CreateComplete => "CREATE_COMPLETE",
-        ChangeSetStatus::DeletePending => "DELETE_PENDING",
-        ChangeSetStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
-        ChangeSetStatus::DeleteComplete => "DELETE_COMPLETE",
-        ChangeSetStatus::DeleteFailed => "DELETE_FAILED",
-        ChangeSetStatus::Failed => "FAILED",
-        ChangeSetStatus::Other(text) => text,
-    }
-}
-
 /// Stack content a change set carries and an update rollback restores.
 #[derive(Clone, Debug)]
 struct Content {
@@ -1349,7 +1335,7 @@ impl State {
                 format!(
                     "ChangeSet [{}] cannot be executed in its current status of [{}]",
                     cs.id,
-                    change_set_status_text(&cs.status)
+                    cs.status.as_str()
                 ),
             ));
         }

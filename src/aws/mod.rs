@@ -418,6 +418,57 @@ pub trait TemplateStore: Send + Sync {
     async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String>;
 }
 
+impl ChangeSetStatus {
+    /// CloudFormation's text for the status, e.g. `CREATE_COMPLETE`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChangeSetStatus::CreatePending => "CREATE_PENDING",
+            ChangeSetStatus::CreateInProgress => "CREATE_IN_PROGRESS",
+            ChangeSetStatus::CreateComplete => "CREATE_COMPLETE",
+            ChangeSetStatus::DeletePending => "DELETE_PENDING",
+            ChangeSetStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
+            ChangeSetStatus::DeleteComplete => "DELETE_COMPLETE",
+            ChangeSetStatus::DeleteFailed => "DELETE_FAILED",
+            ChangeSetStatus::Failed => "FAILED",
+            ChangeSetStatus::Other(text) => text,
+        }
+    }
+}
+
+impl ExecutionStatus {
+    /// CloudFormation's text for the status, e.g. `AVAILABLE`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExecutionStatus::Unavailable => "UNAVAILABLE",
+            ExecutionStatus::Available => "AVAILABLE",
+            ExecutionStatus::ExecuteInProgress => "EXECUTE_IN_PROGRESS",
+            ExecutionStatus::ExecuteComplete => "EXECUTE_COMPLETE",
+            ExecutionStatus::ExecuteFailed => "EXECUTE_FAILED",
+            ExecutionStatus::Obsolete => "OBSOLETE",
+            ExecutionStatus::Other(text) => text,
+        }
+    }
+}
+
+/// The account (role) and region a target acts in, without the per-object
+/// session: what shared state (bulk reads, the call budget) is keyed by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AccountScope {
+    pub region: String,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl From<&AwsTarget> for AccountScope {
+    fn from(target: &AwsTarget) -> Self {
+        AccountScope {
+            region: target.region.clone(),
+            role_arn: target.role_arn.clone(),
+            external_id: target.external_id.clone(),
+        }
+    }
+}
+
 /// Gives a CloudFormation client for a target (account role + region).
 /// Implementations cache clients; a client is cheap to clone.
 pub trait CloudFormationProvider: Send + Sync {

@@ -239,9 +239,9 @@ pub(super) fn change_set_flow(
         plan.status.operation = None;
     }
     summary.id = Some(described.change_set_id.clone());
-    summary.status = Some(change_set_status_text(&described.status).to_string());
+    summary.status = Some(described.status.as_str().to_string());
     summary.status_reason = described.status_reason.clone();
-    summary.execution_status = Some(execution_status_text(&described.execution_status).to_string());
+    summary.execution_status = Some(described.execution_status.as_str().to_string());
     summary.changes = described
         .changes
         .iter()
@@ -305,7 +305,7 @@ pub(super) fn change_set_flow(
             _ => {
                 let message = format!(
                     "change set {wanted} cannot be executed ({}): {}",
-                    execution_status_text(&described.execution_status),
+                    described.execution_status.as_str(),
                     described.status_reason.as_deref().unwrap_or("no reason given")
                 );
                 report(o, plan).stalled("ChangeSetFailed", &message);
@@ -314,7 +314,7 @@ pub(super) fn change_set_flow(
         other => {
             let message = format!(
                 "change set {wanted} is {}: {}",
-                change_set_status_text(other),
+                other.as_str(),
                 described.status_reason.as_deref().unwrap_or("no reason given")
             );
             report(o, plan).stalled("ChangeSetFailed", &message);
@@ -412,32 +412,6 @@ fn change_summary(summary: &ChangeSetSummary) -> String {
         "no resource changes".into()
     } else {
         parts.join(", ")
-    }
-}
-
-pub(super) fn change_set_status_text(status: &ChangeSetStatus) -> &str {
-    match status {
-        ChangeSetStatus::CreatePending => "CREATE_PENDING",
-        ChangeSetStatus::CreateInProgress => "CREATE_IN_PROGRESS",
-        ChangeSetStatus::CreateComplete => "CREATE_COMPLETE",
-        ChangeSetStatus::DeletePending => "DELETE_PENDING",
-        ChangeSetStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
-        ChangeSetStatus::DeleteComplete => "DELETE_COMPLETE",
-        ChangeSetStatus::DeleteFailed => "DELETE_FAILED",
-        ChangeSetStatus::Failed => "FAILED",
-        ChangeSetStatus::Other(text) => text,
-    }
-}
-
-pub(super) fn execution_status_text(status: &ExecutionStatus) -> &str {
-    match status {
-        ExecutionStatus::Unavailable => "UNAVAILABLE",
-        ExecutionStatus::Available => "AVAILABLE",
-        ExecutionStatus::ExecuteInProgress => "EXECUTE_IN_PROGRESS",
-        ExecutionStatus::ExecuteComplete => "EXECUTE_COMPLETE",
-        ExecutionStatus::ExecuteFailed => "EXECUTE_FAILED",
-        ExecutionStatus::Obsolete => "OBSOLETE",
-        ExecutionStatus::Other(text) => text,
     }
 }
 

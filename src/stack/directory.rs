@@ -8,25 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::aws::{AwsResult, AwsTarget, CloudFormation, StackDescription};
-
-/// Stacks are shared per account (role) and region, not per object session.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Scope {
-    region: String,
-    role_arn: Option<String>,
-    external_id: Option<String>,
-}
-
-impl From<&AwsTarget> for Scope {
-    fn from(target: &AwsTarget) -> Self {
-        Scope {
-            region: target.region.clone(),
-            role_arn: target.role_arn.clone(),
-            external_id: target.external_id.clone(),
-        }
-    }
-}
+use crate::aws::{AccountScope, AwsResult, AwsTarget, CloudFormation, StackDescription};
 
 struct Snapshot {
     /// When the bulk read started: anything written after this is not in it.
@@ -43,7 +25,7 @@ struct Shelf {
 
 pub struct Directory {
     max_age: Duration,
-    shelves: Mutex<HashMap<Scope, Arc<tokio::sync::Mutex<Shelf>>>>,
+    shelves: Mutex<HashMap<AccountScope, Arc<tokio::sync::Mutex<Shelf>>>>,
 }
 
 /// Where an answer came from (for tests and metrics).
@@ -63,7 +45,7 @@ impl Directory {
 
     fn shelf(&self, target: &AwsTarget) -> Arc<tokio::sync::Mutex<Shelf>> {
         let mut shelves = self.shelves.lock().expect("directory lock");
-        shelves.entry(Scope::from(target)).or_default().clone()
+        shelves.entry(AccountScope::from(target)).or_default().clone()
     }
 
     /// The stack named `name`, from a fresh enough bulk read (made now, once
