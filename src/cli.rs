@@ -50,8 +50,10 @@ pub struct RunArgs {
     /// AWS endpoint override (an emulator such as LocalStack or moto).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
-    /// Objects reconciled at the same time per controller.
-    #[arg(long, env = "STACKPILOT_CONCURRENCY", default_value_t = 8)]
+    /// Objects reconciled at the same time per controller. Reconciles mostly
+    /// wait on the API server and AWS (whose calls the per-account budget
+    /// caps), and new or edited objects go first.
+    #[arg(long, env = "STACKPILOT_CONCURRENCY", default_value_t = 48)]
     pub concurrency: u16,
     /// Address of `/metrics`, `/livez` and `/readyz`.
     #[arg(long, env = "STACKPILOT_ADMIN_ADDR", default_value = "0.0.0.0:8080")]

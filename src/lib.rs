@@ -14,6 +14,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod run;
+pub mod slots;
 pub mod stack;
 pub mod status_patch;
 pub mod telemetry;

@@ -1,7 +1,10 @@
 //! Prometheus metrics. Labels are static categories, never object names or
 //! error text, so cardinality stays bounded.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::conditions;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -28,10 +33,26 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub kind: &'static str,
+    pub condition: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsCallLabels {
     pub operation: &'static str,
     pub outcome: &'static str,
 }
+
+const CONDITIONS: &[&str] = &[
+    conditions::READY,
+    conditions::RECONCILING,
+    conditions::STALLED,
+    conditions::APPROVAL_REQUIRED,
+    conditions::DRIFTED,
+];
+const STATUSES: &[&str] = &["True", "False", "Unknown"];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -47,6 +68,8 @@ pub struct Metrics {
     /// 1 while this replica runs the controllers: it holds the leader Lease,
     /// or leader election is off.
     pub leader: Gauge,
+    /// Objects by kind and condition status, counted from the controller's cache.
+    pub objects: Family<ConditionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -94,6 +117,12 @@ impl Default for Metrics {
             "1 while this replica runs the controllers (holds the leader Lease, or leader election is off)",
             leader.clone(),
         );
+        let objects = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "objects",
+            "Objects by kind and the status (True, False, Unknown) of each condition",
+            objects.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -104,14 +133,88 @@ impl Default for Metrics {
             aws_budget_wait_seconds,
             aws_slowdowns,
             leader,
+            objects,
         }
     }
 }
 
 impl Metrics {
+    /// Sets the `objects` gauge of `kind` from the conditions of every object.
+    /// Condition types and statuses outside the known set are not counted
+    /// (labels stay static); a count that dropped to none reads 0.
+    pub fn count_conditions<'a>(&self, kind: &'static str, objects: impl Iterator<Item = &'a [Condition]>) {
+        let mut counts: HashMap<ConditionLabels, i64> = HashMap::new();
+        for conditions in objects {
+            for c in conditions {
+                let known = |list: &[&'static str], v: &str| list.iter().copied().find(|k| *k == v);
+                let (Some(condition), Some(status)) = (known(CONDITIONS, &c.type_), known(STATUSES, &c.status)) else {
+                    continue;
+                };
+                *counts
+                    .entry(ConditionLabels {
+                        kind,
+                        condition,
+                        status,
+                    })
+                    .or_default() += 1;
+            }
+        }
+        for condition in CONDITIONS {
+            for status in STATUSES {
+                let labels = ConditionLabels {
+                    kind,
+                    condition,
+                    status,
+                };
+                let n = counts.get(&labels).copied().unwrap_or(0);
+                self.objects.get_or_create(&labels).set(n);
+            }
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "Test".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        }
+    }
+
+    #[test]
+    fn objects_are_counted_by_condition_and_a_vanished_count_reads_zero() {
+        let metrics = Metrics::default();
+        let a = vec![condition("Ready", "True"), condition("Drifted", "False")];
+        let b = vec![condition("Ready", "False"), condition("Stalled", "True")];
+        let c = vec![condition("Ready", "True"), condition("SomethingElse", "True")];
+        metrics.count_conditions("Stack", [a.as_slice(), b.as_slice(), c.as_slice()].into_iter());
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"stackpilot_objects{kind="Stack",condition="Ready",status="True"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"stackpilot_objects{kind="Stack",condition="Stalled",status="True"} 1"#));
+        assert!(!text.contains("SomethingElse"));
+        metrics.count_conditions("Stack", [a.as_slice()].into_iter());
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"stackpilot_objects{kind="Stack",condition="Stalled",status="True"} 0"#),
+            "{text}"
+        );
     }
 }

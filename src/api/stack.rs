@@ -73,9 +73,11 @@ pub struct StackSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5))]
     pub notification_arns: Vec<String>,
-    /// Minutes before a create fails (CloudFormation TimeoutInMinutes). Not
-    /// applied yet: CloudFormation takes no timeout on change sets, which
-    /// stackpilot uses for every create.
+    /// Minutes a create may run (CloudFormation TimeoutInMinutes). Change
+    /// sets take no timeout, so stackpilot enforces it: a create still running
+    /// past it is cancelled by deleting the partial stack and handled as a
+    /// failed create (`failurePolicy.onCreateFailure`). Updates have no
+    /// timeout, as in CloudFormation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 43200))]
     pub timeout_in_minutes: Option<i32>,

@@ -70,8 +70,8 @@ struct Args {
     /// Poll intervals in the steady window.
     #[arg(long, default_value_t = 2)]
     steady_intervals: u32,
-    /// The operator's reconcile concurrency.
-    #[arg(long, default_value_t = 16)]
+    /// The operator's reconcile concurrency (its default).
+    #[arg(long, default_value_t = 48)]
     concurrency: u16,
     /// The operator's in-flight poll interval (its default).
     #[arg(long, default_value_t = 5)]

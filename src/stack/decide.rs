@@ -289,6 +289,11 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
             format!("taking over existing stack {}", stack.stack_name),
         )),
         Ownership::Foreign(message) => {
+            // Nothing of a stack we do not own goes to status: `ownership`
+            // trusts `status.stackId`, so recording it would make the next
+            // reconcile take the stack over (and delete it with the object).
+            plan.status.stack_id = o.previous.stack_id.clone();
+            plan.status.outputs.clear();
             report(o, plan).stalled("StackNotOwned", &message);
             return;
         }
@@ -306,9 +311,12 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
     match classify(&stack.status) {
         Lifecycle::Busy { .. } => {
             super::drift::skip(plan, "an operation was running");
+            if super::timeout::cancel_late_create(o, stack, plan) {
+                return;
+            }
             let message = format!("CloudFormation is running the stack operation ({})", stack.status);
             report(o, plan).progressing("Progressing", &message);
-            plan.requeue = o.timing.in_flight;
+            plan.requeue = plan.requeue.min(o.timing.in_flight);
         }
         Lifecycle::Review => change_set_flow(o, desired, stack, ChangeSetType::Create, plan),
         Lifecycle::Settled { last_update_failed } => {
@@ -334,6 +342,8 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
         Lifecycle::UpdateRollbackFailed
             if o.spec.failure_policy.on_update_rollback_failure == UpdateRollbackFailureAction::ContinueRollback =>
         {
+            let why = explain(&failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
+            execution_failed(plan, stack, &why);
             let attempt = plan.status.recent_failures.len();
             let token = client_token(o.uid, "continue-rollback", &format!("{}-{attempt}", o.generation));
             let skip = o.spec.failure_policy.skip_resources.clone();
@@ -361,6 +371,7 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
                 "the update failed and so did its rollback (UPDATE_ROLLBACK_FAILED): {why}. Fix the cause in AWS, then continue the rollback (aws cloudformation continue-update-rollback --stack-name {})",
                 stack.stack_name
             );
+            execution_failed(plan, stack, &why);
             plan.status.operation = None;
             report(o, plan).stalled("UpdateRollbackFailed", &message);
         }
@@ -381,6 +392,29 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
     }
 }
 
+/// Our change set ran and the update failed (and so did its rollback):
+/// recorded on the change set, so once the rollback is over (continued by
+/// the failure policy or by hand) the Stack reports a failed update, not a
+/// change set that "cannot be executed".
+fn execution_failed(plan: &mut Plan, stack: &StackDescription, why: &str) {
+    let status = &mut plan.status;
+    let executed = status
+        .operation
+        .as_ref()
+        .filter(|op| op.action == "ExecuteChangeSet")
+        .and_then(|op| op.change_set_name.as_deref());
+    let Some(cs) = status
+        .change_set
+        .as_mut()
+        .filter(|cs| Some(cs.name.as_str()) == executed)
+    else {
+        return;
+    };
+    cs.execution_status = Some("EXECUTE_FAILED".into());
+    let failed = format!("the update failed and so did its rollback ({})", stack.status);
+    cs.status_reason = Some(format!("{failed}: {why}"));
+}
+
 fn conditions_remove_reconciling(plan: &mut Plan) {
     crate::conditions::remove(&mut plan.status.conditions, crate::conditions::RECONCILING);
 }
@@ -391,6 +425,9 @@ pub(super) fn reason_of(stack: &StackDescription) -> String {
 
 /// No stack: start (or restart) with a CREATE change set.
 fn create_from_nothing(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
+    if super::timeout::hold_after_timeout(o, desired, plan) {
+        return;
+    }
     // Change sets die with their stack.
     plan.status.superseded_change_sets.clear();
     let recreating = o
@@ -418,6 +455,16 @@ fn create_from_nothing(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
         plan.status.change_set = None;
     }
     create_change_set(o, desired, ChangeSetType::Create, plan);
+}
+
+/// How long a failed create still waits before it is created again:
+/// exponential in the recent failures, from the newest one.
+pub(super) fn recreate_wait(o: &Observed, plan: &Plan) -> Option<Duration> {
+    let attempts = plan.status.recent_failures.len().max(1) as u32;
+    let delay = o.timing.recreate_backoff * 2u32.pow(attempts.min(6) - 1);
+    let last = plan.status.recent_failures.first().map(|f| f.time.0).unwrap_or(o.now);
+    let due = last + SignedDuration::try_from(delay).unwrap_or_default();
+    (o.now < due).then(|| due.duration_since(o.now).unsigned_abs())
 }
 
 fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent], plan: &mut Plan) {
@@ -454,12 +501,7 @@ fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent
             report(o, plan).stalled("CreateFailed", &message);
         }
         CreateFailureAction::Recreate => {
-            let attempts = plan.status.recent_failures.len().max(1) as u32;
-            let delay = o.timing.recreate_backoff * 2u32.pow(attempts.min(6) - 1);
-            let last = plan.status.recent_failures.first().map(|f| f.time.0).unwrap_or(o.now);
-            let due = last + SignedDuration::try_from(delay).unwrap_or_default();
-            if o.now < due {
-                let wait = due.duration_since(o.now).unsigned_abs();
+            if let Some(wait) = recreate_wait(o, plan) {
                 let message = format!(
                     "stack {} failed to create: {why}. Recreating it in {}s",
                     stack.stack_name,

@@ -114,6 +114,7 @@ struct Case {
     change_set: Option<ChangeSetDescription>,
     events: Vec<StackEvent>,
     approval: Option<String>,
+    requested: Option<String>,
     drift: super::drift::DriftObservation,
     live_template: Option<String>,
     deleting: bool,
@@ -138,6 +139,7 @@ impl Case {
             change_set: None,
             events: vec![],
             approval: None,
+            requested: None,
             drift: Default::default(),
             live_template: None,
             deleting: false,
@@ -160,7 +162,7 @@ impl Case {
             change_set: self.change_set.as_ref(),
             new_events: &self.events,
             approval: self.approval.as_deref(),
-            requested: None,
+            requested: self.requested.as_deref(),
             drift: &self.drift,
             live_template: self.live_template.as_deref(),
             deleting: self.deleting,
@@ -551,6 +553,37 @@ fn a_stack_we_did_not_create_is_refused_unless_adopted() {
             .2
             .contains("managed by another Stack object")
     );
+}
+
+/// A refusal must survive the next reconcile, which starts from the status
+/// the refusal wrote (found end to end: the stack id used to be recorded,
+/// and `ownership` trusts it).
+#[test]
+fn a_refused_stack_stays_refused_on_the_next_reconcile_and_is_not_deleted() {
+    for uid in [None, Some("someone-else")] {
+        let mut foreign = stack(Cfn::CreateComplete);
+        foreign.tags.clear();
+        if let Some(uid) = uid {
+            foreign.tags.insert(TAG_UID.into(), uid.into());
+        }
+        let mut case = Case::new();
+        case.spec.adoption = if uid.is_some() {
+            Adoption::Adopt
+        } else {
+            Adoption::Refuse
+        };
+        case.stack = Some(foreign);
+        let first = case.decide();
+        assert_eq!(first.status.stack_id, None, "a foreign stack id is not recorded");
+        case.previous = first.status;
+        let again = case.decide();
+        assert!(again.steps.is_empty(), "{uid:?}: {:?}", again.steps);
+        assert_eq!(condition(&again, STALLED).unwrap().1, "StackNotOwned");
+        case.previous = again.status;
+        case.deleting = true;
+        let delete = case.decide();
+        assert!(delete.release && delete.steps.is_empty(), "{uid:?}: {:?}", delete.steps);
+    }
 }
 
 #[test]
@@ -1109,4 +1142,129 @@ fn a_superseded_change_set_is_remembered_until_deleted() {
             name: "stackpilot-g2-aaaaaaaaaaaaaaaa".into()
         }]
     );
+}
+
+#[test]
+fn a_create_past_its_timeout_is_cancelled_then_held_or_recreated() {
+    let mut case = Case::new();
+    case.spec.timeout_in_minutes = Some(10);
+    case.stack = Some(stack(Cfn::CreateInProgress));
+    case.previous.operation = Some(operation(
+        "ExecuteChangeSet",
+        Some(&wanted()),
+        &fingerprint(),
+        NOW - 300,
+    ));
+    case.previous.change_set = Some(pending(&wanted(), "CREATE"));
+    // Before the deadline: wait, and look again no later than the deadline.
+    let plan = case.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert!(plan.requeue.as_secs() <= 5, "{:?}", plan.requeue);
+    case.spec.timeout_in_minutes = Some(2);
+    let plan = case.decide();
+    assert!(plan.requeue.as_secs() <= 5);
+
+    // Past it: the partial stack is deleted, the failure recorded and told.
+    case.previous.operation = Some(operation(
+        "ExecuteChangeSet",
+        Some(&wanted()),
+        &fingerprint(),
+        NOW - 601,
+    ));
+    case.spec.timeout_in_minutes = Some(10);
+    let cancelled = case.decide();
+    let [Step::DeleteStack { token, retain }] = cancelled.steps.as_slice() else {
+        panic!("{:?}", cancelled.steps)
+    };
+    assert!(token.contains("timeout") && retain.is_empty(), "{token}");
+    assert_eq!(cancelled.status.operation.as_ref().unwrap().action, "DeleteStack");
+    assert_eq!(cancelled.status.recent_failures[0].status, "CREATE_FAILED");
+    assert!(
+        cancelled.status.recent_failures[0]
+            .reason
+            .contains("timeoutInMinutes (10)")
+    );
+    assert!(
+        cancelled
+            .notes
+            .iter()
+            .any(|n| n.warning && n.reason == "CreateTimedOut")
+    );
+    // An update has no timeout, as in CloudFormation.
+    case.stack = Some(stack(Cfn::UpdateInProgress));
+    assert!(case.decide().steps.is_empty());
+
+    // Gone, under Retain (the default): Stalled, no new create, also the next time.
+    let mut gone = Case::new();
+    gone.spec.timeout_in_minutes = Some(10);
+    gone.previous = cancelled.status.clone();
+    let held = gone.decide();
+    assert!(held.steps.is_empty(), "{:?}", held.steps);
+    let (_, reason, message) = condition(&held, STALLED).unwrap();
+    assert_eq!(reason, "CreateTimedOut");
+    assert!(message.contains("reconcile-requested-at"), "{message}");
+    gone.previous = held.status.clone();
+    assert!(gone.decide().steps.is_empty(), "held until the inputs change");
+    // New inputs (a spec change or a requested reconcile) try again.
+    gone.desired = Ok(DesiredStack {
+        capabilities: vec!["CAPABILITY_IAM".into()],
+        ..desired()
+    }
+    .seal(""));
+    assert!(matches!(gone.decide().steps.as_slice(), [Step::CreateChangeSet(_)]));
+
+    // Under Recreate: created again once the backoff from the timeout passed.
+    let mut recreate = Case::new();
+    recreate.spec.timeout_in_minutes = Some(10);
+    recreate.spec.failure_policy.on_create_failure = CreateFailureAction::Recreate;
+    recreate.previous = cancelled.status.clone();
+    let waiting = recreate.decide();
+    assert!(waiting.steps.is_empty());
+    assert_eq!(condition(&waiting, READY).unwrap().1, "CreateTimedOut");
+    recreate.now = NOW + 3600;
+    assert!(matches!(recreate.decide().steps.as_slice(), [Step::CreateChangeSet(_)]));
+}
+
+#[test]
+fn a_retained_failed_delete_is_tried_again_once_per_request() {
+    let mut case = Case::new();
+    case.deleting = true;
+    case.stack = Some(stack(Cfn::DeleteFailed));
+    case.previous.operation = Some(operation("DeleteStack", None, "", NOW - 30));
+    assert!(case.decide().steps.is_empty(), "no request, no retry");
+    case.requested = Some("r1".into());
+    let plan = case.decide();
+    assert!(matches!(plan.steps.as_slice(), [Step::DeleteStack { retain, .. }] if retain.is_empty()));
+    case.previous = plan.status.clone();
+    let plan = case.decide();
+    assert!(plan.steps.is_empty(), "the same request is not retried twice");
+    assert_eq!(condition(&plan, STALLED).unwrap().1, "DeleteFailed");
+    assert!(plan.status.operation.is_some());
+    case.previous = plan.status.clone();
+    assert!(case.decide().steps.is_empty());
+    case.requested = Some("r2".into());
+    assert_eq!(case.decide().steps.len(), 1);
+}
+
+#[test]
+fn an_execution_ending_in_a_failed_rollback_marks_its_change_set_failed() {
+    for continue_it in [false, true] {
+        let mut case = Case::new();
+        if continue_it {
+            case.spec.failure_policy.on_update_rollback_failure =
+                crate::api::UpdateRollbackFailureAction::ContinueRollback;
+        }
+        case.stack = Some(stack(Cfn::UpdateRollbackFailed));
+        case.previous.change_set = Some(pending(&wanted(), "UPDATE"));
+        case.previous.operation = Some(operation("ExecuteChangeSet", Some(&wanted()), &fingerprint(), NOW - 30));
+        let plan = case.decide();
+        let cs = plan.status.change_set.as_ref().unwrap();
+        assert_eq!(cs.execution_status.as_deref(), Some("EXECUTE_FAILED"));
+        // Once rolled back: Stalled UpdateFailed, not a "cannot be executed" change set.
+        let mut done = Case::new();
+        done.previous = plan.status.clone();
+        done.stack = Some(stack(Cfn::UpdateRollbackComplete));
+        let plan = done.decide();
+        assert_eq!(condition(&plan, STALLED).unwrap().1, "UpdateFailed", "{continue_it}");
+    }
 }

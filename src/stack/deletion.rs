@@ -79,10 +79,28 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
                     plan.requeue = o.timing.in_flight;
                 }
                 DeleteFailureAction::Retain => {
+                    // A new reconcile request retries once; the failed
+                    // delete's operation stays in status to remember which
+                    // request was tried.
+                    let token = delete_token(o);
+                    let tried = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
+                    if o.requested.is_some() && !tried {
+                        plan.notes.push(Note::normal(
+                            "RetryingDelete",
+                            format!("deleting stack {name} again, as requested"),
+                        ));
+                        plan.steps.push(Step::DeleteStack {
+                            token: token.clone(),
+                            retain: Vec::new(),
+                        });
+                        plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
+                        report(o, plan).progressing("Deleting", &format!("deleting stack {name} again"));
+                        plan.requeue = o.timing.in_flight;
+                        return;
+                    }
                     let message = format!(
                         "deleting stack {name} failed: {why}. Fix it in AWS and set the annotation stackpilot.dev/reconcile-requested-at to retry, or set spec.failurePolicy.onDeleteFailure: RetainFailedResources"
                     );
-                    plan.status.operation = None;
                     report(o, plan).stalled("DeleteFailed", &message);
                 }
             }
@@ -91,7 +109,7 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
             if stack.termination_protection {
                 plan.steps.push(Step::SetTerminationProtection { enabled: false });
             }
-            let token = client_token(o.uid, "delete", &o.generation.to_string());
+            let token = delete_token(o);
             let repeat = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
             if !repeat {
                 plan.notes
@@ -106,4 +124,14 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
             plan.requeue = o.timing.in_flight;
         }
     }
+}
+
+/// One delete token per generation and reconcile request: the same request
+/// never deletes twice, a new one may retry a failed delete.
+fn delete_token(o: &Observed) -> String {
+    let attempt = match o.requested {
+        Some(requested) => format!("{}-{requested}", o.generation),
+        None => o.generation.to_string(),
+    };
+    client_token(o.uid, "delete", &attempt)
 }

@@ -17,6 +17,7 @@ mod regions;
 mod report;
 mod status;
 mod template;
+mod timeout;
 mod triggers;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{AwsAccount, Stack};
 use crate::context::Context;
+use crate::slots::{Priority, Slots};
 use triggers::{Source, readers};
 
 pub use decide::{APPROVE_ANNOTATION, Observed, Plan, Step, Timing, decide};
@@ -111,6 +113,20 @@ pub async fn run(
             }
         }
     });
+    // The objects-by-condition gauge, counted from the cache.
+    let count_reader = reader.clone();
+    let count_ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            let stacks = count_reader.state();
+            let conditions = stacks
+                .iter()
+                .map(|s| s.status.as_ref().map(|st| st.conditions.as_slice()).unwrap_or_default());
+            count_ctx.metrics.count_conditions("Stack", conditions);
+        }
+    });
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     // Only metadata of ConfigMaps and Secrets is watched: their contents are
@@ -132,6 +148,7 @@ pub async fn run(
     .default_backoff();
     let stacks = watcher(scoped::<Stack>(&client, ns), watcher::Config::default()).default_backoff();
     let dependents = reader.clone();
+    let slots = Arc::new(Slots::new(usize::from(concurrency)));
     Controller::for_stream(stream, reader.clone())
         .watches_stream(config_maps.touched_objects(), mapper(reader.clone(), Source::ConfigMap))
         .watches_stream(secrets.touched_objects(), mapper(reader.clone(), Source::Secret))
@@ -144,19 +161,48 @@ pub async fn run(
                 &changed.name_any(),
             )
         })
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        // Every due reconcile may start (0: no limit) and wait for a slot;
+        // `concurrency` of them run at once, changes first.
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         // Each watch backs off on its own (above); the shared trigger backoff
         // would otherwise freeze every watch, the cache's included, after
         // one watch's errors (an API server restart).
         .trigger_backoff(ConstantBackoff(Duration::from_millis(100)))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            move |stack, ctx| {
+                let slots = slots.clone();
+                async move {
+                    let _slot = slots.take(priority(&stack)).await;
+                    reconcile::reconcile(stack, ctx).await
+                }
+            },
+            reconcile::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "stack controller");
             }
         })
         .await;
+}
+
+/// Someone waits for a Stack that is new, edited, being deleted or approved;
+/// anything else is a scheduled look.
+fn priority(stack: &Stack) -> Priority {
+    let Some(status) = stack.status.as_ref() else {
+        return Priority::Change;
+    };
+    let edited = status.observed_generation != stack.metadata.generation;
+    let deleting = stack.metadata.deletion_timestamp.is_some()
+        && status.operation.as_ref().is_none_or(|op| op.action != "DeleteStack");
+    let approved = stack.annotations().contains_key(APPROVE_ANNOTATION);
+    if edited || deleting || approved || !stack.finalizers().iter().any(|f| f == FINALIZER) {
+        Priority::Change
+    } else {
+        Priority::Poll
+    }
 }
 
 /// A fixed delay, for the controller's shared trigger backoff.

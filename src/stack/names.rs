@@ -30,7 +30,8 @@ pub fn validate_stack_name(name: &str) -> Result<(), String> {
     if !first_ok || !rest_ok || name.len() > 128 {
         return Err(format!(
             "stack name {name:?} is not valid for CloudFormation: it must start with a letter, \
-             contain only letters, digits and hyphens, and be at most 128 characters; set spec.stackName"
+             contain only letters, digits and hyphens, and be at most 128 characters; recreate the Stack \
+             with a valid spec.stackName (it cannot be added to an existing Stack)"
         ));
     }
     Ok(())

@@ -121,6 +121,11 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         Err(problem) if deleting => return refused_delete(stack, &api, ctx, &previous, problem).await,
         Err(problem) => return not_granted(stack, &api, ctx, &previous, &name, problem).await,
     };
+    if deleting && never_reached_aws(&previous) {
+        // Nothing of ours can exist in AWS: no call (the region may be bogus).
+        remove_finalizer(&api, stack).await?;
+        return Ok(Action::await_change());
+    }
     let desired = if deleting || stack.spec.suspend {
         Err(InputProblem::stalled("NotApplicable", ""))
     } else {
@@ -237,13 +242,28 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
     if plan.steps.iter().any(|s| !matches!(s, Step::DetectDrift)) {
         ctx.directory.wrote(&target, &name).await;
     }
-    if let Some(found) = observed_stack.as_ref().filter(|s| !deleting && has_outputs(s)) {
+    // Outputs of a stack we do not own (refused, not adopted) are not ours to copy.
+    let owned = |s: &&crate::aws::StackDescription| plan.status.stack_id.as_deref() == Some(s.stack_id.as_str());
+    if let Some(found) = observed_stack
+        .as_ref()
+        .filter(|s| !deleting && has_outputs(s) && owned(s))
+    {
         match outputs::sync(&ctx.client, stack, &found.outputs, previous.written_outputs.as_ref()).await? {
             Ok(written) => plan.status.written_outputs = written,
             Err(note) => plan.notes.push(note),
         }
     }
     act(stack, &api, ctx, Some((cfn.as_ref(), &target)), &previous, plan).await
+}
+
+/// The intent is recorded before every AWS write, so with no operation, no
+/// change set, no stack id and nothing applied, this object created nothing.
+fn never_reached_aws(previous: &StackStatus) -> bool {
+    previous.stack_id.is_none()
+        && previous.operation.is_none()
+        && previous.change_set.is_none()
+        && previous.applied.is_none()
+        && previous.superseded_change_sets.is_empty()
 }
 
 /// Outputs are final only once the stack settled.
@@ -301,7 +321,7 @@ async fn refused_delete(
     previous: &StackStatus,
     problem: InputProblem,
 ) -> Result<Action> {
-    if previous.stack_id.is_none() && previous.operation.is_none() && previous.applied.is_none() {
+    if never_reached_aws(previous) {
         remove_finalizer(api, stack).await?;
         return Ok(Action::await_change());
     }

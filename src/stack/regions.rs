@@ -49,7 +49,7 @@ pub fn check(region: &str, explicitly_allowed: &[String]) -> Result<(), String> 
         return Ok(());
     }
     Err(format!(
-        "{region} is not an AWS region stackpilot knows; fix spec.region, or list it in the AwsAccount's allowedRegions if it is a new region"
+        "{region} is not an AWS region stackpilot knows; spec.region cannot be changed, so recreate the Stack with a known region, or, if it is a new region, list it in the allowedRegions of the Stack's AwsAccount"
     ))
 }
 

@@ -95,11 +95,14 @@ impl Report<'_> {
     }
 }
 
-/// A Kubernetes Event when Ready changed status or reason.
+/// A Kubernetes Event when Ready changed status, or changed reason while not
+/// progressing. Steps of progress (planning, executing, CloudFormation
+/// running) have Events of their own; one per step here too would double
+/// the API server writes of every create.
 pub fn transition_note(before: &StackStatus, after: &StackStatus) -> Option<Note> {
     let old = conditions::find(&before.conditions, READY);
     let new = conditions::find(&after.conditions, READY)?;
-    if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
+    if old.is_some_and(|o| o.status == new.status && (o.reason == new.reason || new.status == "Unknown")) {
         return None;
     }
     let reason: &'static str = match new.status.as_str() {
@@ -173,6 +176,31 @@ pub fn record_failures(status: &mut StackStatus, failures: &[&StackEvent]) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn events_follow_ready_status_and_failure_reasons_not_each_step_of_progress() {
+        let step = |before: &StackStatus, f: &dyn Fn(&mut Report)| {
+            let mut after = before.clone();
+            f(&mut Report {
+                status: &mut after,
+                generation: 1,
+                now: Timestamp::UNIX_EPOCH,
+            });
+            (transition_note(before, &after).map(|n| n.reason), after)
+        };
+        let (note, planning) = step(&StackStatus::default(), &|r| {
+            r.progressing("ChangeSetPending", "planning")
+        });
+        assert_eq!(note, Some("Progressing"));
+        let (note, executing) = step(&planning, &|r| r.progressing("Executing", "executing"));
+        assert_eq!(note, None, "a step of progress has its own event");
+        let (note, failed) = step(&executing, &|r| r.stalled("UpdateFailed", "failed"));
+        assert_eq!(note, Some("NotReady"));
+        let (note, _) = step(&failed, &|r| r.stalled("ChangeSetFailed", "another failure"));
+        assert_eq!(note, Some("NotReady"), "a different failure is told");
+        let (note, _) = step(&executing, &|r| r.ready("Ready", "done"));
+        assert_eq!(note, Some("Ready"));
+    }
 
     fn event(id: &str, second: i64, logical: &str, status: &str, reason: &str) -> StackEvent {
         StackEvent {
