@@ -48,19 +48,16 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_cloudformation::config::Credentials;
 use aws_sdk_cloudformation::error::DisplayErrorContext;
 use aws_sdk_cloudformation::types::Tag;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use stackpilot::aws::sdk::SdkProvider;
-use stackpilot::aws::{AwsTarget, CloudFormationProvider};
 use stackpilot::stack::{TAG_NAME, TAG_NAMESPACE, TAG_UID};
 use support::fixture::{Fixture, TIMEOUT, condition, ready};
-use support::{Operator, TestBed, TestNamespace, eventually, install_crds};
+use support::workload::raw_cloudformation;
+use support::{TestBed, eventually};
 
 const QUEUE: &str = r#"
 Parameters:
@@ -97,17 +94,6 @@ const WRITES: [&str; 6] = [
 const FAST_RESYNC: (&str, &str) = ("STACKPILOT_RESYNC_SECONDS", "2");
 
 type Raw = aws_sdk_cloudformation::Client;
-
-/// A plain SDK client: the "someone else" acting on AWS directly.
-async fn raw_client(endpoint: &str) -> Raw {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    Raw::new(&config)
-}
 
 /// DescribeStacks by name or id; `None` when AWS says it does not exist.
 async fn raw_stack(raw: &Raw, name: &str) -> Option<aws_sdk_cloudformation::types::Stack> {
@@ -225,31 +211,10 @@ async fn put_config_map(f: &Fixture, name: &str, data: Value) {
         .unwrap();
 }
 
-/// A Fixture whose operator talks to moto instead of LocalStack.
-async fn moto_fixture(prefix: &str) -> Fixture {
-    let bed = TestBed::get();
-    let client = bed.client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, prefix).await;
-    let operator = Operator::start(&bed, &ns.name, &bed.moto_endpoint, &[]).await;
-    let provider = SdkProvider::from_env(Some(bed.moto_endpoint.clone()), Some("us-east-1".into())).await;
-    let aws = provider.client(&AwsTarget {
-        region: "us-east-1".into(),
-        ..Default::default()
-    });
-    Fixture {
-        bed,
-        client,
-        ns,
-        operator,
-        aws,
-    }
-}
-
 #[tokio::test]
 async fn a_foreign_stack_is_refused_untouched_until_adopted() {
     let f = Fixture::with_env("edge-adopt", &[FAST_RESYNC]).await;
-    let raw = raw_client(&f.bed.aws_endpoint).await;
+    let raw = raw_cloudformation(&f.bed.aws_endpoint).await;
     let stack_name = format!("{}-legacy", f.ns.name);
     let stack_id = create_foreign(&raw, &stack_name, &[("team", "legacy")]).await;
     let before = raw_stack(&raw, &stack_name).await.unwrap();
@@ -317,7 +282,7 @@ async fn a_foreign_stack_is_refused_untouched_until_adopted() {
 #[tokio::test]
 async fn a_stack_of_another_stack_object_is_never_adopted_nor_deleted() {
     let f = Fixture::with_env("edge-owned", &[FAST_RESYNC]).await;
-    let raw = raw_client(&f.bed.aws_endpoint).await;
+    let raw = raw_cloudformation(&f.bed.aws_endpoint).await;
     let stack_name = format!("{}-shared", f.ns.name);
     f.apply(
         "owner",
@@ -366,7 +331,7 @@ async fn a_stack_of_another_stack_object_is_never_adopted_nor_deleted() {
 #[tokio::test]
 async fn a_stack_deleted_outside_kubernetes_is_recreated() {
     let f = Fixture::with_env("edge-gone", &[FAST_RESYNC]).await;
-    let raw = raw_client(&f.bed.aws_endpoint).await;
+    let raw = raw_cloudformation(&f.bed.aws_endpoint).await;
     f.apply("gone", json!({"region": "us-east-1", "template": {"body": QUEUE}}))
         .await;
     let stack = f.wait_condition("gone", "Ready", "True").await;
@@ -439,7 +404,7 @@ async fn expect_quiet(f: &Fixture, objects: usize) {
 #[tokio::test]
 async fn bad_names_regions_and_capabilities_stop_before_aws_and_recover() {
     let f = Fixture::new("edge-bad").await;
-    let raw = raw_client(&f.bed.aws_endpoint).await;
+    let raw = raw_cloudformation(&f.bed.aws_endpoint).await;
     let body = json!({"body": QUEUE});
 
     // An invalid spec.stackName never gets past the apiserver.
@@ -516,7 +481,7 @@ async fn bad_names_regions_and_capabilities_stop_before_aws_and_recover() {
 #[tokio::test]
 async fn missing_config_maps_keys_and_dependencies_wait_and_recover() {
     let f = Fixture::new("edge-refs").await;
-    let raw = raw_client(&f.bed.aws_endpoint).await;
+    let raw = raw_cloudformation(&f.bed.aws_endpoint).await;
     let from_map =
         |key: &str| json!([{"name": "Visibility", "valueFrom": {"configMapKeyRef": {"name": "params", "key": key}}}]);
     let from_stack = |stack: &str, output: &str| json!([{"name": "Visibility", "valueFrom": {"stackOutput": {"stack": stack, "output": output}}}]);
@@ -602,8 +567,8 @@ async fn missing_config_maps_keys_and_dependencies_wait_and_recover() {
 
 #[tokio::test]
 async fn stack_policy_is_set_after_create_and_follows_the_spec_on_moto() {
-    let f = moto_fixture("edge-policy").await;
-    let raw = raw_client(&f.bed.moto_endpoint).await;
+    let f = Fixture::on("edge-policy", &TestBed::get().moto_endpoint, &[]).await;
+    let raw = raw_cloudformation(&f.bed.moto_endpoint).await;
     let policy = |action: &str| {
         json!({"Statement": [{"Effect": "Allow", "Action": action, "Principal": "*", "Resource": "*"}]}).to_string()
     };
@@ -678,7 +643,7 @@ async fn stack_policy_is_set_after_create_and_follows_the_spec_on_moto() {
 #[tokio::test]
 async fn termination_protection_follows_the_spec_and_is_lifted_for_delete() {
     let f = Fixture::new("edge-protect").await;
-    let raw = raw_client(&f.bed.aws_endpoint).await;
+    let raw = raw_cloudformation(&f.bed.aws_endpoint).await;
     let stack_name = format!("{}-kept", f.ns.name);
     let spec =
         |protect: bool| json!({"region": "us-east-1", "template": {"body": QUEUE}, "terminationProtection": protect});

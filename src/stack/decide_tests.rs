@@ -674,6 +674,24 @@ fn a_failed_delete_stalls_or_retains_the_failed_resources() {
     assert!(
         matches!(plan.steps.as_slice(), [Step::DeleteStack { retain, .. }] if retain == &vec!["Bucket".to_string()])
     );
+    // A read right after the call may still show the old failure: sent again (same token).
+    case.previous = plan.status.clone();
+    let again = case.decide();
+    assert_eq!(again.steps.len(), 1);
+    // It ran (DELETE_IN_PROGRESS seen) and failed again: reported, not resent every poll.
+    case.previous.stack_status = Some("DELETE_IN_PROGRESS".into());
+    let plan = case.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let (_, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!(reason, "DeleteFailed");
+    assert!(
+        message.contains("failed too") && message.contains("reconcile-requested-at"),
+        "{message}"
+    );
+    case.previous = plan.status.clone();
+    assert!(case.decide().steps.is_empty(), "still held");
+    case.requested = Some("retry".into());
+    assert_eq!(case.decide().steps.len(), 1, "a new request tries again");
 }
 
 #[test]

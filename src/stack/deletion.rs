@@ -2,6 +2,7 @@
 //! a failed delete.
 
 use crate::api::{DeleteFailureAction, DeletionPolicy};
+use crate::conditions;
 
 use super::decide::{Observed, Ownership, Plan, Step, ownership, reason_of, record, report};
 use super::lifecycle::{Lifecycle, classify};
@@ -62,7 +63,14 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
                         .filter(|f| f.status == "DELETE_FAILED" && f.logical_id != name)
                         .map(|f| f.logical_id.clone())
                         .collect();
-                    let token = client_token(o.uid, "delete-retain", &o.generation.to_string());
+                    let token = delete_token(o, "delete-retain");
+                    if failed_again(o, &token) {
+                        let message = format!(
+                            "deleting stack {name} again, keeping the resources that failed, failed too: {why}. Fix it in AWS and set the annotation stackpilot.dev/reconcile-requested-at to retry"
+                        );
+                        report(o, plan).stalled("DeleteFailed", &message);
+                        return;
+                    }
                     plan.notes.push(Note::warning(
                         "DeleteRetainingResources",
                         format!("deleting stack {name} again, keeping the resources that failed: {retain:?}"),
@@ -82,7 +90,7 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
                     // A new reconcile request retries once; the failed
                     // delete's operation stays in status to remember which
                     // request was tried.
-                    let token = delete_token(o);
+                    let token = delete_token(o, "delete");
                     let tried = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
                     if o.requested.is_some() && !tried {
                         plan.notes.push(Note::normal(
@@ -109,7 +117,7 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
             if stack.termination_protection {
                 plan.steps.push(Step::SetTerminationProtection { enabled: false });
             }
-            let token = delete_token(o);
+            let token = delete_token(o, "delete");
             let repeat = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
             if !repeat {
                 plan.notes
@@ -128,10 +136,22 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
 
 /// One delete token per generation and reconcile request: the same request
 /// never deletes twice, a new one may retry a failed delete.
-fn delete_token(o: &Observed) -> String {
+fn delete_token(o: &Observed, step: &str) -> String {
     let attempt = match o.requested {
         Some(requested) => format!("{}-{requested}", o.generation),
         None => o.generation.to_string(),
     };
-    client_token(o.uid, "delete", &attempt)
+    client_token(o.uid, step, &attempt)
+}
+
+/// The delete sent with `token` ran and the stack is DELETE_FAILED again (or
+/// this was already reported): the same token again would be a no-op call
+/// every poll. A read right after the call may still show the old failure;
+/// that one is sent again, harmlessly.
+fn failed_again(o: &Observed, token: &str) -> bool {
+    let tried = o.previous.operation.as_ref().is_some_and(|op| op.client_token == token);
+    let ran = o.previous.stack_status.as_deref() != Some("DELETE_FAILED");
+    let reported = conditions::find(&o.previous.conditions, conditions::STALLED)
+        .is_some_and(|c| c.status == "True" && c.reason == "DeleteFailed");
+    tried && (ran || reported)
 }

@@ -38,12 +38,17 @@ impl Fixture {
     }
 
     pub async fn with_env(prefix: &str, env: &[(&str, &str)]) -> Fixture {
+        Self::on(prefix, &TestBed::get().aws_endpoint, env).await
+    }
+
+    /// With the operator and the client on another AWS endpoint (moto).
+    pub async fn on(prefix: &str, endpoint: &str, env: &[(&str, &str)]) -> Fixture {
         let bed = TestBed::get();
         let client = bed.client().await;
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, prefix).await;
-        let operator = Operator::start(&bed, &ns.name, &bed.aws_endpoint, env).await;
-        let provider = SdkProvider::from_env(Some(bed.aws_endpoint.clone()), Some("us-east-1".into())).await;
+        let operator = Operator::start(&bed, &ns.name, endpoint, env).await;
+        let provider = SdkProvider::from_env(Some(endpoint.to_string()), Some("us-east-1".into())).await;
         let aws = provider.client(&AwsTarget {
             region: "us-east-1".into(),
             role_arn: None,
