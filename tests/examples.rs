@@ -41,6 +41,7 @@ async fn every_example_is_valid() {
         "sandbox-queue",
         "example-bucket",
         "orders-events",
+        "payments-queue",
     ] {
         assert!(
             stdout.contains(&format!("stack.stackpilot.dev/{name}")),

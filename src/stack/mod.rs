@@ -89,6 +89,7 @@ pub async fn run(
     // finalizers, so they do not wake the controller again.
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(slim)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -174,7 +175,9 @@ pub async fn run(
                 let slots = slots.clone();
                 async move {
                     let _slot = slots.take(priority(&stack)).await;
-                    reconcile::reconcile(stack, ctx).await
+                    // Boxed once it runs: a waiting reconcile then holds a
+                    // few words, not the whole reconcile's state.
+                    Box::pin(reconcile::reconcile(stack, ctx)).await
                 }
             },
             reconcile::error_policy,
@@ -187,6 +190,15 @@ pub async fn run(
         })
         .await;
 }
+
+/// What the cache never reads: field ownership, and kubectl's copy of the
+/// whole last applied object (the template again).
+fn slim(stack: &mut Stack) {
+    stack.managed_fields_mut().clear();
+    stack.annotations_mut().remove(LAST_APPLIED);
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Someone waits for a Stack that is new, edited, being deleted or approved;
 /// anything else is a scheduled look.
