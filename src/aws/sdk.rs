@@ -515,10 +515,13 @@ impl CloudFormation for SdkCloudFormation {
             TemplateSource::Body(body) => call.template_body(body),
             TemplateSource::Url(url) => call.template_url(url),
         };
-        if !notification_arns.is_empty() {
+        // On an update, left out means "keep the previous ones": an empty
+        // list (and no monitoring time) removes what the spec no longer has.
+        let update = *change_set_type == ChangeSetType::Update;
+        if update || !notification_arns.is_empty() {
             call = call.set_notification_arns(Some(notification_arns.clone()));
         }
-        if !rollback_triggers.is_empty() || rollback_monitoring_minutes.is_some() {
+        if update || !rollback_triggers.is_empty() || rollback_monitoring_minutes.is_some() {
             let triggers = rollback_triggers
                 .iter()
                 .map(|t| {
@@ -531,7 +534,7 @@ impl CloudFormation for SdkCloudFormation {
             call = call.rollback_configuration(
                 sdk::RollbackConfiguration::builder()
                     .set_rollback_triggers(Some(triggers))
-                    .set_monitoring_time_in_minutes(*rollback_monitoring_minutes)
+                    .monitoring_time_in_minutes(rollback_monitoring_minutes.unwrap_or(0))
                     .build(),
             );
         }
