@@ -262,6 +262,10 @@ impl CloudFormation for Budgeted {
         self.spend(|| self.inner.execute_change_set(stack, name, token)).await
     }
 
+    async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
+        self.spend(|| self.inner.update_stack(request)).await
+    }
+
     async fn delete_change_set(&self, stack: &str, name: &str) -> AwsResult<()> {
         self.spend(|| self.inner.delete_change_set(stack, name)).await
     }

@@ -89,6 +89,7 @@ pub enum Operation {
     CreateChangeSet,
     DescribeChangeSet,
     ExecuteChangeSet,
+    UpdateStack,
     DeleteChangeSet,
     DeleteStack,
     DescribeStackEvents,
@@ -111,6 +112,7 @@ impl Operation {
             Operation::CreateChangeSet => "CreateChangeSet",
             Operation::DescribeChangeSet => "DescribeChangeSet",
             Operation::ExecuteChangeSet => "ExecuteChangeSet",
+            Operation::UpdateStack => "UpdateStack",
             Operation::DeleteChangeSet => "DeleteChangeSet",
             Operation::DeleteStack => "DeleteStack",
             Operation::DescribeStackEvents => "DescribeStackEvents",
@@ -556,6 +558,10 @@ impl FakeStack {
             outputs: self.outputs.clone(),
             capabilities: content.map(|c| c.capabilities.clone()).unwrap_or_default(),
             role_arn: content.and_then(|c| c.role_arn.clone()),
+            // Not modelled: read as none.
+            notification_arns: Vec::new(),
+            rollback_triggers: Vec::new(),
+            rollback_monitoring_minutes: None,
             termination_protection: self.termination_protection,
             creation_time: Some(self.creation_time),
             last_updated_time: self.last_updated_time,
@@ -2037,6 +2043,35 @@ impl CloudFormation for FakeCloudFormation {
         let mut state = self.state();
         state.enter(Operation::ExecuteChangeSet, stack, Some(change_set_name))?;
         state.execute(stack, change_set_name, client_token)
+    }
+
+    /// Modelled as a change set made and run at once (named after the
+    /// token); with nothing to change it does nothing, as AWS answers "No
+    /// updates are to be performed".
+    async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
+        let mut state = self.state();
+        state.enter(Operation::UpdateStack, &request.stack_name, None)?;
+        let name = format!("update-{}", request.client_token);
+        let internal = ChangeSetRequest {
+            change_set_name: name.clone(),
+            change_set_type: ChangeSetType::Update,
+            ..request.clone()
+        };
+        state.create_change_set(&internal)?;
+        let Some(fake) = state.stack_mut(&request.stack_name) else {
+            return Err(stack_not_found(&request.stack_name));
+        };
+        let Some(cs) = fake.change_set_mut(&name) else {
+            return Ok(());
+        };
+        if cs.status == ChangeSetStatus::CreatePending {
+            complete_change_set(cs);
+        }
+        if cs.status == ChangeSetStatus::Failed {
+            fake.change_sets.retain(|cs| cs.name != name);
+            return Ok(());
+        }
+        state.execute(&request.stack_name, &name, &request.client_token)
     }
 
     async fn delete_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<()> {

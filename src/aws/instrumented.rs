@@ -71,6 +71,10 @@ impl CloudFormation for Instrumented {
         )
     }
 
+    async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
+        self.count("UpdateStack", self.inner.update_stack(request).await)
+    }
+
     async fn delete_change_set(&self, stack: &str, name: &str) -> AwsResult<()> {
         self.count("DeleteChangeSet", self.inner.delete_change_set(stack, name).await)
     }

@@ -119,6 +119,10 @@ pub struct StackDescription {
     pub outputs: Vec<StackOutput>,
     pub capabilities: Vec<String>,
     pub role_arn: Option<String>,
+    pub notification_arns: Vec<String>,
+    /// Alarm ARNs of the rollback triggers, and the monitoring time.
+    pub rollback_triggers: Vec<String>,
+    pub rollback_monitoring_minutes: Option<i32>,
     pub termination_protection: bool,
     pub creation_time: Option<DateTime<Utc>>,
     pub last_updated_time: Option<DateTime<Utc>>,
@@ -355,6 +359,12 @@ pub trait CloudFormation: Send + Sync {
 
     /// ExecuteChangeSet with an idempotency token.
     async fn execute_change_set(&self, stack: &str, change_set_name: &str, client_token: &str) -> AwsResult<()>;
+
+    /// UpdateStack with the inputs of a change set and an idempotency token,
+    /// for what a change set cannot carry: an update whose change set has no
+    /// resource changes (only stack settings, unused parameters or outputs
+    /// differ). `Ok` also when AWS finds nothing to update.
+    async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()>;
 
     /// DeleteChangeSet; a missing change set is success.
     async fn delete_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<()>;

@@ -138,6 +138,61 @@ fn classify_validation_message(message: &str) -> AwsErrorKind {
 
 /// Turns any SDK error into the domain error, for every operation alike
 /// (CloudFormation here, STS in `identity.rs`).
+/// The parts of a [`ChangeSetRequest`] that CreateChangeSet and UpdateStack
+/// send alike, in the SDK's types.
+struct Settings {
+    parameters: Vec<sdk::Parameter>,
+    tags: Vec<sdk::Tag>,
+    capabilities: Vec<sdk::Capability>,
+    rollback: sdk::RollbackConfiguration,
+}
+
+impl Settings {
+    fn of(request: &ChangeSetRequest) -> Settings {
+        let parameters = request
+            .parameters
+            .iter()
+            .map(|p| {
+                sdk::Parameter::builder()
+                    .parameter_key(&p.key)
+                    .parameter_value(&p.value)
+                    .build()
+            })
+            .collect();
+        let tags = request
+            .tags
+            .iter()
+            .map(|(k, v)| sdk::Tag::builder().key(k).value(v).build())
+            .collect();
+        let capabilities = request
+            .capabilities
+            .iter()
+            .map(|c| sdk::Capability::from(c.as_str()))
+            .collect();
+        let triggers = request
+            .rollback_triggers
+            .iter()
+            .map(|t| {
+                sdk::RollbackTrigger::builder()
+                    .arn(&t.alarm_arn)
+                    .r#type("AWS::CloudWatch::Alarm")
+                    .build()
+            })
+            .collect();
+        // No monitoring time means none, not "the previous one".
+        let rollback = sdk::RollbackConfiguration::builder()
+            .set_rollback_triggers(Some(triggers))
+            .monitoring_time_in_minutes(request.rollback_monitoring_minutes.unwrap_or(0))
+            .build();
+        Settings {
+            parameters,
+            tags,
+            capabilities,
+            rollback,
+        }
+    }
+}
+
 pub(crate) fn map_error<E>(err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -375,6 +430,19 @@ fn stack_description(stack: &sdk::Stack) -> StackDescription {
             .collect(),
         capabilities: stack.capabilities().iter().map(|c| c.as_str().to_string()).collect(),
         role_arn: stack.role_arn().map(str::to_string),
+        notification_arns: stack.notification_arns().to_vec(),
+        rollback_triggers: stack
+            .rollback_configuration()
+            .map(|r| {
+                r.rollback_triggers()
+                    .iter()
+                    .filter_map(|t| t.arn().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        rollback_monitoring_minutes: stack
+            .rollback_configuration()
+            .and_then(|r| r.monitoring_time_in_minutes()),
         termination_protection: stack.enable_termination_protection().unwrap_or(false),
         creation_time: stack.creation_time().and_then(to_chrono),
         last_updated_time: stack.last_updated_time().and_then(to_chrono),
@@ -469,9 +537,9 @@ impl CloudFormation for SdkCloudFormation {
             change_set_name,
             change_set_type,
             template,
-            parameters,
-            tags,
-            capabilities,
+            parameters: _,
+            tags: _,
+            capabilities: _,
             role_arn,
             notification_arns,
             rollback_triggers,
@@ -480,6 +548,7 @@ impl CloudFormation for SdkCloudFormation {
             description,
             deployment_mode,
         } = request;
+        let settings = Settings::of(request);
         let mut call = self
             .client
             .create_change_set()
@@ -489,26 +558,10 @@ impl CloudFormation for SdkCloudFormation {
                 ChangeSetType::Create => sdk::ChangeSetType::Create,
                 ChangeSetType::Update => sdk::ChangeSetType::Update,
             })
-            .set_parameters(Some(
-                parameters
-                    .iter()
-                    .map(|p| {
-                        sdk::Parameter::builder()
-                            .parameter_key(&p.key)
-                            .parameter_value(&p.value)
-                            .build()
-                    })
-                    .collect(),
-            ))
+            .set_parameters(Some(settings.parameters))
             // Always sent: an empty list removes tags the spec no longer has.
-            .set_tags(Some(
-                tags.iter()
-                    .map(|(k, v)| sdk::Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
-            .set_capabilities(Some(
-                capabilities.iter().map(|c| sdk::Capability::from(c.as_str())).collect(),
-            ))
+            .set_tags(Some(settings.tags))
+            .set_capabilities(Some(settings.capabilities))
             .set_role_arn(role_arn.clone())
             .set_description(description.clone());
         call = match template {
@@ -522,21 +575,7 @@ impl CloudFormation for SdkCloudFormation {
             call = call.set_notification_arns(Some(notification_arns.clone()));
         }
         if update || !rollback_triggers.is_empty() || rollback_monitoring_minutes.is_some() {
-            let triggers = rollback_triggers
-                .iter()
-                .map(|t| {
-                    sdk::RollbackTrigger::builder()
-                        .arn(&t.alarm_arn)
-                        .r#type("AWS::CloudWatch::Alarm")
-                        .build()
-                })
-                .collect();
-            call = call.rollback_configuration(
-                sdk::RollbackConfiguration::builder()
-                    .set_rollback_triggers(Some(triggers))
-                    .monitoring_time_in_minutes(rollback_monitoring_minutes.unwrap_or(0))
-                    .build(),
-            );
+            call = call.rollback_configuration(settings.rollback);
         }
         if !client_token.is_empty() {
             call = call.client_token(client_token);
@@ -584,6 +623,32 @@ impl CloudFormation for SdkCloudFormation {
                 Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
                 _ => return Ok(description),
             }
+        }
+    }
+
+    async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
+        let settings = Settings::of(request);
+        let mut call = self
+            .client
+            .update_stack()
+            .stack_name(&request.stack_name)
+            .set_parameters(Some(settings.parameters))
+            .set_tags(Some(settings.tags))
+            .set_capabilities(Some(settings.capabilities))
+            .set_role_arn(request.role_arn.clone())
+            // Always sent: left out, AWS keeps the previous ones.
+            .set_notification_arns(Some(request.notification_arns.clone()))
+            .rollback_configuration(settings.rollback);
+        call = match &request.template {
+            TemplateSource::Body(body) => call.template_body(body),
+            TemplateSource::Url(url) => call.template_url(url),
+        };
+        if !request.client_token.is_empty() {
+            call = call.client_request_token(&request.client_token);
+        }
+        match call.send().await.map_err(map_error) {
+            Err(e) if e.message.contains("No updates are to be performed") => Ok(()),
+            other => other.map(|_| ()),
         }
     }
 

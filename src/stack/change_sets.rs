@@ -19,34 +19,8 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
     let name = change_set_name(o.generation, &desired.fingerprint);
     let token = client_token(o.uid, "changeset", &name);
     supersede(plan, &name);
-    let request = ChangeSetRequest {
-        stack_name: desired.stack_name.clone(),
-        change_set_name: name.clone(),
-        change_set_type: kind,
-        template: desired.template.clone(),
-        parameters: desired.aws_parameters(),
-        tags: desired.tags.clone(),
-        capabilities: desired.capabilities.clone(),
-        role_arn: desired.role_arn.clone(),
-        notification_arns: desired.notification_arns.clone(),
-        rollback_triggers: desired.rollback_triggers.clone(),
-        rollback_monitoring_minutes: desired.rollback_monitoring_minutes,
-        client_token: token.clone(),
-        description: Some(format!(
-            "stackpilot {}/{} generation {}",
-            o.namespace, o.name, o.generation
-        )),
-        deployment_mode: desired.deployment_mode,
-    };
-    if let (Some(upload), TemplateSource::Body(body)) = (&desired.upload, &desired.template) {
-        plan.steps.push(Step::UploadTemplate {
-            bucket: upload.bucket.clone(),
-            key: upload.key.clone(),
-            region: upload.region.clone(),
-            body: body.clone(),
-        });
-    }
-    plan.steps.push(Step::CreateChangeSet(Box::new(request)));
+    let request = request(o, desired, kind, &name, &token);
+    push_with_upload(desired, Step::CreateChangeSet(Box::new(request)), plan);
     plan.status.operation = Some(record(
         o,
         "CreateChangeSet",
@@ -71,6 +45,48 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
         &format!("planning the {verb} with change set {name}"),
     );
     plan.requeue = o.timing.change_set;
+}
+
+/// The inputs of a change set (and of an UpdateStack standing in for one).
+pub(super) fn request(
+    o: &Observed,
+    desired: &DesiredStack,
+    kind: ChangeSetType,
+    name: &str,
+    token: &str,
+) -> ChangeSetRequest {
+    ChangeSetRequest {
+        stack_name: desired.stack_name.clone(),
+        change_set_name: name.to_string(),
+        change_set_type: kind,
+        template: desired.template.clone(),
+        parameters: desired.aws_parameters(),
+        tags: desired.tags.clone(),
+        capabilities: desired.capabilities.clone(),
+        role_arn: desired.role_arn.clone(),
+        notification_arns: desired.notification_arns.clone(),
+        rollback_triggers: desired.rollback_triggers.clone(),
+        rollback_monitoring_minutes: desired.rollback_monitoring_minutes,
+        client_token: token.to_string(),
+        description: Some(format!(
+            "stackpilot {}/{} generation {}",
+            o.namespace, o.name, o.generation
+        )),
+        deployment_mode: desired.deployment_mode,
+    }
+}
+
+/// A large template goes to S3 first; the step after it passes the URL.
+pub(super) fn push_with_upload(desired: &DesiredStack, step: Step, plan: &mut Plan) {
+    if let (Some(upload), TemplateSource::Body(body)) = (&desired.upload, &desired.template) {
+        plan.steps.push(Step::UploadTemplate {
+            bucket: upload.bucket.clone(),
+            key: upload.key.clone(),
+            region: upload.region.clone(),
+            body: body.clone(),
+        });
+    }
+    plan.steps.push(step);
 }
 
 fn kind_text(kind: ChangeSetType) -> &'static str {
@@ -264,6 +280,9 @@ pub(super) fn change_set_flow(
             plan.requeue = o.timing.change_set;
         }
         ChangeSetStatus::Failed if described.is_empty_failure() => {
+            if kind == ChangeSetType::Update && super::update_stack::needed(desired, stack) {
+                return super::update_stack::start(o, desired, &summary, plan);
+            }
             plan.status.applied = Some(AppliedRevision {
                 generation: o.generation,
                 fingerprint: desired.fingerprint.clone(),
@@ -334,7 +353,7 @@ fn finish_revert(o: &Observed, plan: &mut Plan) {
 
 /// CloudFormation takes the stack policy through its own call, after the
 /// change that a new policy came with.
-fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
+pub(super) fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
     if let Some(body) = o.desired.as_ref().ok().and_then(|d| d.stack_policy.clone()) {
         plan.steps.push(Step::SetStackPolicy { body });
     }

@@ -82,6 +82,8 @@ pub struct Observed<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     CreateChangeSet(Box<ChangeSetRequest>),
+    /// UpdateStack with a change set's inputs (see [`super::update_stack`]).
+    UpdateStack(Box<ChangeSetRequest>),
     ExecuteChangeSet {
         name: String,
         token: String,
@@ -119,6 +121,7 @@ impl Step {
     pub fn label(&self) -> String {
         match self {
             Step::CreateChangeSet(request) => format!("CreateChangeSet {}", request.change_set_name),
+            Step::UpdateStack(request) => format!("UpdateStack for {}", request.change_set_name),
             Step::ExecuteChangeSet { name, .. } => format!("ExecuteChangeSet {name}"),
             Step::DeleteChangeSet { name } => format!("DeleteChangeSet {name}"),
             Step::DeleteStack { retain, .. } => format!("DeleteStack (retaining {retain:?})"),
@@ -332,7 +335,9 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
                     format!("the rollback finished: {}", stack.status),
                 ));
             }
-            if finish_execution(o, stack, last_update_failed, &failures, plan) {
+            if finish_execution(o, stack, last_update_failed, &failures, plan)
+                || super::update_stack::finish(o, stack, last_update_failed, &failures, plan)
+            {
                 return;
             }
             change_set_flow(o, desired, stack, ChangeSetType::Update, plan)

@@ -58,6 +58,9 @@ fn stack(status: Cfn) -> StackDescription {
         outputs: vec![],
         capabilities: vec![],
         role_arn: None,
+        notification_arns: vec![],
+        rollback_triggers: vec![],
+        rollback_monitoring_minutes: None,
         termination_protection: false,
         creation_time: None,
         last_updated_time: None,
@@ -424,7 +427,7 @@ fn a_new_spec_supersedes_an_unexecuted_change_set() {
 }
 
 #[test]
-fn an_empty_change_set_means_no_changes_and_is_success() {
+fn an_empty_change_set_is_applied_with_update_stack_and_then_is_success() {
     let mut case = Case::new();
     case.previous.applied = Some(AppliedRevision {
         generation: 0,
@@ -438,12 +441,75 @@ fn an_empty_change_set_means_no_changes_and_is_success() {
     );
     empty.changes.clear();
     case.change_set = Some(empty);
+    // What the change set cannot carry (settings, unused parameters,
+    // outputs) goes with UpdateStack; the empty change set is deleted.
     let plan = case.decide();
-    assert!(matches!(plan.steps.as_slice(), [Step::DeleteChangeSet { .. }]));
+    let [Step::UpdateStack(request), Step::DeleteChangeSet { name }] = plan.steps.as_slice() else {
+        panic!("{:?}", plan.steps)
+    };
+    assert_eq!(name, &wanted());
+    assert!(request.client_token.contains("update"), "{}", request.client_token);
+    let op = plan.status.operation.as_ref().unwrap();
+    assert_eq!(op.action, "UpdateStack");
+    assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, "old", "not yet");
+    assert_eq!(condition(&plan, READY).unwrap().0, "Unknown");
+    assert_eq!(case.decide().steps.len(), 2, "the same token when repeated");
+
+    // Settled (or nothing to update): applied and Ready, no more calls.
+    let mut done = Case::new();
+    done.previous = plan.status.clone();
+    done.stack = Some(stack(Cfn::UpdateComplete));
+    let plan = done.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
+    assert!(plan.status.operation.is_none());
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+
+    // The stack already has every setting and parameter value (a requested
+    // reconcile, say): plain success, no UpdateStack.
+    let mut same = stack(Cfn::UpdateComplete);
+    same.parameters = vec![crate::aws::Parameter {
+        key: "Password".into(),
+        value: "****".into(),
+    }];
+    let mut noop = Case::new();
+    noop.previous = case.previous.clone();
+    noop.stack = Some(same);
+    noop.change_set = case.change_set.clone();
+    let plan = noop.decide();
+    assert!(
+        matches!(plan.steps.as_slice(), [Step::DeleteChangeSet { .. }]),
+        "{:?}",
+        plan.steps
+    );
     assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
     let (status, _, message) = condition(&plan, READY).unwrap();
     assert_eq!(status, "True");
-    assert!(message.contains("no changes"));
+    assert!(message.contains("no changes"), "{message}");
+    // A new notification topic is something the stack does not have.
+    let topic = DesiredStack {
+        notification_arns: vec!["arn:aws:sns:us-east-1:123456789012:ops".into()],
+        ..desired()
+    }
+    .seal("");
+    let name = change_set_name(1, &topic.fingerprint);
+    noop.desired = Ok(topic);
+    noop.previous.change_set = Some(pending(&name, "UPDATE"));
+    if let Some(cs) = noop.change_set.as_mut() {
+        cs.change_set_name = name;
+    }
+    assert!(matches!(noop.decide().steps.first(), Some(Step::UpdateStack(_))));
+
+    // Under Manual approval the update waits for an approval of that change set.
+    case.previous.applied = None;
+    case.spec.changes.approval = Approval::Manual;
+    let plan = case.decide();
+    assert!(plan.steps.is_empty());
+    assert!(condition(&plan, APPROVAL_REQUIRED).unwrap().2.contains(&wanted()));
+    case.approval = Some(wanted());
+    let plan = case.decide();
+    assert!(matches!(plan.steps.first(), Some(Step::UpdateStack(_))));
+    assert!(plan.approval_used);
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod status;
 mod template;
 mod timeout;
 mod triggers;
+mod update_stack;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -176,8 +176,11 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
                 .or_else(|| previous.change_set.as_ref().map(|c| c.name.clone()));
             // While CloudFormation runs the change set, the stack's status is
             // all there is to know; the change set is read before and after.
-            let executing =
-                op.is_some_and(|o| o.action == "ExecuteChangeSet") && matches!(lifecycle, Lifecycle::Busy { .. });
+            // An UpdateStack standing in for an empty change set never needs it again.
+            let executing = op.is_some_and(|o| {
+                o.action == "UpdateStack"
+                    || (o.action == "ExecuteChangeSet" && matches!(lifecycle, Lifecycle::Busy { .. }))
+            });
             if let Some(cs) = change_set_name.filter(|_| !deleting && !executing && (op.is_some() || !applied_current))
             {
                 change_set = cfn.describe_change_set(&name, &cs).await?;
@@ -192,8 +195,8 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
             // An execution that settled is always checked: a fast update can
             // end in the status it started from, and some failures show only
             // in the events.
-            let finished =
-                op.is_some_and(|o| o.action == "ExecuteChangeSet") && matches!(lifecycle, Lifecycle::Settled { .. });
+            let finished = op.is_some_and(|o| o.action == "ExecuteChangeSet" || o.action == "UpdateStack")
+                && matches!(lifecycle, Lifecycle::Settled { .. });
             if ((op.is_some() || deleting) && moved) || failed || finished {
                 let cursor = previous.last_event_id.as_deref();
                 events = cfn.stack_events(&found.stack_id, cursor, EVENT_PAGE).await?;
@@ -488,6 +491,16 @@ async fn run_write(
                 other => other.map(|_| ()),
             }
         }
+        Step::UpdateStack(request) => match uploaded.take() {
+            Some(url) => {
+                let request = ChangeSetRequest {
+                    template: TemplateSource::Url(url),
+                    ..(**request).clone()
+                };
+                cfn.update_stack(&request).await
+            }
+            None => cfn.update_stack(request).await,
+        },
         Step::ExecuteChangeSet { name, token } => cfn.execute_change_set(stack_name, name, token).await,
         Step::DeleteChangeSet { name } => match cfn.delete_change_set(stack_name, name).await {
             Err(e) if e.kind == AwsErrorKind::NotFound => Ok(()),

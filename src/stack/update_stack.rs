@@ -1,0 +1,111 @@
+//! What a change set cannot carry. CloudFormation answers a change set whose
+//! only differences are stack settings (notification topics, rollback
+//! triggers, service role), parameters no resource reads, or outputs with
+//! "didn't contain changes", and such a change set cannot run. stackpilot
+//! then applies the same inputs with UpdateStack (one token per change set,
+//! so a retry is never a second update): AWS updates the stack, or answers
+//! that there is nothing to update, which is success too.
+
+use std::collections::BTreeSet;
+
+use crate::api::{AppliedRevision, Approval, ChangeSetSummary};
+use crate::aws::{ChangeSetType, StackDescription, StackEvent};
+
+use super::change_sets::{apply_stack_policy, push_with_upload, request};
+use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, reason_of, record, report};
+use super::desired::DesiredStack;
+use super::names::client_token;
+use super::report::{Note, explain};
+
+/// Whether an empty change set leaves something undone: a stack setting or a
+/// parameter value the stack does not have. Values AWS masks (NoEcho) and
+/// settings an emulator does not report cannot be compared; the latter cost
+/// one UpdateStack that finds nothing to do.
+pub(super) fn needed(desired: &DesiredStack, stack: &StackDescription) -> bool {
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let role = desired.role_arn.is_some() && desired.role_arn != stack.role_arn;
+    let topics = set(&desired.notification_arns) != set(&stack.notification_arns);
+    let alarms: Vec<String> = desired.rollback_triggers.iter().map(|t| t.alarm_arn.clone()).collect();
+    let triggers = set(&alarms) != set(&stack.rollback_triggers)
+        || desired.rollback_monitoring_minutes.unwrap_or(0) != stack.rollback_monitoring_minutes.unwrap_or(0);
+    let parameters = desired
+        .parameters
+        .iter()
+        .any(|p| match stack.parameters.iter().find(|live| live.key == p.name) {
+            Some(live) => live.value != MASKED && live.value != p.value,
+            None => true,
+        });
+    role || topics || triggers || parameters
+}
+
+/// What AWS shows for a NoEcho parameter's value.
+const MASKED: &str = "****";
+
+/// The change set `summary` came back empty for inputs not applied yet.
+pub(super) fn start(o: &Observed, desired: &DesiredStack, summary: &ChangeSetSummary, plan: &mut Plan) {
+    let name = &summary.name;
+    if o.spec.changes.approval == Approval::Manual {
+        if o.approval != Some(name.as_str()) {
+            let message = format!(
+                "change set {name} has no resource changes, but the stack's settings, parameters or outputs change; they are applied with UpdateStack once approved: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
+                o.name
+            );
+            if crate::conditions::find(&plan.status.conditions, crate::conditions::APPROVAL_REQUIRED).is_none() {
+                plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
+            }
+            report(o, plan).approval_required(&message);
+            return;
+        }
+        plan.approval_used = true;
+        plan.notes
+            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
+    }
+    let token = client_token(o.uid, "update", name);
+    let update = request(o, desired, ChangeSetType::Update, name, &token);
+    push_with_upload(desired, Step::UpdateStack(Box::new(update)), plan);
+    // The empty change set cannot run; it goes once the update is sent.
+    plan.steps.push(Step::DeleteChangeSet { name: name.clone() });
+    plan.status.operation = Some(record(o, "UpdateStack", Some(name), &token, Some(&desired.fingerprint)));
+    let message = format!(
+        "change set {name} has no resource changes; applying the stack's settings, parameters and outputs with UpdateStack"
+    );
+    plan.notes.push(Note::normal("UpdatingStack", message.clone()));
+    report(o, plan).progressing("Updating", &message);
+    plan.requeue = o.timing.in_flight;
+}
+
+/// An UpdateStack of ours has settled. Returns true when the plan is complete.
+pub(super) fn finish(
+    o: &Observed,
+    stack: &StackDescription,
+    rolled_back: bool,
+    failures: &[&StackEvent],
+    plan: &mut Plan,
+) -> bool {
+    let Some(op) = o.previous.operation.as_ref().filter(|op| op.action == "UpdateStack") else {
+        return false;
+    };
+    plan.status.operation = None;
+    if !rolled_back && failures.is_empty() {
+        plan.status.applied = Some(AppliedRevision {
+            generation: op.generation,
+            fingerprint: op.fingerprint.clone().unwrap_or_default(),
+        });
+        apply_stack_policy(o, plan);
+        plan.notes.push(Note::normal(
+            "StackUpdated",
+            format!(
+                "stack {} updated without resource changes: {}",
+                stack.stack_name, stack.status
+            ),
+        ));
+        return false;
+    }
+    let why = explain(failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
+    let message = format!(
+        "the update failed and CloudFormation rolled it back ({}): {why}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
+        stack.status
+    );
+    report(o, plan).stalled("UpdateFailed", &message);
+    true
+}
