@@ -362,8 +362,7 @@ pub trait CloudFormation: Send + Sync {
 
     /// UpdateStack with the inputs of a change set and an idempotency token,
     /// for what a change set cannot carry: an update whose change set has no
-    /// resource changes (only stack settings, unused parameters or outputs
-    /// differ). `Ok` also when AWS finds nothing to update.
+    /// resource changes (only stack settings or unused parameters differ). `Ok` also when AWS finds nothing to update.
     async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()>;
 
     /// DeleteChangeSet; a missing change set is success.

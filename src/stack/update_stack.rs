@@ -1,7 +1,7 @@
 //! What a change set cannot carry. CloudFormation answers a change set whose
 //! only differences are stack settings (notification topics, rollback
-//! triggers, service role), parameters no resource reads, or outputs with
-//! "didn't contain changes", and such a change set cannot run. stackpilot
+//! triggers, service role) or parameters no resource reads with "didn't
+//! contain changes", and such a change set cannot run. stackpilot
 //! then applies the same inputs with UpdateStack (one token per change set,
 //! so a retry is never a second update): AWS updates the stack, or answers
 //! that there is nothing to update, which is success too.
@@ -47,7 +47,7 @@ pub(super) fn start(o: &Observed, desired: &DesiredStack, summary: &ChangeSetSum
     if o.spec.changes.approval == Approval::Manual {
         if o.approval != Some(name.as_str()) {
             let message = format!(
-                "change set {name} has no resource changes, but the stack's settings, parameters or outputs change; they are applied with UpdateStack once approved: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
+                "change set {name} has no resource changes, but the stack's settings or parameters change; they are applied with UpdateStack once approved: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
                 o.name
             );
             if crate::conditions::find(&plan.status.conditions, crate::conditions::APPROVAL_REQUIRED).is_none() {
@@ -67,7 +67,7 @@ pub(super) fn start(o: &Observed, desired: &DesiredStack, summary: &ChangeSetSum
     plan.steps.push(Step::DeleteChangeSet { name: name.clone() });
     plan.status.operation = Some(record(o, "UpdateStack", Some(name), &token, Some(&desired.fingerprint)));
     let message = format!(
-        "change set {name} has no resource changes; applying the stack's settings, parameters and outputs with UpdateStack"
+        "change set {name} has no resource changes; applying the stack's settings and parameters with UpdateStack"
     );
     plan.notes.push(Note::normal("UpdatingStack", message.clone()));
     report(o, plan).progressing("Updating", &message);
