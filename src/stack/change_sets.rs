@@ -361,33 +361,13 @@ pub(super) fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
 
 fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan) {
     let name = &summary.name;
-    if o.spec.changes.approval == Approval::Manual {
-        if o.approval != Some(name.as_str()) {
-            let mut message = format!(
-                "change set {name} plans {} change(s) ({}). Approve it with: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
-                summary.changes.len(),
-                change_summary(summary),
-                o.name
-            );
-            if let Some(other) = o.approval {
-                message.push_str(&format!(
-                    ". The current approval names {other:?}, which is not this change set"
-                ));
-            }
-            if plan
-                .status
-                .conditions
-                .iter()
-                .all(|c| c.type_ != crate::conditions::APPROVAL_REQUIRED)
-            {
-                plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
-            }
-            report(o, plan).approval_required(&message);
-            return;
-        }
-        plan.approval_used = true;
-        plan.notes
-            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
+    let plans = format!(
+        "change set {name} plans {} change(s) ({})",
+        summary.changes.len(),
+        change_summary(summary)
+    );
+    if !approved(o, name, &plans, plan) {
+        return;
     }
     let token = client_token(o.uid, "execute", name);
     plan.steps.push(Step::ExecuteChangeSet {
@@ -409,6 +389,34 @@ fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan)
     ));
     report(o, plan).progressing("Executing", &format!("executing change set {name}"));
     plan.requeue = o.timing.in_flight;
+}
+
+/// Under `Manual`, whether change set `name` is approved; if not, says what
+/// it `plans` and how to approve it (an Event the first time).
+pub(super) fn approved(o: &Observed, name: &str, plans: &str, plan: &mut Plan) -> bool {
+    if o.spec.changes.approval != Approval::Manual {
+        return true;
+    }
+    if o.approval == Some(name) {
+        plan.approval_used = true;
+        plan.notes
+            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
+        return true;
+    }
+    let mut message = format!(
+        "{plans}. Approve it with: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
+        o.name
+    );
+    if let Some(other) = o.approval {
+        message.push_str(&format!(
+            ". The current approval names {other:?}, which is not this change set"
+        ));
+    }
+    if conditions::find(&plan.status.conditions, conditions::APPROVAL_REQUIRED).is_none() {
+        plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
+    }
+    report(o, plan).approval_required(&message);
+    false
 }
 
 /// "2 Add, 1 Modify (1 replacement)".

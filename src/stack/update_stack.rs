@@ -8,11 +8,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::{AppliedRevision, Approval, ChangeSetSummary};
+use crate::api::{AppliedRevision, ChangeSetSummary};
 use crate::aws::{ChangeSetType, StackDescription, StackEvent};
 
-use super::change_sets::{apply_stack_policy, push_with_upload, request};
-use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, reason_of, record, report};
+use super::change_sets::{apply_stack_policy, approved, push_with_upload, request};
+use super::decide::{Observed, Plan, Step, reason_of, record, report};
 use super::desired::DesiredStack;
 use super::names::client_token;
 use super::report::{Note, explain};
@@ -44,21 +44,11 @@ const MASKED: &str = "****";
 /// The change set `summary` came back empty for inputs not applied yet.
 pub(super) fn start(o: &Observed, desired: &DesiredStack, summary: &ChangeSetSummary, plan: &mut Plan) {
     let name = &summary.name;
-    if o.spec.changes.approval == Approval::Manual {
-        if o.approval != Some(name.as_str()) {
-            let message = format!(
-                "change set {name} has no resource changes, but the stack's settings or parameters change; they are applied with UpdateStack once approved: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
-                o.name
-            );
-            if crate::conditions::find(&plan.status.conditions, crate::conditions::APPROVAL_REQUIRED).is_none() {
-                plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
-            }
-            report(o, plan).approval_required(&message);
-            return;
-        }
-        plan.approval_used = true;
-        plan.notes
-            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
+    let plans = format!(
+        "change set {name} has no resource changes, but the stack's settings or parameters change; they are applied with UpdateStack once approved"
+    );
+    if !approved(o, name, &plans, plan) {
+        return;
     }
     let token = client_token(o.uid, "update", name);
     let update = request(o, desired, ChangeSetType::Update, name, &token);
