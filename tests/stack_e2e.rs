@@ -443,3 +443,37 @@ async fn a_template_over_the_inline_limit_goes_through_the_account_bucket() {
     f.wait_gone("bucket").await;
     f.finish().await;
 }
+
+/// `suspend: true` pauses the object: nothing is created or changed in AWS
+/// while it holds, and lifting it carries on where the spec says.
+#[tokio::test]
+async fn a_suspended_stack_makes_no_aws_calls_until_resumed() {
+    let f = Fixture::new("e2e-suspend").await;
+    let stack_name = format!("{}-paused", f.ns.name);
+    let spec = |suspend: bool| {
+        json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "suspend": suspend,
+            "parameters": [{"name": "Visibility", "value": "40"}]})
+    };
+    f.apply("paused", spec(true)).await;
+    let stack = f.wait_condition("paused", "Ready", "False").await;
+    assert_eq!(ready(&stack).reason, "Suspended", "{:?}", ready(&stack));
+    // Several more polls' worth: still nothing in AWS.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let creates = f
+        .operator
+        .metric("stackpilot_aws_calls_total", &["operation=\"CreateChangeSet\""])
+        .await;
+    assert_eq!(creates, 0.0, "no change set while suspended");
+    assert!(f.aws.describe_stack(&stack_name).await.unwrap().is_none());
+
+    f.apply("paused", spec(false)).await;
+    let stack = f.wait_condition("paused", "Ready", "True").await;
+    assert_eq!(
+        stack.status.as_ref().unwrap().stack_status.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    f.stacks().delete("paused", &DeleteParams::default()).await.unwrap();
+    f.wait_gone("paused").await;
+    assert!(f.aws.describe_stack(&stack_name).await.unwrap().is_none());
+    f.finish().await;
+}
