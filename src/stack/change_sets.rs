@@ -1,7 +1,7 @@
 //! The change set lifecycle of a Stack: plan, show, wait for approval,
 //! execute, and tell success from failure.
 
-use crate::api::{AppliedRevision, Approval, ChangeSetSummary, PlannedChange};
+use crate::api::{AppliedRevision, Approval, ChangeSetSummary, Operation, PlannedChange};
 use crate::aws::{
     ChangeSetRequest, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription, StackEvent, TemplateSource,
 };
@@ -148,11 +148,7 @@ pub(super) fn finish_execution(
         cs.execution_status = Some(if failed { "EXECUTE_FAILED" } else { "EXECUTE_COMPLETE" }.into());
     }
     if !failed {
-        plan.status.applied = Some(AppliedRevision {
-            generation: op.generation,
-            fingerprint: op.fingerprint.clone().unwrap_or_default(),
-        });
-        apply_stack_policy(o, plan);
+        record_applied(o, op, plan);
         finish_revert(o, plan);
         plan.notes.push(Note::normal(
             "ChangeSetExecuted",
@@ -168,12 +164,27 @@ pub(super) fn finish_execution(
     if let Some(cs) = plan.status.change_set.as_mut() {
         cs.status_reason = Some(why.clone());
     }
+    update_failed(o, stack, &why, plan);
+    true
+}
+
+/// The operation `op` (an execution or an UpdateStack) succeeded: its inputs
+/// are applied, and a stack policy that came with them is set now.
+pub(super) fn record_applied(o: &Observed, op: &Operation, plan: &mut Plan) {
+    plan.status.applied = Some(AppliedRevision {
+        generation: op.generation,
+        fingerprint: op.fingerprint.clone().unwrap_or_default(),
+    });
+    apply_stack_policy(o, plan);
+}
+
+/// An update of ours was rolled back: Stalled until the spec changes or a retry is asked for.
+pub(super) fn update_failed(o: &Observed, stack: &StackDescription, why: &str, plan: &mut Plan) {
     let message = format!(
         "the update failed and CloudFormation rolled it back ({}): {why}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
         stack.status
     );
     report(o, plan).stalled("UpdateFailed", &message);
-    true
 }
 
 /// The change set lifecycle on a stack that can take one.
@@ -353,7 +364,7 @@ fn finish_revert(o: &Observed, plan: &mut Plan) {
 
 /// CloudFormation takes the stack policy through its own call, after the
 /// change that a new policy came with.
-pub(super) fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
+fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
     if let Some(body) = o.desired.as_ref().ok().and_then(|d| d.stack_policy.clone()) {
         plan.steps.push(Step::SetStackPolicy { body });
     }

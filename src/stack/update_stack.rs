@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::{AppliedRevision, ChangeSetSummary};
+use crate::api::ChangeSetSummary;
 use crate::aws::{ChangeSetType, StackDescription, StackEvent};
 
-use super::change_sets::{apply_stack_policy, approved, push_with_upload, request};
+use super::change_sets::{approved, push_with_upload, record_applied, request, update_failed};
 use super::decide::{Observed, Plan, Step, reason_of, record, report};
 use super::desired::DesiredStack;
 use super::names::client_token;
@@ -77,11 +77,7 @@ pub(super) fn finish(
     };
     plan.status.operation = None;
     if !rolled_back && failures.is_empty() {
-        plan.status.applied = Some(AppliedRevision {
-            generation: op.generation,
-            fingerprint: op.fingerprint.clone().unwrap_or_default(),
-        });
-        apply_stack_policy(o, plan);
+        record_applied(o, op, plan);
         plan.notes.push(Note::normal(
             "StackUpdated",
             format!(
@@ -92,10 +88,6 @@ pub(super) fn finish(
         return false;
     }
     let why = explain(failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
-    let message = format!(
-        "the update failed and CloudFormation rolled it back ({}): {why}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
-        stack.status
-    );
-    report(o, plan).stalled("UpdateFailed", &message);
+    update_failed(o, stack, &why, plan);
     true
 }
