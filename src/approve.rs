@@ -6,7 +6,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::Stack;
-use crate::conditions::{self, APPROVAL_REQUIRED};
+use crate::runtime::conditions::{self, APPROVAL_REQUIRED};
 use crate::stack::APPROVE_ANNOTATION;
 
 pub async fn approve(stack: &str, namespace: Option<&str>, change_set: Option<&str>) -> anyhow::Result<String> {

@@ -11,8 +11,8 @@ use tracing::warn;
 
 use crate::aws::CloudFormationProvider;
 use crate::backoff::Backoff;
-use crate::conditions::truncate;
 use crate::metrics::Metrics;
+use crate::runtime::conditions::truncate;
 use crate::stack::{Directory, Timing};
 
 /// Operator-wide settings from the command line.

@@ -88,7 +88,7 @@ where
 mod tests {
     use super::*;
     use crate::api::StackStatus;
-    use crate::conditions::{self, ConditionUpdate, READY, Truth};
+    use crate::runtime::conditions::{self, ConditionUpdate, READY, Truth};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{AwsAccount, AwsAccountSpec, TemplateBucket};
 use crate::aws::AwsTarget;
-use crate::conditions;
+use crate::runtime::conditions;
 
 /// Session tag keys naming the Kubernetes object that acts, for the role's
 /// trust and permission policies (`aws:PrincipalTag/stackpilot.dev/namespace`).

@@ -106,7 +106,7 @@ use stackpilot::aws::sdk::{SdkLimits, SdkProvider};
 use stackpilot::aws::{
     AwsError, AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType,
     CloudFormation, CloudFormationProvider, DeploymentMode, DifferenceKind, DriftDetectionStatus, ExecutionStatus,
-    MAX_TEMPLATE_BODY_BYTES, Parameter, ResourceDriftStatus, StackDescription, StackDriftStatus, StackStatus,
+    MAX_TEMPLATE_BODY_BYTES, Parameter, ResourceDriftStatus, StackDescription, StackDriftStatus, StackState,
     TemplateSource,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -234,7 +234,7 @@ async fn settled_change_set(cf: &Arc<dyn CloudFormation>, stack: &str, name: &st
 }
 
 /// Polls until the stack leaves `*_IN_PROGRESS`; returns the statuses seen.
-async fn settled_stack(cf: &Arc<dyn CloudFormation>, stack: &str) -> (StackDescription, Vec<StackStatus>) {
+async fn settled_stack(cf: &Arc<dyn CloudFormation>, stack: &str) -> (StackDescription, Vec<StackState>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut seen = Vec::new();
     loop {
@@ -246,7 +246,7 @@ async fn settled_stack(cf: &Arc<dyn CloudFormation>, stack: &str) -> (StackDescr
         if seen.last() != Some(&described.status) {
             seen.push(described.status.clone());
         }
-        if !described.status.is_in_progress() || described.status == StackStatus::ReviewInProgress {
+        if !described.status.is_in_progress() || described.status == StackState::ReviewInProgress {
             return (described, seen);
         }
         assert!(Instant::now() < deadline, "stack {stack} still {}", described.status);
@@ -294,7 +294,7 @@ async fn localstack_create_update_empty_and_delete() {
             .expect("create_change_set");
         assert!(id.contains(":changeSet/create-1/"), "{id}");
         let review = cf.describe_stack(&stack).await.unwrap().unwrap();
-        assert_eq!(review.status, StackStatus::ReviewInProgress);
+        assert_eq!(review.status, StackState::ReviewInProgress);
 
         let cs = settled_change_set(&cf, &stack, "create-1").await;
         assert_eq!(cs.status, ChangeSetStatus::CreateComplete);
@@ -319,12 +319,12 @@ async fn localstack_create_update_empty_and_delete() {
             .await
             .expect("execute_change_set");
         let (created, seen) = settled_stack(&cf, &stack).await;
-        assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
+        assert_eq!(created.status, StackState::CreateComplete, "seen {seen:?}");
         // LocalStack usually shows CREATE_IN_PROGRESS first, but a quick create
         // can finish before the first describe; only the states seen are checked.
         assert!(
             seen.iter()
-                .all(|s| matches!(s, StackStatus::CreateInProgress | StackStatus::CreateComplete)),
+                .all(|s| matches!(s, StackState::CreateInProgress | StackState::CreateComplete)),
             "unexpected states during create: {seen:?}"
         );
         assert_eq!(created.stack_name, stack);
@@ -379,7 +379,7 @@ async fn localstack_create_update_empty_and_delete() {
             .await
             .unwrap();
         let (updated, seen) = settled_stack(&cf, &stack).await;
-        assert_eq!(updated.status, StackStatus::UpdateComplete, "seen {seen:?}");
+        assert_eq!(updated.status, StackState::UpdateComplete, "seen {seen:?}");
         assert_eq!(updated.parameters[0].value, "two");
 
         // Only events after the cursor, newest first.
@@ -426,7 +426,7 @@ async fn localstack_create_update_empty_and_delete() {
             .expect("delete_stack");
         gone(&cf, &stack).await;
         let deleted = cf.describe_stack(&created.stack_id).await.unwrap().unwrap();
-        assert_eq!(deleted.status, StackStatus::DeleteComplete);
+        assert_eq!(deleted.status, StackState::DeleteComplete);
     })
     .await;
 }
@@ -455,7 +455,7 @@ Resources:
         assert!(
             matches!(
                 failed.status,
-                StackStatus::RollbackComplete | StackStatus::CreateFailed | StackStatus::RollbackFailed
+                StackState::RollbackComplete | StackState::CreateFailed | StackState::RollbackFailed
             ),
             "seen {seen:?}"
         );
@@ -467,7 +467,7 @@ Resources:
         let reason = first_failure.reason.as_deref().unwrap_or_default();
         assert!(reason.contains("NotAType"), "{reason}");
         // A stack in ROLLBACK_COMPLETE cannot take an update change set.
-        if failed.status == StackStatus::RollbackComplete {
+        if failed.status == StackState::RollbackComplete {
             let mut update = request(&stack, "update-1", ChangeSetType::Update, template);
             update.parameters.clear();
             if let Err(err) = cf.create_change_set(&update).await {
@@ -567,7 +567,7 @@ async fn moto_create_describe_delete() {
             .expect("create_change_set");
         assert_eq!(
             cf.describe_stack(&stack).await.unwrap().unwrap().status,
-            StackStatus::ReviewInProgress
+            StackState::ReviewInProgress
         );
         let cs = settled_change_set(&cf, &stack, "create-1").await;
         assert_eq!(cs.execution_status, ExecutionStatus::Available);
@@ -583,7 +583,7 @@ async fn moto_create_describe_delete() {
             .await
             .expect("execute");
         let (created, _) = settled_stack(&cf, &stack).await;
-        assert_eq!(created.status, StackStatus::CreateComplete);
+        assert_eq!(created.status, StackState::CreateComplete);
         assert!(created.stack_id.contains(":123456789012:stack/"));
         assert_eq!(created.tags.get("team").map(String::as_str), Some("platform"));
         assert_eq!(
@@ -631,7 +631,7 @@ async fn create_stack(cf: &Arc<dyn CloudFormation>, stack: &str, body: &str) -> 
     settled_change_set(cf, stack, "create-1").await;
     cf.execute_change_set(stack, "create-1", "").await.expect("execute");
     let (created, seen) = settled_stack(cf, stack).await;
-    assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
+    assert_eq!(created.status, StackState::CreateComplete, "seen {seen:?}");
     created
 }
 
@@ -680,7 +680,7 @@ async fn localstack_template_protection_bulk_read_and_missing_operations() {
             .expect("stack listed");
         assert_eq!(listed, &protected);
         assert_eq!(listed.outputs.len(), 2);
-        assert!(listing.stacks.iter().all(|s| s.status != StackStatus::DeleteComplete));
+        assert!(listing.stacks.iter().all(|s| s.status != StackState::DeleteComplete));
         cf.update_termination_protection(&stack, false)
             .await
             .expect("unprotect");
@@ -783,7 +783,7 @@ async fn localstack_large_template_goes_through_s3() {
         assert_eq!(cs.status, ChangeSetStatus::CreateComplete, "{cs:?}");
         cf.execute_change_set(&stack, "create-url", "").await.unwrap();
         let (created, seen) = settled_stack(&cf, &stack).await;
-        assert_eq!(created.status, StackStatus::CreateComplete, "seen {seen:?}");
+        assert_eq!(created.status, StackState::CreateComplete, "seen {seen:?}");
         assert_eq!(cf.get_template(&stack).await.unwrap().len(), body.len());
 
         let err = store
@@ -1149,7 +1149,7 @@ async fn a_silent_endpoint_times_out() {
 fn stack_xml(name: &str, status: &str) -> String {
     format!(
         "<member><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackName>{name}</StackName>\
-         <StackStatus>{status}</StackStatus><CreationTime>2024-01-01T00:00:00Z</CreationTime>\
+         <StackState>{status}</StackState><CreationTime>2024-01-01T00:00:00Z</CreationTime>\
          <Parameters><member><ParameterKey>Env</ParameterKey><ParameterValue>prod</ParameterValue></member></Parameters>\
          <Tags><member><Key>team</Key><Value>a</Value></member></Tags>\
          <Outputs><member><OutputKey>Url</OutputKey><OutputValue>https://{name}</OutputValue>\
@@ -1191,7 +1191,7 @@ async fn bulk_describe_reads_every_page_without_a_stack_name() {
     let names: Vec<&str> = listing.stacks.iter().map(|s| s.stack_name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"], "DELETE_COMPLETE left out");
     let a = &listing.stacks[0];
-    assert_eq!(a.status, StackStatus::CreateComplete);
+    assert_eq!(a.status, StackState::CreateComplete);
     assert_eq!(
         a.parameters,
         [Parameter {

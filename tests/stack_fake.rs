@@ -773,7 +773,7 @@ async fn a_create_past_its_timeout_is_cancelled_and_held_until_asked_again() {
     h.apply("slow", spec("30", json!({"timeoutInMinutes": 1}))).await;
     h.wait_fake("the create is running", |f| {
         f.stack(&stack)
-            .is_some_and(|s| s.status == stackpilot::aws::StackStatus::CreateInProgress)
+            .is_some_and(|s| s.status == stackpilot::aws::StackState::CreateInProgress)
     })
     .await;
     // Later phases (the cancelling delete, the next create) are quick.

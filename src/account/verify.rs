@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{AwsAccountSpec, AwsAccountStatus};
 use crate::aws::{AwsError, AwsErrorKind, AwsResult, AwsTarget};
-use crate::conditions::{self, ConditionUpdate, READY, STALLED, Truth};
+use crate::runtime::conditions::{self, ConditionUpdate, READY, STALLED, Truth};
 use crate::tenancy;
 
 /// Credentials are checked again this often (before jitter).

@@ -1,12 +1,14 @@
 //! The stackpilot API: group `stackpilot.dev`, version `v1alpha1`.
 
 mod aws_account;
+mod duration;
 mod pipeline;
 mod stack;
 mod stack_deployment;
 mod template;
 
 pub use aws_account::*;
+pub use duration::parse_duration;
 pub use pipeline::*;
 pub use stack::*;
 pub use stack_deployment::*;

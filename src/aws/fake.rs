@@ -66,7 +66,7 @@ use super::{
     AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
     ChangeSetType, CloudFormation, CloudFormationProvider, DeploymentMode, DriftDetection, DriftDetectionStatus,
     ExecutionStatus, Parameter, ResourceChange, ResourceDrift, ResourceDriftStatus, StackDescription, StackDriftStatus,
-    StackEvent, StackListing, StackOutput, StackStatus, TemplateSource, TemplateStore,
+    StackEvent, StackListing, StackOutput, StackState, TemplateSource, TemplateStore,
 };
 
 /// The account every fake stack lives in.
@@ -523,7 +523,7 @@ struct Detection {
 struct FakeStack {
     id: String,
     name: String,
-    status: StackStatus,
+    status: StackState,
     status_reason: Option<String>,
     content: Option<Content>,
     outputs: Vec<StackOutput>,
@@ -586,7 +586,7 @@ impl FakeStack {
     }
 
     fn in_progress_error(&self, verb: &str) -> AwsError {
-        let kind = if self.status.is_in_progress() && self.status != StackStatus::ReviewInProgress {
+        let kind = if self.status.is_in_progress() && self.status != StackState::ReviewInProgress {
             AwsErrorKind::InProgress
         } else {
             AwsErrorKind::Validation
@@ -727,7 +727,7 @@ impl State {
     }
 
     /// Sets the stack's status and writes the stack's own event.
-    fn stack_status(&mut self, name: &str, status: StackStatus, reason: Option<&str>) {
+    fn stack_status(&mut self, name: &str, status: StackState, reason: Option<&str>) {
         if let Some(stack) = self.stacks.get_mut(name) {
             stack.status = status.clone();
             stack.status_reason = reason.map(str::to_string);
@@ -856,12 +856,12 @@ impl State {
                             stack.outputs = Self::outputs_for(name, &content.template);
                         }
                         self.set_execution(name, &change_set, ExecutionStatus::ExecuteComplete);
-                        self.stack_status(name, StackStatus::CreateComplete, None);
+                        self.stack_status(name, StackState::CreateComplete, None);
                     }
                     Some((id, _)) => {
                         let reason =
                             format!("The following resource(s) failed to create: [{id}]. Rollback requested by user.");
-                        self.stack_status(name, StackStatus::RollbackInProgress, Some(&reason));
+                        self.stack_status(name, StackState::RollbackInProgress, Some(&reason));
                         self.start(name, Phase::CreateRollback { change_set });
                     }
                 }
@@ -877,7 +877,7 @@ impl State {
                     self.resource_event(name, id, "DELETE_COMPLETE", None);
                 }
                 self.set_execution(name, &change_set, ExecutionStatus::ExecuteFailed);
-                self.stack_status(name, StackStatus::RollbackComplete, None);
+                self.stack_status(name, StackState::RollbackComplete, None);
             }
             Phase::Update {
                 change_set,
@@ -917,12 +917,12 @@ impl State {
                         self.update_complete(name, &change_set);
                     }
                     None => {
-                        self.stack_status(name, StackStatus::UpdateCompleteCleanupInProgress, None);
+                        self.stack_status(name, StackState::UpdateCompleteCleanupInProgress, None);
                         self.start(name, Phase::UpdateCleanup { change_set, removed });
                     }
                     Some(id) => {
                         let reason = format!("The following resource(s) failed to update: [{id}]. ");
-                        self.stack_status(name, StackStatus::UpdateRollbackInProgress, Some(&reason));
+                        self.stack_status(name, StackState::UpdateRollbackInProgress, Some(&reason));
                         self.start(
                             name,
                             Phase::UpdateRollback {
@@ -964,14 +964,14 @@ impl State {
                                 failed_resource,
                             });
                         }
-                        self.stack_status(name, StackStatus::UpdateRollbackFailed, Some(&reason));
+                        self.stack_status(name, StackState::UpdateRollbackFailed, Some(&reason));
                     }
                     None => {
                         if let Some(stack) = self.stacks.get_mut(name) {
                             stack.content = Some(*previous);
                             stack.rollback = None;
                         }
-                        self.stack_status(name, StackStatus::UpdateRollbackComplete, None);
+                        self.stack_status(name, StackState::UpdateRollbackComplete, None);
                     }
                 }
             }
@@ -990,12 +990,12 @@ impl State {
                     if let Some((_, reason)) = failure.as_ref().filter(|(f, _)| f == id) {
                         self.resource_event(name, id, "DELETE_FAILED", Some(reason));
                         let reason = format!("The following resource(s) failed to delete: [{id}]. ");
-                        self.stack_status(name, StackStatus::DeleteFailed, Some(&reason));
+                        self.stack_status(name, StackState::DeleteFailed, Some(&reason));
                         return;
                     }
                     self.resource_event(name, id, "DELETE_COMPLETE", None);
                 }
-                self.stack_status(name, StackStatus::DeleteComplete, None);
+                self.stack_status(name, StackState::DeleteComplete, None);
                 self.remove(name);
             }
         }
@@ -1019,7 +1019,7 @@ impl State {
             }
         }
         self.set_execution(name, change_set, ExecutionStatus::ExecuteComplete);
-        self.stack_status(name, StackStatus::UpdateComplete, None);
+        self.stack_status(name, StackState::UpdateComplete, None);
     }
 
     fn set_execution(&mut self, name: &str, change_set: &str, status: ExecutionStatus) {
@@ -1032,7 +1032,7 @@ impl State {
     fn remove(&mut self, name: &str) {
         if let Some(mut stack) = self.stacks.remove(name) {
             self.ids.remove(&stack.id);
-            stack.status = StackStatus::DeleteComplete;
+            stack.status = StackState::DeleteComplete;
             stack.in_flight = None;
             stack.change_sets.clear();
             self.deleted.insert(stack.id.clone(), stack);
@@ -1052,7 +1052,7 @@ impl State {
             FakeStack {
                 id: id.clone(),
                 name: name.to_string(),
-                status: StackStatus::ReviewInProgress,
+                status: StackState::ReviewInProgress,
                 status_reason: None,
                 content: None,
                 outputs: Vec::new(),
@@ -1106,7 +1106,7 @@ impl State {
             request.change_set_type,
             existing.as_ref().and_then(|n| self.stacks.get(n)),
         ) {
-            (ChangeSetType::Create, Some(stack)) if stack.status != StackStatus::ReviewInProgress => {
+            (ChangeSetType::Create, Some(stack)) if stack.status != StackState::ReviewInProgress => {
                 return Err(AwsError::new(
                     AwsErrorKind::AlreadyExists,
                     "ValidationError",
@@ -1120,11 +1120,11 @@ impl State {
             (ChangeSetType::Update, Some(stack)) => {
                 let updatable = matches!(
                     stack.status,
-                    StackStatus::CreateComplete
-                        | StackStatus::UpdateComplete
-                        | StackStatus::UpdateRollbackComplete
-                        | StackStatus::ImportComplete
-                        | StackStatus::ImportRollbackComplete
+                    StackState::CreateComplete
+                        | StackState::UpdateComplete
+                        | StackState::UpdateRollbackComplete
+                        | StackState::ImportComplete
+                        | StackState::ImportRollbackComplete
                 );
                 if !updatable {
                     return Err(stack.in_progress_error("updated"));
@@ -1184,7 +1184,7 @@ impl State {
             Some(name) => name,
             None => {
                 self.new_stack(stack_name);
-                self.stack_status(stack_name, StackStatus::ReviewInProgress, Some("User Initiated"));
+                self.stack_status(stack_name, StackState::ReviewInProgress, Some("User Initiated"));
                 stack_name.to_string()
             }
         };
@@ -1345,7 +1345,7 @@ impl State {
                 ),
             ));
         }
-        if fake.status.is_in_progress() && fake.status != StackStatus::ReviewInProgress {
+        if fake.status.is_in_progress() && fake.status != StackState::ReviewInProgress {
             return Err(fake.in_progress_error("updated"));
         }
         if !token.is_empty() {
@@ -1373,7 +1373,7 @@ impl State {
         match (cs.kind, previous) {
             (ChangeSetType::Create, _) | (_, None) => {
                 let failure = create_failure.map(|r| (first, r)).or(by_resource);
-                self.stack_status(&name, StackStatus::CreateInProgress, Some("User Initiated"));
+                self.stack_status(&name, StackState::CreateInProgress, Some("User Initiated"));
                 self.start(
                     &name,
                     Phase::Create {
@@ -1384,7 +1384,7 @@ impl State {
             }
             (ChangeSetType::Update, Some(previous)) => {
                 let failure = update_failure.map(|r| (first, r)).or(by_resource);
-                self.stack_status(&name, StackStatus::UpdateInProgress, Some("User Initiated"));
+                self.stack_status(&name, StackState::UpdateInProgress, Some("User Initiated"));
                 self.start(
                     &name,
                     Phase::Update {
@@ -1413,10 +1413,10 @@ impl State {
         if !token.is_empty() && fake.tokens.contains(&key) {
             return Ok(());
         }
-        if fake.status == StackStatus::DeleteInProgress {
+        if fake.status == StackState::DeleteInProgress {
             return Ok(());
         }
-        if !retain.is_empty() && fake.status != StackStatus::DeleteFailed {
+        if !retain.is_empty() && fake.status != StackState::DeleteFailed {
             return Err(validation(format!(
                 "Invalid operation on stack [{}]: RetainResources can only be specified when the stack is in DELETE_FAILED state",
                 fake.id
@@ -1427,10 +1427,7 @@ impl State {
                 "Stack [{name}] cannot be deleted while TerminationProtection is enabled"
             )));
         }
-        let cancellable = matches!(
-            fake.status,
-            StackStatus::CreateInProgress | StackStatus::ReviewInProgress
-        );
+        let cancellable = matches!(fake.status, StackState::CreateInProgress | StackState::ReviewInProgress);
         if fake.status.is_in_progress() && !cancellable {
             return Err(AwsError::new(
                 AwsErrorKind::InProgress,
@@ -1450,7 +1447,7 @@ impl State {
             .next_back()
             .filter(|id| !retain.contains(id));
         let failure = failure.and_then(|reason| failing.map(|id| (id, reason)));
-        self.stack_status(&name, StackStatus::DeleteInProgress, Some("User Initiated"));
+        self.stack_status(&name, StackState::DeleteInProgress, Some("User Initiated"));
         self.start(
             &name,
             Phase::Delete {
@@ -1488,7 +1485,7 @@ impl State {
         if !token.is_empty() && fake.tokens.contains(&key) {
             return Ok(());
         }
-        if fake.status != StackStatus::UpdateRollbackFailed {
+        if fake.status != StackState::UpdateRollbackFailed {
             return Err(fake.in_progress_error("rolled back"));
         }
         // Set out of band (set_status): nothing recorded, keep the content.
@@ -1511,7 +1508,7 @@ impl State {
         fake.rollback = None;
         let skipped = skip.contains(&stuck.failed_resource);
         let rollback_failure = configured.filter(|_| !skipped);
-        self.stack_status(&name, StackStatus::UpdateRollbackInProgress, Some("User Initiated"));
+        self.stack_status(&name, StackState::UpdateRollbackInProgress, Some("User Initiated"));
         for id in skip {
             self.resource_event(&name, id, "UPDATE_COMPLETE", Some("Resource skipped during rollback"));
         }
@@ -1906,7 +1903,7 @@ impl FakeCloudFormation {
             capabilities: Vec::new(),
             role_arn: None,
         };
-        state.stack_status(name, StackStatus::CreateInProgress, Some("User Initiated"));
+        state.stack_status(name, StackState::CreateInProgress, Some("User Initiated"));
         if let Some(stack) = state.stacks.get_mut(name) {
             stack.content = Some(content);
         }
@@ -1917,7 +1914,7 @@ impl FakeCloudFormation {
         if let Some(stack) = state.stacks.get_mut(name) {
             stack.outputs = State::outputs_for(name, &template);
         }
-        state.stack_status(name, StackStatus::CreateComplete, None);
+        state.stack_status(name, StackState::CreateComplete, None);
         Ok(id)
     }
 
@@ -1950,7 +1947,7 @@ impl FakeCloudFormation {
     }
 
     /// Out-of-band status change (ends any operation in flight).
-    pub fn set_status(&self, stack: &str, status: StackStatus, reason: Option<&str>) {
+    pub fn set_status(&self, stack: &str, status: StackState, reason: Option<&str>) {
         let mut state = self.state();
         let Some(name) = state.resolve(stack) else {
             return;
@@ -1985,7 +1982,7 @@ impl FakeCloudFormation {
     pub fn delete_out_of_band(&self, stack: &str) {
         let mut state = self.state();
         if let Some(name) = state.resolve(stack) {
-            state.stack_status(&name, StackStatus::DeleteComplete, None);
+            state.stack_status(&name, StackState::DeleteComplete, None);
             state.remove(&name);
         }
     }
@@ -2001,7 +1998,7 @@ impl CloudFormation for FakeCloudFormation {
                 state.tick(&name);
                 // The tick may have completed a delete.
                 Ok(state.find_any(stack).and_then(|s| {
-                    (s.status != StackStatus::DeleteComplete || stack.starts_with("arn:")).then(|| s.describe())
+                    (s.status != StackState::DeleteComplete || stack.starts_with("arn:")).then(|| s.describe())
                 }))
             }
             None if stack.starts_with("arn:") => Ok(state.deleted.get(stack).map(FakeStack::describe)),
@@ -2340,12 +2337,12 @@ Outputs:
         }
     }
 
-    async fn status(fake: &FakeCloudFormation, stack: &str) -> Option<StackStatus> {
+    async fn status(fake: &FakeCloudFormation, stack: &str) -> Option<StackState> {
         fake.describe_stack(stack).await.unwrap().map(|s| s.status)
     }
 
     /// Creates and executes a Create change set and waits for the stack to settle.
-    async fn create(fake: &FakeCloudFormation, stack: &str) -> StackStatus {
+    async fn create(fake: &FakeCloudFormation, stack: &str) -> StackState {
         fake.create_change_set(&request(stack, "c1", ChangeSetType::Create, TEMPLATE))
             .await
             .unwrap();
@@ -2367,7 +2364,7 @@ Outputs:
             .await
             .unwrap();
         assert!(id.starts_with("arn:aws:cloudformation:us-east-1:123456789012:changeSet/c1/"));
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::ReviewInProgress));
+        assert_eq!(status(&fake, "s1").await, Some(StackState::ReviewInProgress));
 
         let pending = fake.describe_change_set("s1", "c1").await.unwrap().unwrap();
         assert_eq!(pending.status, ChangeSetStatus::CreatePending);
@@ -2383,9 +2380,9 @@ Outputs:
         assert_eq!(actions, [("Add", "Queue"), ("Add", "Topic")]);
 
         fake.execute_change_set("s1", "c1", "t1").await.unwrap();
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::CreateInProgress));
+        assert_eq!(status(&fake, "s1").await, Some(StackState::CreateInProgress));
         let done = fake.describe_stack("s1").await.unwrap().unwrap();
-        assert_eq!(done.status, StackStatus::CreateComplete);
+        assert_eq!(done.status, StackState::CreateComplete);
         assert!(
             done.stack_id
                 .starts_with("arn:aws:cloudformation:us-east-1:123456789012:stack/s1/")
@@ -2417,7 +2414,7 @@ Outputs:
         let fake = FakeCloudFormation::default();
         fake.set_change_set_delay(0);
         fake.set_operation_steps(0);
-        assert_eq!(create(&fake, "s1").await, StackStatus::CreateComplete);
+        assert_eq!(create(&fake, "s1").await, StackState::CreateComplete);
 
         fake.create_change_set(&request("s1", "same", ChangeSetType::Update, TEMPLATE))
             .await
@@ -2468,7 +2465,7 @@ Outputs:
         );
         fake.execute_change_set("s1", "edit", "e1").await.unwrap();
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
-        assert_eq!(stack.status, StackStatus::UpdateComplete);
+        assert_eq!(stack.status, StackState::UpdateComplete);
         // Executing dropped the other change sets.
         assert_eq!(fake.describe_change_set("s1", "param").await.unwrap(), None);
     }
@@ -2493,9 +2490,9 @@ Outputs:
         assert_eq!(
             seen,
             [
-                StackStatus::CreateInProgress,
-                StackStatus::RollbackInProgress,
-                StackStatus::RollbackComplete
+                StackState::CreateInProgress,
+                StackState::RollbackInProgress,
+                StackState::RollbackComplete
             ]
         );
         let events = fake.stack_events("s1", None, 100).await.unwrap();
@@ -2515,8 +2512,8 @@ Outputs:
     #[tokio::test]
     async fn failed_update_rolls_back_or_gets_stuck() {
         for (rollback_fails, want) in [
-            (false, StackStatus::UpdateRollbackComplete),
-            (true, StackStatus::UpdateRollbackFailed),
+            (false, StackState::UpdateRollbackComplete),
+            (true, StackState::UpdateRollbackFailed),
         ] {
             let fake = FakeCloudFormation::default();
             fake.set_change_set_delay(0);
@@ -2559,13 +2556,13 @@ Outputs:
         fake.fail_delete("s1", "bucket not empty");
         fake.delete_stack("s1", "d1", &[]).await.unwrap();
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
-        assert_eq!(stack.status, StackStatus::DeleteFailed);
+        assert_eq!(stack.status, StackState::DeleteFailed);
         // Retaining the failing resource (the last one, deleted first) lets the delete finish.
         fake.delete_stack("s1", "d2", &["Topic".into()]).await.unwrap();
         assert_eq!(fake.describe_stack("s1").await.unwrap(), None);
         // By id, the deleted stack is still visible.
         let by_id = fake.describe_stack(&stack.stack_id).await.unwrap().unwrap();
-        assert_eq!(by_id.status, StackStatus::DeleteComplete);
+        assert_eq!(by_id.status, StackState::DeleteComplete);
         // Deleting a missing stack succeeds.
         fake.delete_stack("s1", "d3", &[]).await.unwrap();
     }
@@ -2659,7 +2656,7 @@ Outputs:
         assert_eq!(fake.stack_events("s1", Some(&cursor), 100).await.unwrap(), []);
         assert_eq!(fake.stack_events("s1", None, 2).await.unwrap().len(), 2);
 
-        fake.set_status("s1", StackStatus::UpdateRollbackFailed, Some("out of band"));
+        fake.set_status("s1", StackState::UpdateRollbackFailed, Some("out of band"));
         let newer = fake.stack_events("s1", Some(&cursor), 100).await.unwrap();
         assert_eq!(newer.len(), 1);
         assert_eq!(newer[0].status, "UPDATE_ROLLBACK_FAILED");
@@ -2788,7 +2785,7 @@ Outputs:
         }];
         fake.create_change_set(&update).await.unwrap();
         fake.execute_change_set("s1", "u1", "u1").await.unwrap();
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateRollbackFailed));
+        assert_eq!(status(&fake, "s1").await, Some(StackState::UpdateRollbackFailed));
         let failed = fake.events("s1");
         assert_eq!(
             (
@@ -2802,7 +2799,7 @@ Outputs:
 
         // While the cause is there, continuing fails again.
         fake.continue_update_rollback("s1", &[], "c1").await.unwrap();
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateRollbackFailed));
+        assert_eq!(status(&fake, "s1").await, Some(StackState::UpdateRollbackFailed));
         // Only the failed resource can be skipped.
         let err = fake
             .continue_update_rollback("s1", &["Topic".into()], "c2")
@@ -2814,7 +2811,7 @@ Outputs:
             .await
             .unwrap();
         let stack = fake.describe_stack("s1").await.unwrap().unwrap();
-        assert_eq!(stack.status, StackStatus::UpdateRollbackComplete);
+        assert_eq!(stack.status, StackState::UpdateRollbackComplete);
         assert_eq!(stack.parameters[0].value, "dev");
         // The same token again is a no-op; a new one in the wrong state fails.
         fake.continue_update_rollback("s1", &["Queue".into()], "c3")
@@ -2825,9 +2822,9 @@ Outputs:
 
         // Out of band UPDATE_ROLLBACK_FAILED, cause fixed: continuing completes.
         fake.clear_failures();
-        fake.set_status("s1", StackStatus::UpdateRollbackFailed, Some("out of band"));
+        fake.set_status("s1", StackState::UpdateRollbackFailed, Some("out of band"));
         fake.continue_update_rollback("s1", &[], "c5").await.unwrap();
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateRollbackComplete));
+        assert_eq!(status(&fake, "s1").await, Some(StackState::UpdateRollbackComplete));
     }
 
     #[tokio::test]
@@ -2896,7 +2893,7 @@ Outputs:
             .collect();
         assert_eq!(actions, [("Modify", "Queue"), ("Add", "Topic")]);
         fake.execute_change_set("s1", "revert", "r1").await.unwrap();
-        assert_eq!(status(&fake, "s1").await, Some(StackStatus::UpdateComplete));
+        assert_eq!(status(&fake, "s1").await, Some(StackState::UpdateComplete));
         assert_eq!(fake.resource_drifts("s1").await.unwrap(), [], "drift reset");
 
         // Detection with no delay, and a failing one.
@@ -2933,7 +2930,7 @@ Outputs:
         assert_eq!(fake.resource_drifts("s1").await.unwrap().len(), 149);
         assert_eq!(fake.call_count(Operation::DescribeStackResourceDrifts), 2, "two pages");
 
-        fake.set_status("s1", StackStatus::UpdateInProgress, None);
+        fake.set_status("s1", StackState::UpdateInProgress, None);
         let err = fake.detect_stack_drift("s1").await.unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::InProgress, "{err}");
     }
@@ -2966,12 +2963,12 @@ Outputs:
         }];
         fake.create_change_set(&update).await.unwrap();
         fake.execute_change_set("s000", "u1", "u1").await.unwrap();
-        let statuses: Vec<StackStatus> = futures::future::join_all((0..2).map(|_| fake.describe_all_stacks()))
+        let statuses: Vec<StackState> = futures::future::join_all((0..2).map(|_| fake.describe_all_stacks()))
             .await
             .into_iter()
             .map(|listing| listing.unwrap().stacks[0].status.clone())
             .collect();
-        assert_eq!(statuses, [StackStatus::UpdateInProgress, StackStatus::UpdateComplete]);
+        assert_eq!(statuses, [StackState::UpdateInProgress, StackState::UpdateComplete]);
 
         // A failed page fails the read.
         fake.inject(

@@ -9,7 +9,7 @@ pub mod fake_mode;
 pub mod identity;
 pub mod instrumented;
 pub mod sdk;
-mod status;
+mod stack_state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use status::StackStatus;
+pub use stack_state::StackState;
 
 /// Where a CloudFormation call goes: one account (through an optional role)
 /// in one region.
@@ -112,7 +112,7 @@ pub struct StackOutput {
 pub struct StackDescription {
     pub stack_id: String,
     pub stack_name: String,
-    pub status: StackStatus,
+    pub status: StackState,
     pub status_reason: Option<String>,
     pub parameters: Vec<Parameter>,
     pub tags: BTreeMap<String, String>,

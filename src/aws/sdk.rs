@@ -26,7 +26,7 @@ use super::{
     AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus,
     ChangeSetType, CloudFormation, CloudFormationProvider, DeploymentMode, DifferenceKind, DriftDetection,
     DriftDetectionStatus, ExecutionStatus, Parameter, PropertyDifference, ResourceChange, ResourceDrift,
-    ResourceDriftStatus, StackDescription, StackDriftStatus, StackEvent, StackListing, StackOutput, StackStatus,
+    ResourceDriftStatus, StackDescription, StackDriftStatus, StackEvent, StackListing, StackOutput, StackState,
     TemplateSource, TemplateStore,
 };
 
@@ -398,7 +398,7 @@ fn stack_description(stack: &sdk::Stack) -> StackDescription {
     StackDescription {
         stack_id: stack.stack_id().unwrap_or_default().to_string(),
         stack_name: stack.stack_name().unwrap_or_default().to_string(),
-        status: StackStatus::parse(stack.stack_status().map(|s| s.as_str()).unwrap_or_default()),
+        status: StackState::parse(stack.stack_status().map(|s| s.as_str()).unwrap_or_default()),
         status_reason: stack.stack_status_reason().map(str::to_string),
         parameters: stack
             .parameters()
@@ -525,7 +525,7 @@ impl CloudFormation for SdkCloudFormation {
             return Ok(None);
         };
         // By name AWS never shows deleted stacks; by id it does, and we keep it.
-        if found.status == StackStatus::DeleteComplete && !stack.starts_with("arn:") {
+        if found.status == StackState::DeleteComplete && !stack.starts_with("arn:") {
             return Ok(None);
         }
         Ok(Some(found))
@@ -738,7 +738,7 @@ impl CloudFormation for SdkCloudFormation {
                 page.stacks()
                     .iter()
                     .map(stack_description)
-                    .filter(|s| s.status != StackStatus::DeleteComplete),
+                    .filter(|s| s.status != StackState::DeleteComplete),
             );
             match page.next_token() {
                 Some(token) if !token.is_empty() => next_token = Some(token.to_string()),

@@ -12,7 +12,7 @@ use super::drift::{configuration_drift, repair_configuration, set_drifted};
 use super::lifecycle::{Lifecycle, classify};
 use super::names::{change_set_name, client_token};
 use super::report::{Note, explain};
-use crate::conditions::{self, DRIFTED, Truth};
+use crate::runtime::conditions::{self, DRIFTED, Truth};
 
 /// Starts a change set for the desired inputs.
 pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, plan: &mut Plan) {
@@ -220,7 +220,10 @@ pub(super) fn change_set_flow(
             .is_some_and(|cs| cs.name != wanted && !was_executed(cs))
         {
             plan.status.change_set = None;
-            conditions::remove(&mut plan.status.conditions, crate::conditions::APPROVAL_REQUIRED);
+            conditions::remove(
+                &mut plan.status.conditions,
+                crate::runtime::conditions::APPROVAL_REQUIRED,
+            );
         }
         super::drift::check(o, desired, plan);
         if stack.termination_protection != desired.termination_protection {

@@ -421,7 +421,7 @@ fn execution_failed(plan: &mut Plan, stack: &StackDescription, why: &str) {
 }
 
 fn conditions_remove_reconciling(plan: &mut Plan) {
-    crate::conditions::remove(&mut plan.status.conditions, crate::conditions::RECONCILING);
+    crate::runtime::conditions::remove(&mut plan.status.conditions, crate::runtime::conditions::RECONCILING);
 }
 
 pub(super) fn reason_of(stack: &StackDescription) -> String {

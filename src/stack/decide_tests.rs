@@ -16,9 +16,9 @@ use crate::api::{
 };
 use crate::aws::{
     ChangeSetDescription, ChangeSetStatus, ExecutionStatus, ResourceChange, StackDescription, StackEvent,
-    StackStatus as Cfn, TemplateSource,
+    StackState as Cfn, TemplateSource,
 };
-use crate::conditions::{self, APPROVAL_REQUIRED, READY, RECONCILING, STALLED};
+use crate::runtime::conditions::{self, APPROVAL_REQUIRED, READY, RECONCILING, STALLED};
 
 const UID: &str = "3f2b5c1e-0000-4000-8000-000000000001";
 const NOW: i64 = 1_800_000_000;
@@ -762,7 +762,7 @@ fn a_failed_delete_stalls_or_retains_the_failed_resources() {
 
 #[test]
 fn every_stack_status_gives_a_ready_condition() {
-    for status in crate::aws::StackStatus::ALL
+    for status in crate::aws::StackState::ALL
         .iter()
         .cloned()
         .chain([Cfn::Unknown("NEW_STATUS".into())])

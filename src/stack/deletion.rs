@@ -2,7 +2,7 @@
 //! a failed delete.
 
 use crate::api::{DeleteFailureAction, DeletionPolicy};
-use crate::conditions;
+use crate::runtime::conditions;
 
 use super::decide::{Observed, Ownership, Plan, Step, ownership, reason_of, record, report};
 use super::lifecycle::{Lifecycle, classify};

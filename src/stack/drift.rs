@@ -12,7 +12,7 @@ use crate::aws::{
     DifferenceKind, DriftDetection, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDescription,
     StackDriftStatus,
 };
-use crate::conditions::{self, ConditionUpdate, DRIFTED, Truth};
+use crate::runtime::conditions::{self, ConditionUpdate, DRIFTED, Truth};
 
 use super::decide::{Observed, Plan, Step};
 use super::desired::DesiredStack;
@@ -32,23 +32,7 @@ pub fn interval(text: Option<&str>) -> Result<Option<Duration>, String> {
     if text == "0" {
         return Ok(None);
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}"))?;
-        rest = &rest[digits..];
-        let (unit, len) = [("ms", 1u64), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-            .iter()
-            .find(|(u, _)| rest.starts_with(u))
-            .map(|(u, ms)| (*ms, u.len()))
-            .ok_or_else(|| format!("invalid duration {text:?}: units are ms, s, m, h"))?;
-        total += Duration::from_millis(number.saturating_mul(unit));
-        rest = &rest[len..];
-    }
-    Ok(Some(total))
+    crate::api::parse_duration(text).map(Some)
 }
 
 /// What the reconcile read about a detection run in progress.

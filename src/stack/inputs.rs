@@ -11,7 +11,7 @@ use kube::{Client, ResourceExt};
 
 use crate::api::{KeyRef, ParameterSource, Stack, StackParameter};
 use crate::aws::{RollbackTrigger, TemplateSource};
-use crate::conditions::{self, READY};
+use crate::runtime::conditions::{self, READY};
 
 use super::desired::{DesiredStack, InputProblem, ResolvedParameter, TemplateUpload};
 use super::names::Fingerprint;

@@ -2,7 +2,7 @@
 //! changed now, is an operation running, or is it stuck in a failed state that
 //! needs a policy.
 
-use crate::aws::StackStatus;
+use crate::aws::StackState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -29,8 +29,8 @@ pub enum Lifecycle {
     Unknown,
 }
 
-pub fn classify(status: &StackStatus) -> Lifecycle {
-    use StackStatus::*;
+pub fn classify(status: &StackState) -> Lifecycle {
+    use StackState::*;
     match status {
         ReviewInProgress => Lifecycle::Review,
         DeleteInProgress => Lifecycle::Busy { deleting: true },
@@ -119,11 +119,11 @@ mod tests {
         ];
         assert_eq!(
             expected.len(),
-            StackStatus::ALL.len() + 1,
+            StackState::ALL.len() + 1,
             "a status is missing from this table"
         );
         for (text, lifecycle) in expected {
-            assert_eq!(classify(&StackStatus::parse(text)), lifecycle, "{text}");
+            assert_eq!(classify(&StackState::parse(text)), lifecycle, "{text}");
         }
     }
 }

@@ -158,7 +158,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &Context) -> Result<Action> {
         let settled = previous
             .stack_status
             .as_deref()
-            .is_some_and(|s| matches!(classify(&crate::aws::StackStatus::parse(s)), Lifecycle::Settled { .. }));
+            .is_some_and(|s| matches!(classify(&crate::aws::StackState::parse(s)), Lifecycle::Settled { .. }));
         observed_stack = if settled && previous.operation.is_none() && !deleting {
             ctx.directory.settled_stack(&target, cfn.as_ref(), &name).await?.0
         } else {
@@ -422,12 +422,9 @@ async fn act(
     write_status(api, ctx, &name, &mut version, &written, &status).await?;
     let reference = stack.object_ref(&());
     for note in &notes {
-        info!(stack = %name, reason = note.reason, message = %note.message, "event");
+        info!(stack = %name, reason = %note.reason, message = %note.message, "event");
     }
-    let events = notes
-        .into_iter()
-        .map(|n| (n.warning, n.reason.to_string(), n.message))
-        .collect();
+    let events = notes.into_iter().map(|n| (n.warning, n.reason, n.message)).collect();
     ctx.publish_later(reference, events);
     outcome?;
     if release {

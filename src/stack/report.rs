@@ -6,36 +6,12 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{FailureRecord, StackStatus};
 use crate::aws::StackEvent;
-use crate::conditions::{self, APPROVAL_REQUIRED, ConditionUpdate, READY, RECONCILING, STALLED, Truth};
+use crate::runtime::conditions::{self, APPROVAL_REQUIRED, Kstatus, READY, RECONCILING, STALLED, Truth};
 
 /// How many failures `status.recentFailures` keeps.
 pub const RECENT_FAILURES: usize = 5;
 
-/// A Kubernetes Event to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Note {
-    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            warning: false,
-            reason,
-            message: message.into(),
-        }
-    }
-
-    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            warning: true,
-            reason,
-            message: message.into(),
-        }
-    }
-}
+pub use crate::runtime::events::Note;
 
 /// Sets the kstatus trio on a status being built.
 pub struct Report<'a> {
@@ -45,51 +21,43 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn set(&mut self, type_: &'static str, truth: Truth, reason: &str, message: &str) {
-        conditions::set(
-            &mut self.status.conditions,
-            ConditionUpdate::new(type_, truth, reason, message),
-            self.generation,
-            self.now,
-        );
+    fn kstatus(&mut self) -> Kstatus<'_> {
+        Kstatus {
+            conditions: &mut self.status.conditions,
+            generation: self.generation,
+            now: self.now,
+        }
     }
 
     /// The stack matches the spec.
     pub fn ready(&mut self, reason: &str, message: &str) {
-        self.set(READY, Truth::True, reason, message);
-        conditions::remove(&mut self.status.conditions, RECONCILING);
-        conditions::remove(&mut self.status.conditions, STALLED);
+        self.kstatus().ready(reason, message);
         conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
     }
 
     /// Work is under way and will finish by itself.
     pub fn progressing(&mut self, reason: &str, message: &str) {
-        self.set(READY, Truth::Unknown, reason, message);
-        self.set(RECONCILING, Truth::True, reason, message);
-        conditions::remove(&mut self.status.conditions, STALLED);
+        self.kstatus().progressing(reason, message);
         conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
     }
 
     /// Not ready, waiting on something outside (a dependency, a retry).
     pub fn waiting(&mut self, reason: &str, message: &str) {
-        self.set(READY, Truth::False, reason, message);
-        self.set(RECONCILING, Truth::True, reason, message);
-        conditions::remove(&mut self.status.conditions, STALLED);
+        self.kstatus().waiting(reason, message);
         conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
     }
 
     /// Cannot progress until somebody changes something.
     pub fn stalled(&mut self, reason: &str, message: &str) {
-        self.set(READY, Truth::False, reason, message);
-        self.set(STALLED, Truth::True, reason, message);
-        conditions::remove(&mut self.status.conditions, RECONCILING);
+        self.kstatus().stalled(reason, message);
         conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
     }
 
     /// A change set waits for a person.
     pub fn approval_required(&mut self, message: &str) {
-        self.set(READY, Truth::False, "ApprovalRequired", message);
-        self.set(APPROVAL_REQUIRED, Truth::True, "ChangeSetPending", message);
+        let mut kstatus = self.kstatus();
+        kstatus.set(READY, Truth::False, "ApprovalRequired", message);
+        kstatus.set(APPROVAL_REQUIRED, Truth::True, "ChangeSetPending", message);
         conditions::remove(&mut self.status.conditions, RECONCILING);
         conditions::remove(&mut self.status.conditions, STALLED);
     }
@@ -191,15 +159,15 @@ mod tests {
         let (note, planning) = step(&StackStatus::default(), &|r| {
             r.progressing("ChangeSetPending", "planning")
         });
-        assert_eq!(note, Some("Progressing"));
+        assert_eq!(note.as_deref(), Some("Progressing"));
         let (note, executing) = step(&planning, &|r| r.progressing("Executing", "executing"));
-        assert_eq!(note, None, "a step of progress has its own event");
+        assert_eq!(note.as_deref(), None, "a step of progress has its own event");
         let (note, failed) = step(&executing, &|r| r.stalled("UpdateFailed", "failed"));
-        assert_eq!(note, Some("NotReady"));
+        assert_eq!(note.as_deref(), Some("NotReady"));
         let (note, _) = step(&failed, &|r| r.stalled("ChangeSetFailed", "another failure"));
-        assert_eq!(note, Some("NotReady"), "a different failure is told");
+        assert_eq!(note.as_deref(), Some("NotReady"), "a different failure is told");
         let (note, _) = step(&executing, &|r| r.ready("Ready", "done"));
-        assert_eq!(note, Some("Ready"));
+        assert_eq!(note.as_deref(), Some("Ready"));
     }
 
     fn event(id: &str, second: i64, logical: &str, status: &str, reason: &str) -> StackEvent {

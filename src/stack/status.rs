@@ -55,7 +55,7 @@ pub fn rejected(status: &mut StackStatus, step: &Step, error: &AwsError, generat
 mod tests {
     use super::*;
     use crate::api::ChangeSetSummary;
-    use crate::conditions;
+    use crate::runtime::conditions;
 
     #[test]
     fn a_rejected_change_set_is_remembered_and_stalls() {

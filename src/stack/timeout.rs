@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 
 use crate::api::{CreateFailureAction, FailureRecord};
-use crate::aws::{StackDescription, StackStatus};
+use crate::aws::{StackDescription, StackState};
 
 use super::decide::{Observed, Plan, Step, record, report};
 use super::desired::DesiredStack;
@@ -40,7 +40,7 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
     else {
         return false;
     };
-    if stack.status != StackStatus::CreateInProgress {
+    if stack.status != StackState::CreateInProgress {
         return false;
     }
     let deadline = op.started_at.0 + SignedDuration::from_mins(i64::from(minutes));

@@ -6,27 +6,27 @@ use std::fmt;
 macro_rules! stack_statuses {
     ($($variant:ident => $text:literal,)*) => {
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-        pub enum StackStatus {
+        pub enum StackState {
             $($variant,)*
             /// A status this build does not know yet.
             Unknown(String),
         }
 
-        impl StackStatus {
+        impl StackState {
             /// Every known status, for table-driven tests.
-            pub const ALL: &'static [StackStatus] = &[$(StackStatus::$variant,)*];
+            pub const ALL: &'static [StackState] = &[$(StackState::$variant,)*];
 
             pub fn parse(text: &str) -> Self {
                 match text {
-                    $($text => StackStatus::$variant,)*
-                    other => StackStatus::Unknown(other.to_string()),
+                    $($text => StackState::$variant,)*
+                    other => StackState::Unknown(other.to_string()),
                 }
             }
 
             pub fn as_str(&self) -> &str {
                 match self {
-                    $(StackStatus::$variant => $text,)*
-                    StackStatus::Unknown(text) => text,
+                    $(StackState::$variant => $text,)*
+                    StackState::Unknown(text) => text,
                 }
             }
         }
@@ -59,14 +59,14 @@ stack_statuses! {
     ImportRollbackComplete => "IMPORT_ROLLBACK_COMPLETE",
 }
 
-impl StackStatus {
+impl StackState {
     /// An operation is under way; CloudFormation accepts no new one.
     pub fn is_in_progress(&self) -> bool {
         self.as_str().ends_with("_IN_PROGRESS")
     }
 }
 
-impl fmt::Display for StackStatus {
+impl fmt::Display for StackState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -78,12 +78,12 @@ mod tests {
 
     #[test]
     fn every_status_round_trips_through_its_text() {
-        for status in StackStatus::ALL {
-            assert_eq!(&StackStatus::parse(status.as_str()), status);
+        for status in StackState::ALL {
+            assert_eq!(&StackState::parse(status.as_str()), status);
         }
         assert_eq!(
-            StackStatus::parse("SOMETHING_NEW"),
-            StackStatus::Unknown("SOMETHING_NEW".into())
+            StackState::parse("SOMETHING_NEW"),
+            StackState::Unknown("SOMETHING_NEW".into())
         );
     }
 }

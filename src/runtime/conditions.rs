@@ -10,6 +10,8 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const APPROVAL_REQUIRED: &str = "ApprovalRequired";
 pub const DRIFTED: &str = "Drifted";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
 
 /// The three-valued condition status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +48,53 @@ impl ConditionUpdate {
             reason: reason.into(),
             message: message.into(),
         }
+    }
+}
+
+/// Sets the kstatus trio (Ready, Reconciling, Stalled) the way every kind
+/// reports them; kind-specific conditions are the caller's.
+pub struct Kstatus<'a> {
+    pub conditions: &'a mut Vec<Condition>,
+    pub generation: i64,
+    pub now: Timestamp,
+}
+
+impl Kstatus<'_> {
+    pub fn set(&mut self, type_: &'static str, truth: Truth, reason: &str, message: &str) {
+        set(
+            self.conditions,
+            ConditionUpdate::new(type_, truth, reason, message),
+            self.generation,
+            self.now,
+        );
+    }
+
+    /// Done: the object matches its spec.
+    pub fn ready(&mut self, reason: &str, message: &str) {
+        self.set(READY, Truth::True, reason, message);
+        remove(self.conditions, RECONCILING);
+        remove(self.conditions, STALLED);
+    }
+
+    /// Work is under way and will finish by itself.
+    pub fn progressing(&mut self, reason: &str, message: &str) {
+        self.set(READY, Truth::Unknown, reason, message);
+        self.set(RECONCILING, Truth::True, reason, message);
+        remove(self.conditions, STALLED);
+    }
+
+    /// Not ready, waiting on something outside (a dependency, a retry).
+    pub fn waiting(&mut self, reason: &str, message: &str) {
+        self.set(READY, Truth::False, reason, message);
+        self.set(RECONCILING, Truth::True, reason, message);
+        remove(self.conditions, STALLED);
+    }
+
+    /// Cannot progress until somebody changes something.
+    pub fn stalled(&mut self, reason: &str, message: &str) {
+        self.set(READY, Truth::False, reason, message);
+        self.set(STALLED, Truth::True, reason, message);
+        remove(self.conditions, RECONCILING);
     }
 }
 
