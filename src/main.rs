@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            stackpilot::telemetry::init(args.log_format);
+            stackpilot::runtime::telemetry::init(args.log_format);
             stackpilot::run::run(*args).await
         }
         Command::Approve {

@@ -2,7 +2,6 @@
 //! controllers, stop cleanly on SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,14 +19,23 @@ use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::SdkProvider;
 use crate::cli::RunArgs;
-use crate::context::{Context, Settings};
-use crate::leader::{Elector, LeaseSettings};
-use crate::metrics::Metrics;
-use crate::stack::{self, Timing};
+use crate::runtime::context::Shared;
+use crate::runtime::leader::{Elector, LeaseSettings};
+use crate::runtime::metrics::Metrics;
+use crate::stack::{self, SharedStacks, StackContext, StackSettings, Timing};
+
+/// What the controllers are built from, each time this replica leads.
+struct Parts {
+    shared: Arc<Shared>,
+    aws: Arc<dyn CloudFormationProvider>,
+    identity: Arc<dyn AccountIdentity>,
+    settings: StackSettings,
+}
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(Shared::new(client.clone(), metrics.clone()));
     let sdk = Arc::new(SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await);
     // Budget outside, metrics inside: every attempt, retries included, is
     // counted and spends the account and region's budget.
@@ -48,17 +56,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         inner: Arc::new(SdkIdentity::new(sdk)),
         metrics: metrics.clone(),
     });
-    let timing = Timing {
-        in_flight: Duration::from_secs(args.in_flight_poll_seconds),
-        resync: Duration::from_secs(args.resync_seconds),
-        recreate_backoff: Duration::from_secs(args.recreate_backoff_seconds),
-        ..Timing::default()
-    };
-    let settings = Settings {
+    let settings = StackSettings {
         allow_operator_credentials: args.allow_operator_credentials,
-        timing,
+        timing: Timing {
+            in_flight: Duration::from_secs(args.in_flight_poll_seconds),
+            resync: Duration::from_secs(args.resync_seconds),
+            recreate_backoff: Duration::from_secs(args.recreate_backoff_seconds),
+            ..Timing::default()
+        },
+        concurrency: usize::from(args.concurrency),
     };
-    let ctx = Arc::new(Context::new(client.clone(), aws, metrics, settings));
+    let parts = Parts {
+        shared: shared.clone(),
+        aws,
+        identity,
+        settings,
+    };
 
     // Listen for SIGTERM from the start, so that a stop while waiting for
     // the CRDs or for the lease is graceful too.
@@ -68,13 +81,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    // `/livez` answers at once; `/readyz` follows `ctx.ready` (see `controllers`).
-    let admin = tokio::spawn(crate::admin::serve(
+    // `/livez` answers at once; `/readyz` follows the readiness registry.
+    let admin = tokio::spawn(crate::runtime::admin::serve(
         args.admin_addr,
-        ctx.clone(),
+        shared,
         stopped(stop_rx.clone()),
     ));
-    controllers(&args, client, ctx, identity, stop_rx).await?;
+    controllers(&args, client, parts, stop_rx).await?;
     admin.await??;
     info!("stopped");
     Ok(())
@@ -83,16 +96,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Runs the controllers until the stop signal; with leader election, only
 /// while this replica holds the Lease.
 ///
-/// `/readyz` (`ctx.ready`): without leader election, ready once the Stack
-/// cache has synced. With it, not ready until the Lease has been read; then
-/// ready as a standby (so that a rolling update can proceed with one leader
-/// and standbys), not ready from winning the Lease until the Stack cache has
-/// synced, then ready.
+/// `/readyz`: without leader election, ready once every controller's cache
+/// has synced. With it, not ready until the Lease has been read; then ready
+/// as a standby (so that a rolling update can proceed with one leader and
+/// standbys), not ready from winning the Lease until the caches have synced,
+/// then ready.
 async fn controllers(
     args: &RunArgs,
     client: Client,
-    ctx: Arc<Context>,
-    identity: Arc<dyn AccountIdentity>,
+    parts: Parts,
     stop_rx: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tokio::select! {
@@ -101,19 +113,20 @@ async fn controllers(
     }
     if !args.leader_election.enabled {
         // Without leader election every replica acts.
-        ctx.metrics.leader.set(1);
-        run_controllers(args.clone(), ctx, identity, stop_rx).await;
+        parts.shared.metrics.leader.set(1);
+        run_controllers(args.clone(), parts, stop_rx).await;
         return Ok(());
     }
 
     let lease = LeaseSettings::new(&args.leader_election, client.default_namespace())?;
-    let elector = Elector::new(client, lease, ctx.metrics.clone());
+    let shared = parts.shared.clone();
+    let elector = Elector::new(client, lease, shared.metrics.clone());
     let mut leadership = tokio::select! {
-        leadership = elector.campaign(|| ctx.ready.store(true, Ordering::Relaxed)) => leadership,
+        leadership = elector.campaign(|| shared.readiness.set_standby(true)) => leadership,
         () = stopped(stop_rx.clone()) => return Ok(()),
     };
-    ctx.ready.store(false, Ordering::Relaxed);
-    let mut running = tokio::spawn(run_controllers(args.clone(), ctx.clone(), identity, stop_rx));
+    shared.readiness.set_standby(false);
+    let mut running = tokio::spawn(run_controllers(args.clone(), parts, stop_rx));
     // Returns after the stop signal, once the reconciles in flight are done;
     // only then is the lease given up.
     tokio::select! {
@@ -126,15 +139,17 @@ async fn controllers(
 
 /// Every controller, until the stop signal and the reconciles in flight are
 /// done. With leader election this runs only while the lease is held.
-async fn run_controllers(
-    args: RunArgs,
-    ctx: Arc<Context>,
-    identity: Arc<dyn AccountIdentity>,
-    stop_rx: watch::Receiver<bool>,
-) {
+async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<bool>) {
     let namespace = args.namespace.clone().filter(|n| !n.is_empty());
-    let accounts = start_accounts(&args, &ctx, identity, &stop_rx);
-    stack::run(ctx, namespace, args.concurrency, stopped(stop_rx)).await;
+    let accounts = start_accounts(&args, &parts, &stop_rx);
+    let stacks = SharedStacks::new(parts.shared.client.clone(), namespace.as_deref());
+    let ctx = Arc::new(StackContext::new(
+        parts.shared,
+        parts.aws,
+        parts.settings,
+        stacks.store.clone(),
+    ));
+    stack::run(ctx, stacks, namespace, stopped(stop_rx)).await;
     if let Some(accounts) = accounts {
         let _ = accounts.await;
     }
@@ -143,14 +158,14 @@ async fn run_controllers(
 /// The AwsAccount controller (verifies credentials), unless turned off.
 fn start_accounts(
     args: &RunArgs,
-    ctx: &Arc<Context>,
-    identity: Arc<dyn AccountIdentity>,
+    parts: &Parts,
     stop_rx: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let selector = args.account_selector.clone();
-    let (ctx, shutdown) = (ctx.clone(), stopped(stop_rx.clone()));
-    args.account_controller
-        .then(|| tokio::spawn(async move { account::run_selected(ctx, identity, selector.as_deref(), shutdown).await }))
+    let (shared, identity, shutdown) = (parts.shared.clone(), parts.identity.clone(), stopped(stop_rx.clone()));
+    args.account_controller.then(|| {
+        tokio::spawn(async move { account::run_selected(shared, identity, selector.as_deref(), shutdown).await })
+    })
 }
 
 /// The lease is lost: another replica may act from now on, so this one

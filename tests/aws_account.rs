@@ -29,13 +29,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use stackpilot::account::tenancy;
 use stackpilot::account::{self, FIELD_MANAGER};
 use stackpilot::api::AwsAccount;
 use stackpilot::aws::identity::{AccountIdentity, FakeIdentity, SdkIdentity};
 use stackpilot::aws::sdk::SdkProvider;
-use stackpilot::context::{Context, Settings};
-use stackpilot::metrics::Metrics;
-use stackpilot::tenancy;
+use stackpilot::runtime::context::Shared;
+use stackpilot::runtime::metrics::Metrics;
 use support::{TestBed, TestNamespace, eventually, install_crds, unique_suffix};
 use tokio::sync::watch;
 
@@ -63,18 +63,9 @@ struct Controller {
 }
 
 impl Controller {
-    async fn start(client: &Client, provider: Arc<SdkProvider>, identity: Arc<dyn AccountIdentity>) -> Controller {
+    async fn start(client: &Client, identity: Arc<dyn AccountIdentity>) -> Controller {
         install_crds(client).await;
-        let settings = Settings {
-            allow_operator_credentials: false,
-            timing: Default::default(),
-        };
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            provider,
-            Arc::new(Metrics::default()),
-            settings,
-        ));
+        let ctx = Arc::new(Shared::new(client.clone(), Arc::new(Metrics::default())));
         let run = unique_suffix();
         let selector = format!("{RUN_LABEL}={run}");
         let (stop, mut stopped) = watch::channel(false);
@@ -166,7 +157,7 @@ async fn the_right_account_id_becomes_ready() {
     let client = bed.client().await;
     let provider = sdk_provider(&bed.aws_endpoint).await;
     let identity = Arc::new(SdkIdentity::new(provider.clone()));
-    let mut controller = Controller::start(&client, provider, identity).await;
+    let mut controller = Controller::start(&client, identity).await;
     let role = format!("arn:aws:iam::{LOCALSTACK_ACCOUNT}:role/stackpilot-deployer");
     let name = controller
         .create(
@@ -206,7 +197,7 @@ async fn a_wrong_account_id_is_refused_with_an_event() {
     let client = bed.client().await;
     let provider = sdk_provider(&bed.aws_endpoint).await;
     let identity = Arc::new(SdkIdentity::new(provider.clone()));
-    let mut controller = Controller::start(&client, provider, identity).await;
+    let mut controller = Controller::start(&client, identity).await;
     // No role: the operator's own credentials, which LocalStack puts in
     // 000000000000.
     let name = controller
@@ -243,7 +234,7 @@ async fn a_role_in_another_account_is_verified_and_rechecked_on_spec_change() {
     let client = bed.client().await;
     let provider = sdk_provider(&bed.moto_endpoint).await;
     let identity = Arc::new(SdkIdentity::new(provider.clone()));
-    let mut controller = Controller::start(&client, provider, identity).await;
+    let mut controller = Controller::start(&client, identity).await;
     // moto's own credentials are in 123456789012; the role is in another
     // account, which GetCallerIdentity through the role reports.
     let role = "arn:aws:iam::111111111111:role/stackpilot";
@@ -274,11 +265,10 @@ async fn a_role_in_another_account_is_verified_and_rechecked_on_spec_change() {
 async fn a_refused_role_is_assume_role_failed() {
     let bed = TestBed::get();
     let client = bed.client().await;
-    let provider = sdk_provider(&bed.aws_endpoint).await;
     let role = "arn:aws:iam::111122223333:role/untrusted";
     let fake = Arc::new(FakeIdentity::new("111122223333"));
     fake.deny_role(role);
-    let mut controller = Controller::start(&client, provider, fake.clone()).await;
+    let mut controller = Controller::start(&client, fake.clone()).await;
     let name = controller
         .create(
             "acct-denied",
@@ -305,9 +295,8 @@ async fn a_refused_role_is_assume_role_failed() {
 async fn one_namespace_cannot_use_another_namespaces_account() {
     let bed = TestBed::get();
     let client = bed.client().await;
-    let provider = sdk_provider(&bed.aws_endpoint).await;
     let fake = Arc::new(FakeIdentity::new("111122223333"));
-    let mut controller = Controller::start(&client, provider, fake.clone()).await;
+    let mut controller = Controller::start(&client, fake.clone()).await;
     let team_a = TestNamespace::new(&client, "tenancy-a").await;
     let team_b = TestNamespace::new(&client, "tenancy-b").await;
     let role = "arn:aws:iam::111122223333:role/stackpilot";

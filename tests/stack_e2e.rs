@@ -54,12 +54,12 @@ async fn create_update_noop_and_delete() {
     assert!(status.outputs.contains_key("QueueUrl"));
     assert!(stack.finalizers().contains(&stackpilot::stack::FINALIZER.to_string()));
     let change_set = status.change_set.clone().expect("change set shown in status");
-    assert_eq!(change_set.change_type, "CREATE");
+    assert_eq!(change_set.change_type, stackpilot::api::ChangeSetKind::Create);
     assert!(
         change_set
             .changes
             .iter()
-            .any(|c| c.action == "Add" && c.logical_id == "Queue"),
+            .any(|c| c.action == stackpilot::api::ChangeAction::Add && c.logical_id == "Queue"),
         "{change_set:?}"
     );
     let first_change_set = change_set.name.clone();
@@ -84,13 +84,13 @@ async fn create_update_noop_and_delete() {
     assert_eq!(status.outputs.get("Visibility").map(String::as_str), Some("60"));
     assert_eq!(status.stack_status.as_deref(), Some("UPDATE_COMPLETE"));
     let change_set = status.change_set.clone().unwrap();
-    assert_eq!(change_set.change_type, "UPDATE");
+    assert_eq!(change_set.change_type, stackpilot::api::ChangeSetKind::Update);
     assert_ne!(change_set.name, first_change_set);
     assert!(
         change_set
             .changes
             .iter()
-            .any(|c| c.action == "Modify" && c.logical_id == "Queue"),
+            .any(|c| c.action == stackpilot::api::ChangeAction::Modify && c.logical_id == "Queue"),
         "{change_set:?}"
     );
 
@@ -111,7 +111,7 @@ async fn create_update_noop_and_delete() {
         async move {
             let stack = api.get("queue").await.ok()?;
             let cs = stack.status.as_ref()?.change_set.clone()?;
-            (cs.status.as_deref() == Some("FAILED") && cs.changes.is_empty()).then_some(stack)
+            (cs.status == Some(stackpilot::api::ChangeSetState::Failed) && cs.changes.is_empty()).then_some(stack)
         }
     })
     .await;

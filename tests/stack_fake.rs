@@ -29,9 +29,11 @@ use serde_json::{Value, json};
 use stackpilot::api::{Stack, StackStatus};
 use stackpilot::aws::fake::{Call, FakeCloudFormation, FakeProvider, Operation};
 use stackpilot::aws::{DifferenceKind, PropertyDifference, ResourceDrift, ResourceDriftStatus};
-use stackpilot::context::{Context, Settings};
-use stackpilot::metrics::Metrics;
-use stackpilot::stack::{APPROVE_ANNOTATION, RECONCILE_REQUESTED_AT, Timing};
+use stackpilot::runtime::context::Shared;
+use stackpilot::runtime::metrics::Metrics;
+use stackpilot::stack::{
+    APPROVE_ANNOTATION, RECONCILE_REQUESTED_AT, SharedStacks, StackContext, StackSettings, Timing,
+};
 use support::fixture::condition;
 use support::{TestBed, TestNamespace, eventually, install_crds};
 use tokio::sync::watch;
@@ -100,23 +102,21 @@ impl Harness {
         let ns = TestNamespace::new(&client, prefix).await;
         let provider = Arc::new(FakeProvider::new());
         let fake = provider.region(REGION);
-        let settings = Settings {
+        let settings = StackSettings {
             allow_operator_credentials: true,
             timing: timing(),
+            concurrency: 4,
         };
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            provider,
-            Arc::new(Metrics::default()),
-            settings,
-        ));
+        let shared = Arc::new(Shared::new(client.clone(), Arc::new(Metrics::default())));
+        let stacks = SharedStacks::new(client.clone(), Some(&ns.name));
+        let ctx = Arc::new(StackContext::new(shared, provider, settings, stacks.store.clone()));
         let (stop, mut stopped) = watch::channel(false);
         let namespace = ns.name.clone();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            stackpilot::stack::run(ctx, Some(namespace), 4, shutdown).await;
+            stackpilot::stack::run(ctx, stacks, Some(namespace), shutdown).await;
         });
         Harness {
             client,
@@ -361,7 +361,10 @@ async fn update_rollback_failed_is_continued_skipping_resources() {
     let stalled = condition(&done, "Stalled").expect("Stalled");
     assert_eq!(stalled.reason, "UpdateFailed", "{stalled:?}");
     let change_set = done.status.as_ref().unwrap().change_set.clone().unwrap();
-    assert_eq!(change_set.execution_status.as_deref(), Some("EXECUTE_FAILED"));
+    assert_eq!(
+        change_set.execution_status,
+        Some(stackpilot::api::ExecutionState::ExecuteFailed)
+    );
     for part in [
         &change_set.name,
         "Queue cannot be rolled back",
@@ -640,7 +643,7 @@ Resources:
 
     let drifted = h.wait_condition("app", "Drifted", "True", "ResourceDrift").await;
     let report = drifted.status.as_ref().unwrap().drift.clone().expect("status.drift");
-    assert_eq!(report.status, "Drifted");
+    assert_eq!(report.status, stackpilot::api::DriftState::Drifted);
     let [queue] = report.resources.as_slice() else {
         panic!("one drifted resource: {report:?}");
     };
@@ -687,7 +690,7 @@ Resources:
     h.fake.clear_resource_drift(&stack);
     let cleared = h.wait_condition("app", "Drifted", "False", "InSync").await;
     let report = cleared.status.as_ref().unwrap().drift.clone().unwrap();
-    assert_eq!(report.status, "InSync");
+    assert_eq!(report.status, stackpilot::api::DriftState::InSync);
     assert!(report.resources.is_empty(), "{report:?}");
     let (kind, _) = h.event("app", "DriftCleared").await;
     assert_eq!(kind, "Normal");
@@ -720,20 +723,20 @@ async fn resource_drift_is_reverted_after_approval() {
             let revert = s
                 .drift
                 .as_ref()
-                .is_some_and(|d| d.revert_pending && d.status == "Drifted");
+                .is_some_and(|d| d.revert_pending && d.status == stackpilot::api::DriftState::Drifted);
             waiting && revert
         })
         .await;
     let status = pending.status.clone().unwrap();
     let change_set = status.change_set.clone().expect("status.changeSet");
     assert_ne!(change_set.name, create);
-    assert_eq!(change_set.change_type, "UPDATE");
+    assert_eq!(change_set.change_type, stackpilot::api::ChangeSetKind::Update);
     // The spec did not change: only a drift-aware change set has Queue to modify.
     assert!(
         change_set
             .changes
             .iter()
-            .any(|c| c.action == "Modify" && c.logical_id == "Queue"),
+            .any(|c| c.action == stackpilot::api::ChangeAction::Modify && c.logical_id == "Queue"),
         "{change_set:?}"
     );
     let message = &condition(&pending, "ApprovalRequired").unwrap().message;

@@ -103,7 +103,7 @@ async fn secret_and_config_map_changes_update_the_stack_and_secrets_never_leak()
     put_secret(&f.client, &ns, "label", "value", &new_value).await;
     let stack = wait_new_revision(&f, "tagged", &first).await;
     let second = stack.status.as_ref().unwrap().change_set.clone().unwrap();
-    assert_eq!(second.change_type, "UPDATE");
+    assert_eq!(second.change_type, stackpilot::api::ChangeSetKind::Update);
 
     // A new template in the ConfigMap does too.
     put_config_map(
@@ -116,7 +116,13 @@ async fn secret_and_config_map_changes_update_the_stack_and_secrets_never_leak()
     .await;
     let stack = wait_new_revision(&f, "tagged", &second.name).await;
     let third = stack.status.as_ref().unwrap().change_set.clone().unwrap();
-    assert!(third.changes.iter().any(|c| c.action == "Modify"), "{third:?}");
+    assert!(
+        third
+            .changes
+            .iter()
+            .any(|c| c.action == stackpilot::api::ChangeAction::Modify),
+        "{third:?}"
+    );
 
     // The value is nowhere: status, events, operator log.
     let status = serde_json::to_string(&stack.status).unwrap();

@@ -387,10 +387,14 @@ async fn settings_are_applied_on_create_and_sent_again_with_an_update() {
     let updated = change_set_name(&stack);
     assert_ne!(updated, created, "a new change set for the new settings");
     let summary = stack.status.as_ref().unwrap().change_set.clone().unwrap();
-    assert_eq!(summary.status.as_deref(), Some("CREATE_COMPLETE"), "{summary:?}");
     assert_eq!(
-        summary.execution_status.as_deref(),
-        Some("EXECUTE_COMPLETE"),
+        summary.status,
+        Some(stackpilot::api::ChangeSetState::CreateComplete),
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.execution_status,
+        Some(stackpilot::api::ExecutionState::ExecuteComplete),
         "{summary:?}"
     );
     assert_eq!(
@@ -441,7 +445,11 @@ async fn a_settings_only_change_is_applied_with_update_stack() {
     assert_ne!(planned, created);
     second.assert_sent(&recorder.create_change_set(&planned), Some("UPDATE"));
     let summary = stack.status.as_ref().unwrap().change_set.clone().unwrap();
-    assert_eq!(summary.status.as_deref(), Some("FAILED"), "{summary:?}");
+    assert_eq!(
+        summary.status,
+        Some(stackpilot::api::ChangeSetState::Failed),
+        "{summary:?}"
+    );
     assert_eq!(executions(&f).await, executed, "nothing to execute");
     let updates = recorder.requests("UpdateStack");
     assert_eq!(updates.len(), 1, "one UpdateStack: {updates:#?}");

@@ -1,6 +1,6 @@
 //! The IO half of tenancy, for the controllers that act in AWS: read the
 //! AwsAccount an object names and its namespace's labels, then apply the pure
-//! checks of [`crate::tenancy`]. No AWS call is made here.
+//! checks of [`crate::account::tenancy`]. No AWS call is made here.
 
 use std::collections::BTreeMap;
 
@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
+use crate::account::tenancy::{self, Grant, Refusal};
 use crate::api::AwsAccount;
-use crate::tenancy::{self, Grant, Refusal};
 
 /// What an object in `namespace` may do in AWS in `region`, passing
 /// `service_role`, through the AwsAccount `account_ref` (or, without one, the
@@ -36,7 +36,7 @@ pub async fn grant_for(
     };
     let accounts: Api<AwsAccount> = Api::all(client.clone());
     let Some(account) = accounts.get_opt(account_name).await? else {
-        return Ok(Err(Refusal::not_found(account_name)));
+        return Ok(Err(tenancy::account_not_found(account_name)));
     };
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let labels: BTreeMap<String, String> = namespaces

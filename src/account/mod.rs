@@ -6,6 +6,7 @@
 
 mod grant;
 mod reconcile;
+pub mod tenancy;
 mod verify;
 
 use std::sync::Arc;
@@ -18,13 +19,13 @@ use tracing::warn;
 
 use crate::api::AwsAccount;
 use crate::aws::identity::AccountIdentity;
-use crate::context::Context;
+use crate::runtime::context::Shared;
 
 pub use grant::grant_for;
 pub use reconcile::FIELD_MANAGER;
 pub use verify::{
-    ASSUME_ROLE_FAILED, CREDENTIALS_REJECTED, INVALID_SPEC, Note, Outcome, RETRY_REFUSED, REVERIFY,
-    VERIFICATION_FAILED, VERIFIED, VERIFYING, Verdict, WRONG_ACCOUNT, decide, plan, status_changed, verify_target,
+    ASSUME_ROLE_FAILED, CREDENTIALS_REJECTED, INVALID_SPEC, Outcome, RETRY_REFUSED, REVERIFY, VERIFICATION_FAILED,
+    VERIFIED, VERIFYING, Verdict, WRONG_ACCOUNT, decide, plan, status_changed, verify_target,
 };
 
 /// Accounts are few; two checks at a time is plenty.
@@ -32,28 +33,28 @@ const CONCURRENCY: u16 = 2;
 
 /// What an AwsAccount reconcile shares.
 pub struct AccountContext {
-    pub ctx: Arc<Context>,
+    pub shared: Arc<Shared>,
     pub identity: Arc<dyn AccountIdentity>,
 }
 
 /// Runs the AwsAccount controller (cluster-wide) until `shutdown` resolves.
 pub async fn run(
-    ctx: Arc<Context>,
+    shared: Arc<Shared>,
     identity: Arc<dyn AccountIdentity>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    run_selected(ctx, identity, None, shutdown).await;
+    run_selected(shared, identity, None, shutdown).await;
 }
 
 /// [`run`] for the AwsAccounts matching a label selector only (tests, or
 /// sharding accounts over operators).
 pub async fn run_selected(
-    ctx: Arc<Context>,
+    shared: Arc<Shared>,
     identity: Arc<dyn AccountIdentity>,
     label_selector: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<AwsAccount> = Api::all(ctx.client.clone());
+    let api: Api<AwsAccount> = Api::all(shared.client.clone());
     let (reader, writer) = reflector::store();
     let mut config = watcher::Config::default().any_semantic();
     if let Some(selector) = label_selector {
@@ -70,7 +71,14 @@ pub async fn run_selected(
             predicates::generation.combine(predicates::annotations),
             Default::default(),
         );
-    let context = Arc::new(AccountContext { ctx, identity });
+    let synced = shared.readiness.register("awsaccounts");
+    let ready = reader.clone();
+    tokio::spawn(async move {
+        if ready.wait_until_ready().await.is_ok() {
+            synced.synced();
+        }
+    });
+    let context = Arc::new(AccountContext { shared, identity });
     Controller::for_stream(stream, reader)
         .with_config(Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)

@@ -2,66 +2,29 @@
 //! account's credentials -> decide (pure) -> patch status -> Event on change.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api::{AwsAccount, AwsAccountStatus};
-use crate::backoff::jitter;
-use crate::error::{Error, Result};
-use crate::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
+use crate::runtime::backoff::jitter;
+use crate::runtime::error::{Error, Result};
+use crate::runtime::{reconciler, status};
 
 use super::AccountContext;
-use super::verify::{Note, Outcome, decide, plan};
+use super::verify::{Outcome, decide, plan};
 
 pub const FIELD_MANAGER: &str = "stackpilot-awsaccount";
-const KIND: &str = "AwsAccount";
-
-fn backoff_key(account: &AwsAccount) -> String {
-    format!("{KIND}/{}", account.name_any())
-}
 
 pub async fn reconcile(account: Arc<AwsAccount>, ctx: Arc<AccountContext>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_inner(&account, &ctx).await;
-    let metrics = &ctx.ctx.metrics;
-    metrics
-        .reconcile_duration
-        .get_or_create(&KindLabels { kind: KIND })
-        .observe(started.elapsed().as_secs_f64());
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics
-        .reconciles
-        .get_or_create(&OutcomeLabels { kind: KIND, outcome })
-        .inc();
-    if result.is_ok() {
-        ctx.ctx.backoff.succeed(&backoff_key(&account));
-    }
-    result
+    reconciler::instrumented(&ctx.shared, account.as_ref(), reconcile_inner(&account, &ctx)).await
 }
 
-/// Failed reconciles retry with per-object exponential backoff; the error is
-/// counted by category and shown as a Warning Event.
 pub fn error_policy(account: Arc<AwsAccount>, error: &Error, ctx: Arc<AccountContext>) -> Action {
-    let key = backoff_key(&account);
-    let category = error.category();
-    ctx.ctx
-        .metrics
-        .reconcile_errors
-        .get_or_create(&ErrorLabels { kind: KIND, category })
-        .inc();
-    let delay = ctx.ctx.backoff.fail(&key);
-    warn!(account = %account.name_any(), category, %error, retry_in = ?delay, "reconcile failed");
-    let reference = account.object_ref(&());
-    let message = error.to_string();
-    tokio::spawn(async move {
-        ctx.ctx.publish(&reference, true, "ReconcileError", &message).await;
-    });
-    Action::requeue(delay)
+    reconciler::error_policy(&ctx.shared, account.as_ref(), error)
 }
 
 async fn reconcile_inner(account: &AwsAccount, ctx: &AccountContext) -> Result<Action> {
@@ -76,19 +39,12 @@ async fn reconcile_inner(account: &AwsAccount, ctx: &AccountContext) -> Result<A
         Err(invalid) => invalid,
     };
     let verdict = decide(&account.spec, generation, &previous, outcome, Timestamp::now());
-    let api: Api<AwsAccount> = Api::all(ctx.ctx.client.clone());
+    let api: Api<AwsAccount> = Api::all(ctx.shared.client.clone());
     let mut version = account.resource_version();
     write_status(&api, ctx, &name, &mut version, &previous, &verdict.status).await?;
-    if let Some(Note {
-        warning,
-        reason,
-        message,
-    }) = &verdict.event
-    {
-        info!(account = %name, reason, message = %message, "event");
-        ctx.ctx
-            .publish(&account.object_ref(&()), *warning, reason, message)
-            .await;
+    if let Some(note) = &verdict.event {
+        info!(account = %name, reason = %note.reason, message = %note.message, "event");
+        ctx.shared.events.publish(&account.object_ref(&()), note).await;
     }
     if let Some(error) = verdict.retry {
         return Err(Error::Aws(error));
@@ -105,5 +61,5 @@ async fn write_status(
     before: &AwsAccountStatus,
     after: &AwsAccountStatus,
 ) -> Result<()> {
-    Ok(crate::status_patch::write(api, &ctx.ctx.metrics, FIELD_MANAGER, name, version, before, after).await?)
+    Ok(status::write(api, &ctx.shared.metrics, FIELD_MANAGER, name, version, before, after).await?)
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::account::tenancy;
 use crate::api::{AwsAccountSpec, AwsAccountStatus};
 use crate::aws::{AwsError, AwsErrorKind, AwsResult, AwsTarget};
 use crate::runtime::conditions::{self, ConditionUpdate, READY, STALLED, Truth};
-use crate::tenancy;
+use crate::runtime::events::Note;
 
 /// Credentials are checked again this often (before jitter).
 pub const REVERIFY: Duration = Duration::from_secs(30 * 60);
@@ -33,14 +34,6 @@ pub enum Outcome {
     InvalidSpec(String),
     /// GetCallerIdentity through the account's credentials.
     Answer(AwsResult<String>),
-}
-
-/// A Kubernetes Event to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// The new status and what to do next.
@@ -189,14 +182,14 @@ fn transition(before: &AwsAccountStatus, after: &AwsAccountStatus) -> Option<Not
     };
     Some(Note {
         warning: new.status != "True",
-        reason,
+        reason: reason.to_string(),
         message: new.message.clone(),
     })
 }
 
 /// True when a write would change more than condition timestamps.
 pub fn status_changed(before: &AwsAccountStatus, after: &AwsAccountStatus) -> bool {
-    crate::status_patch::changed(before, after)
+    crate::runtime::status::changed(before, after)
 }
 
 #[cfg(test)]
@@ -345,7 +338,11 @@ mod tests {
                 "{what}: an Event on the first verdict"
             );
             if let Some(note) = event {
-                assert_eq!((note.reason, note.warning), (reason, truth == "False"), "{what}");
+                assert_eq!(
+                    (note.reason.as_str(), note.warning),
+                    (reason, truth == "False"),
+                    "{what}"
+                );
             }
         }
     }
@@ -376,7 +373,7 @@ mod tests {
             Outcome::Answer(Ok(ID.into())),
             at(1),
         );
-        assert_eq!(first.event.as_ref().map(|n| n.reason), Some(VERIFIED));
+        assert_eq!(first.event.as_ref().map(|n| n.reason.as_str()), Some(VERIFIED));
         let again = decide(&spec, 1, &first.status, Outcome::Answer(Ok(ID.into())), at(2000));
         assert_eq!(again.event, None);
         // Only lastVerified moved, and the transition time stayed.
@@ -390,7 +387,7 @@ mod tests {
             at(3000),
         );
         assert_eq!(
-            wrong.event.as_ref().map(|n| (n.reason, n.warning)),
+            wrong.event.as_ref().map(|n| (n.reason.as_str(), n.warning)),
             Some((WRONG_ACCOUNT, true))
         );
         assert_eq!(wrong.status.last_verified, again.status.last_verified);
@@ -405,7 +402,7 @@ mod tests {
         assert!(!status_changed(&wrong.status, &still_wrong.status), "nothing to write");
         let fixed = decide(&spec, 1, &still_wrong.status, Outcome::Answer(Ok(ID.into())), at(5000));
         assert_eq!(
-            fixed.event.as_ref().map(|n| (n.reason, n.warning)),
+            fixed.event.as_ref().map(|n| (n.reason.as_str(), n.warning)),
             Some((VERIFIED, false))
         );
         assert!(!conditions::is_true(&fixed.status.conditions, STALLED));

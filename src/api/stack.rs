@@ -337,18 +337,22 @@ pub struct ChangeSetSummary {
     pub id: Option<String>,
     /// CREATE / UPDATE.
     #[serde(rename = "type")]
-    pub change_type: String,
+    pub change_type: ChangeSetKind,
     /// Change set status, e.g. `CREATE_COMPLETE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ChangeSetState>,
     /// CloudFormation's reason for the status (why it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     /// Execution status, e.g. `AVAILABLE`, `EXECUTE_COMPLETE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub execution_status: Option<String>,
+    pub execution_status: Option<ExecutionState>,
     /// The Stack generation it was made for.
     pub generation: i64,
+    /// The `stackpilot.dev/revision` annotation of the inputs it was planned
+    /// for (set by a StackDeployment or Pipeline that owns this Stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// The planned resource changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<PlannedChange>,
@@ -359,14 +363,14 @@ pub struct ChangeSetSummary {
 #[serde(rename_all = "camelCase")]
 pub struct PlannedChange {
     /// Add, Modify, Remove, Import, Dynamic.
-    pub action: String,
+    pub action: ChangeAction,
     /// Logical id in the template.
     pub logical_id: String,
     /// Resource type, e.g. `AWS::S3::Bucket`.
     pub resource_type: String,
     /// For Modify: True, False or Conditional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replacement: Option<String>,
+    pub replacement: Option<Replacement>,
     /// Physical id of an existing resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical_id: Option<String>,
@@ -377,7 +381,7 @@ pub struct PlannedChange {
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// CreateChangeSet, ExecuteChangeSet, DeleteStack, ...
-    pub action: String,
+    pub action: OperationAction,
     /// The change set it concerns, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_set_name: Option<String>,
@@ -388,6 +392,9 @@ pub struct Operation {
     /// Fingerprint of the inputs it applies, if it applies any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The `stackpilot.dev/revision` annotation of those inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// When it was recorded.
     pub started_at: Time,
 }
@@ -401,6 +408,11 @@ pub struct AppliedRevision {
     pub generation: i64,
     /// SHA-256 of the resolved template, parameters, tags and options.
     pub fingerprint: String,
+    /// The `stackpilot.dev/revision` annotation of the applied inputs: what
+    /// a StackDeployment or Pipeline owning this Stack compares to tell
+    /// "Ready at the revision I wrote" from "Ready at an older one".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// One failure, from the stack events.
@@ -426,7 +438,7 @@ pub struct FailureRecord {
 pub struct DriftReport {
     /// `Checking`, `InSync`, `Drifted`, `Unknown`, `Skipped` (the stack's
     /// state does not allow detection) or `Failed` (detection is not possible).
-    pub status: String,
+    pub status: DriftState,
     /// Why detection was skipped or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -484,4 +496,104 @@ pub struct DriftedProperty {
     pub expected: String,
     /// Value in AWS.
     pub actual: String,
+}
+
+/// What an operation in flight is.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum OperationAction {
+    CreateChangeSet,
+    ExecuteChangeSet,
+    /// UpdateStack standing in for an empty change set.
+    UpdateStack,
+    DeleteStack,
+    ContinueUpdateRollback,
+}
+
+/// `CREATE` or `UPDATE`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum ChangeSetKind {
+    #[default]
+    #[serde(rename = "CREATE")]
+    Create,
+    #[serde(rename = "UPDATE")]
+    Update,
+}
+
+/// CloudFormation's change set status.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeSetState {
+    CreatePending,
+    CreateInProgress,
+    CreateComplete,
+    DeletePending,
+    DeleteInProgress,
+    DeleteComplete,
+    DeleteFailed,
+    Failed,
+    /// A status this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// CloudFormation's change set execution status.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionState {
+    Unavailable,
+    Available,
+    ExecuteInProgress,
+    ExecuteComplete,
+    ExecuteFailed,
+    Obsolete,
+    /// A status this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ExecutionState {
+    /// The change set was run (whatever came of it).
+    pub fn was_executed(self) -> bool {
+        matches!(
+            self,
+            ExecutionState::ExecuteInProgress | ExecutionState::ExecuteComplete | ExecutionState::ExecuteFailed
+        )
+    }
+}
+
+/// What a change set does to one resource.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum ChangeAction {
+    #[default]
+    Add,
+    Modify,
+    Remove,
+    Import,
+    Dynamic,
+    /// An action this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Whether a modified resource is replaced.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum Replacement {
+    True,
+    False,
+    Conditional,
+}
+
+/// Where resource drift detection stands.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum DriftState {
+    /// A detection run is under way.
+    Checking,
+    InSync,
+    Drifted,
+    #[default]
+    Unknown,
+    /// The stack's state did not allow detection.
+    Skipped,
+    /// Detection is not possible (the reason says why).
+    Failed,
 }

@@ -34,7 +34,7 @@ use super::{
     AccountScope, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
     CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 /// Attempts of one call while AWS throttles it, the first included.
 pub const MAX_ATTEMPTS: u32 = 6;
@@ -327,7 +327,7 @@ mod tests {
     use super::*;
     use crate::aws::fake::{ErrorInjection, FakeProvider, Operation, server_error, throttling_error};
     use crate::aws::instrumented::InstrumentedProvider;
-    use crate::metrics::AwsCallLabels;
+    use crate::runtime::metrics::AwsCallLabels;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

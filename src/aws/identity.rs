@@ -12,7 +12,7 @@ use aws_config::Region;
 
 use super::sdk::{SdkProvider, map_error};
 use super::{AwsError, AwsErrorKind, AwsResult, AwsTarget};
-use crate::metrics::{AwsCallLabels, Metrics};
+use crate::runtime::metrics::{AwsCallLabels, Metrics};
 
 /// The AWS account behind a target's credentials.
 #[async_trait]

@@ -12,7 +12,7 @@ use super::{
     AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
     CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
-use crate::metrics::{AwsCallLabels, Metrics};
+use crate::runtime::metrics::{AwsCallLabels, Metrics};
 
 pub struct Instrumented {
     inner: Arc<dyn CloudFormation>,

@@ -620,13 +620,20 @@ async fn follow(api: Api<Stack>, track: Arc<Mutex<Track>>) {
         if status.operation.is_some() {
             t.first_write.entry(name.clone()).or_insert(now);
         }
-        let checking = status.drift.as_ref().is_some_and(|d| d.status == "Checking");
+        let checking = status
+            .drift
+            .as_ref()
+            .is_some_and(|d| d.status == stackpilot::api::DriftState::Checking);
         if status.operation.is_some() || checking {
             t.in_flight.insert(name.clone());
         } else {
             t.in_flight.remove(&name);
         }
-        if status.drift.as_ref().is_some_and(|d| d.status != "Checking") {
+        if status
+            .drift
+            .as_ref()
+            .is_some_and(|d| d.status != stackpilot::api::DriftState::Checking)
+        {
             t.drift_checked.insert(name.clone());
         }
         let ready = status.observed_generation == stack.metadata.generation

@@ -102,32 +102,3 @@ pub struct TemplateUpload {
     pub key: String,
     pub region: String,
 }
-
-/// Why the desired stack could not be built.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InputProblem {
-    /// CamelCase condition reason, e.g. `InvalidTemplate`.
-    pub reason: &'static str,
-    pub message: String,
-    /// `true` when time alone can fix it (a dependency becoming Ready), so the
-    /// Stack is waiting rather than Stalled.
-    pub transient: bool,
-}
-
-impl InputProblem {
-    pub fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            transient: false,
-        }
-    }
-
-    pub fn waiting(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            transient: true,
-        }
-    }
-}

@@ -1,27 +1,28 @@
 //! Resolves a Stack spec into the desired stack: reads the template and
 //! parameter values from the cluster and checks them locally. Every problem
-//! becomes an `InputProblem` with a message for the user; values read from
+//! becomes an `Problem` with a message for the user; values read from
 //! Secrets are never put into a message.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use std::sync::Arc;
+
 use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
+use crate::account::tenancy::Grant;
 use crate::api::{KeyRef, ParameterSource, Stack, StackParameter};
 use crate::aws::{RollbackTrigger, TemplateSource};
 use crate::runtime::conditions::{self, READY};
+use crate::runtime::problem::Problem;
 
-use super::desired::{DesiredStack, InputProblem, ResolvedParameter, TemplateUpload};
+use super::desired::{DesiredStack, ResolvedParameter, TemplateUpload};
 use super::names::Fingerprint;
 use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, default_stack_name, validate_stack_name};
+use super::plan::RECONCILE_REQUESTED_AT;
 use super::template;
-use crate::tenancy::Grant;
-
-/// The annotation that forces a reconcile now; after a failure it also
-/// retries the same spec.
-pub const RECONCILE_REQUESTED_AT: &str = "stackpilot.dev/reconcile-requested-at";
 
 /// The CloudFormation stack name this object uses.
 pub fn stack_name(stack: &Stack) -> String {
@@ -33,23 +34,31 @@ pub fn stack_name(stack: &Stack) -> String {
 }
 
 /// Reads everything the spec refers to; `default_tags` come from the
-/// AwsAccount (the Stack's own tags win).
-pub async fn resolve(client: &Client, stack: &Stack, grant: &Grant) -> Result<DesiredStack, InputProblem> {
+/// AwsAccount (the Stack's own tags win). Other Stacks (dependencies) are
+/// read from the shared cache, Secrets and ConfigMaps from the API server
+/// (their contents are never cached).
+pub async fn resolve(
+    client: &Client,
+    stacks: &Store<Stack>,
+    stack: &Stack,
+    grant: &Grant,
+) -> Result<DesiredStack, Problem> {
     let default_tags = &grant.default_tags;
     let listed: Vec<String> = if grant.region_listed {
         vec![grant.region.clone()]
     } else {
         Vec::new()
     };
-    super::regions::check(&stack.spec.region, &listed).map_err(|m| InputProblem::stalled("UnknownRegion", m))?;
+    super::regions::check(&stack.spec.region, &listed).map_err(|m| Problem::stalled("UnknownRegion", m))?;
     let namespace = stack.namespace().unwrap_or_default();
     let name = stack_name(stack);
-    validate_stack_name(&name).map_err(|m| InputProblem::stalled("InvalidStackName", m))?;
+    validate_stack_name(&name).map_err(|m| Problem::stalled("InvalidStackName", m))?;
     let reader = Reader {
         client,
+        stacks,
         namespace: &namespace,
     };
-    reader.check_dependencies(stack).await?;
+    reader.check_dependencies(stack)?;
     let template = reader.template(stack).await?;
     let mut parameters = Vec::with_capacity(stack.spec.parameters.len());
     for parameter in &stack.spec.parameters {
@@ -73,7 +82,7 @@ pub async fn resolve(client: &Client, stack: &Stack, grant: &Grant) -> Result<De
             });
         }
     }
-    let mut tags = crate::tenancy::merge_tags(default_tags, &stack.spec.tags);
+    let mut tags = crate::account::tenancy::merge_tags(default_tags, &stack.spec.tags);
     tags.insert(TAG_NAMESPACE.into(), namespace.clone());
     tags.insert(TAG_NAME.into(), stack.name_any());
     tags.insert(TAG_UID.into(), stack.uid().unwrap_or_default());
@@ -128,9 +137,9 @@ fn check_template(
     parameters: &[ResolvedParameter],
     capabilities: &[String],
     has_bucket: bool,
-) -> Result<(), InputProblem> {
+) -> Result<(), Problem> {
     if body.len() > template::MAX_URL_BYTES {
-        return Err(InputProblem::stalled(
+        return Err(Problem::stalled(
             "TemplateTooLarge",
             format!(
                 "template is {} bytes, over CloudFormation's limit of {} bytes",
@@ -140,7 +149,7 @@ fn check_template(
         ));
     }
     if body.len() > template::MAX_INLINE_BYTES && !has_bucket {
-        return Err(InputProblem::stalled(
+        return Err(Problem::stalled(
             "TemplateTooLarge",
             format!(
                 "template is {} bytes, over the {} bytes CloudFormation accepts inline; give the AwsAccount a templateBucket so it can be uploaded, or use template.url",
@@ -149,14 +158,14 @@ fn check_template(
             ),
         ));
     }
-    let facts = template::parse(body).map_err(|m| InputProblem::stalled("InvalidTemplate", m))?;
+    let facts = template::parse(body).map_err(|m| Problem::stalled("InvalidTemplate", m))?;
     template::check_parameters(&facts, parameters.iter().map(|p| p.name.as_str()))
-        .map_err(|m| InputProblem::stalled("InvalidParameters", m))?;
+        .map_err(|m| Problem::stalled("InvalidParameters", m))?;
     let acknowledged = capabilities
         .iter()
         .any(|c| c == "CAPABILITY_IAM" || c == "CAPABILITY_NAMED_IAM");
     if template::needs_iam_capability(&facts) && !acknowledged {
-        return Err(InputProblem::stalled(
+        return Err(Problem::stalled(
             "InsufficientCapabilities",
             "the template creates IAM resources; add CAPABILITY_IAM (or CAPABILITY_NAMED_IAM for named ones) to spec.capabilities",
         ));
@@ -166,11 +175,12 @@ fn check_template(
 
 struct Reader<'a> {
     client: &'a Client,
+    stacks: &'a Store<Stack>,
     namespace: &'a str,
 }
 
 impl Reader<'_> {
-    async fn template(&self, stack: &Stack) -> Result<TemplateSource, InputProblem> {
+    async fn template(&self, stack: &Stack) -> Result<TemplateSource, Problem> {
         let spec = &stack.spec.template;
         if let Some(body) = &spec.body {
             return Ok(TemplateSource::Body(body.clone()));
@@ -181,10 +191,10 @@ impl Reader<'_> {
         if let Some(key_ref) = &spec.config_map_ref {
             return self.config_map_key(key_ref, "template").await.map(TemplateSource::Body);
         }
-        Err(InputProblem::stalled("InvalidTemplate", "spec.template has no source"))
+        Err(Problem::stalled("InvalidTemplate", "spec.template has no source"))
     }
 
-    async fn parameter(&self, parameter: &StackParameter) -> Result<ResolvedParameter, InputProblem> {
+    async fn parameter(&self, parameter: &StackParameter) -> Result<ResolvedParameter, Problem> {
         let resolved = |value: String, secret: bool| ResolvedParameter {
             name: parameter.name.clone(),
             value,
@@ -208,21 +218,19 @@ impl Reader<'_> {
                 ..
             }) => self
                 .stack_output(&output.stack, &output.output, &what)
-                .await
                 .map(|v| resolved(v, false)),
-            _ => Err(InputProblem::stalled(
+            _ => Err(Problem::stalled(
                 "InvalidParameters",
                 format!("{what} has neither value nor valueFrom"),
             )),
         }
     }
 
-    async fn secret_key(&self, key_ref: &KeyRef, what: &str) -> Result<String, InputProblem> {
+    async fn secret_key(&self, key_ref: &KeyRef, what: &str) -> Result<String, Problem> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace);
         let secret = api.get_opt(&key_ref.name).await.map_err(|e| read_error(what, &e))?;
-        let secret = secret.ok_or_else(|| {
-            InputProblem::waiting("SecretNotFound", format!("{what}: Secret {} not found", key_ref.name))
-        })?;
+        let secret = secret
+            .ok_or_else(|| Problem::waiting("SecretNotFound", format!("{what}: Secret {} not found", key_ref.name)))?;
         let bytes = secret
             .data
             .as_ref()
@@ -236,45 +244,48 @@ impl Reader<'_> {
                 .map(|s| s.clone().into_bytes())
         });
         let bytes = bytes.ok_or_else(|| {
-            InputProblem::waiting(
+            Problem::waiting(
                 "SecretKeyNotFound",
                 format!("{what}: Secret {} has no key {}", key_ref.name, key_ref.key),
             )
         })?;
         String::from_utf8(bytes).map_err(|_| {
-            InputProblem::stalled(
+            Problem::stalled(
                 "InvalidParameters",
                 format!("{what}: Secret {} key {} is not UTF-8 text", key_ref.name, key_ref.key),
             )
         })
     }
 
-    async fn config_map_key(&self, key_ref: &KeyRef, what: &str) -> Result<String, InputProblem> {
+    async fn config_map_key(&self, key_ref: &KeyRef, what: &str) -> Result<String, Problem> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), self.namespace);
         let config_map = api.get_opt(&key_ref.name).await.map_err(|e| read_error(what, &e))?;
         let config_map = config_map.ok_or_else(|| {
-            InputProblem::waiting(
+            Problem::waiting(
                 "ConfigMapNotFound",
                 format!("{what}: ConfigMap {} not found", key_ref.name),
             )
         })?;
         config_map.data.and_then(|mut d| d.remove(&key_ref.key)).ok_or_else(|| {
-            InputProblem::waiting(
+            Problem::waiting(
                 "ConfigMapKeyNotFound",
                 format!("{what}: ConfigMap {} has no key {}", key_ref.name, key_ref.key),
             )
         })
     }
 
-    async fn ready_stack(&self, name: &str, what: &str) -> Result<Stack, InputProblem> {
-        let api: Api<Stack> = Api::namespaced(self.client.clone(), self.namespace);
-        let other = api.get_opt(name).await.map_err(|e| read_error(what, &e))?;
-        let other = other
-            .ok_or_else(|| InputProblem::waiting("DependencyNotReady", format!("{what}: Stack {name} not found")))?;
+    fn cached(&self, name: &str) -> Option<Arc<Stack>> {
+        self.stacks.get(&ObjectRef::new(name).within(self.namespace))
+    }
+
+    fn ready_stack(&self, name: &str, what: &str) -> Result<Arc<Stack>, Problem> {
+        let other = self
+            .cached(name)
+            .ok_or_else(|| Problem::waiting("DependencyNotReady", format!("{what}: Stack {name} not found")))?;
         let status = other.status.clone().unwrap_or_default();
         let current = status.observed_generation == other.metadata.generation;
         if !current || !conditions::is_true(&status.conditions, READY) {
-            return Err(InputProblem::waiting(
+            return Err(Problem::waiting(
                 "DependencyNotReady",
                 format!("{what}: Stack {name} is not Ready yet"),
             ));
@@ -282,30 +293,29 @@ impl Reader<'_> {
         Ok(other)
     }
 
-    async fn stack_output(&self, stack: &str, output: &str, what: &str) -> Result<String, InputProblem> {
-        let other = self.ready_stack(stack, what).await?;
-        let outputs: BTreeMap<String, String> = other.status.map(|s| s.outputs).unwrap_or_default();
+    fn stack_output(&self, stack: &str, output: &str, what: &str) -> Result<String, Problem> {
+        let other = self.ready_stack(stack, what)?;
+        let outputs: BTreeMap<String, String> = other.status.clone().map(|s| s.outputs).unwrap_or_default();
         outputs.get(output).cloned().ok_or_else(|| {
-            InputProblem::waiting(
+            Problem::waiting(
                 "DependencyNotReady",
                 format!("{what}: Stack {stack} has no output {output}"),
             )
         })
     }
 
-    async fn check_dependencies(&self, stack: &Stack) -> Result<(), InputProblem> {
-        self.check_cycle(stack).await?;
+    fn check_dependencies(&self, stack: &Stack) -> Result<(), Problem> {
+        self.check_cycle(stack)?;
         for dependency in &stack.spec.depends_on {
-            self.ready_stack(&dependency.name, "dependsOn").await?;
+            self.ready_stack(&dependency.name, "dependsOn")?;
         }
         Ok(())
     }
 
     /// Walks the dependency graph (dependsOn and stackOutput references)
     /// from this Stack; reaching it again is a cycle, reported by name.
-    async fn check_cycle(&self, stack: &Stack) -> Result<(), InputProblem> {
+    fn check_cycle(&self, stack: &Stack) -> Result<(), Problem> {
         let me = stack.name_any();
-        let api: Api<Stack> = Api::namespaced(self.client.clone(), self.namespace);
         let mut stack_path = vec![(me.clone(), dependencies(stack))];
         let mut seen = std::collections::BTreeSet::from([me.clone()]);
         // Depth-first, bounded: a namespace with more Stacks than this in one
@@ -318,7 +328,7 @@ impl Reader<'_> {
             if next == me {
                 let mut names: Vec<&str> = stack_path.iter().map(|(n, _)| n.as_str()).collect();
                 names.push(&me);
-                return Err(InputProblem::stalled(
+                return Err(Problem::stalled(
                     "DependencyCycle",
                     format!("dependency cycle: {}", names.join(" -> ")),
                 ));
@@ -326,7 +336,7 @@ impl Reader<'_> {
             if !seen.insert(next.clone()) || seen.len() > 200 {
                 continue;
             }
-            if let Some(other) = api.get_opt(&next).await.map_err(|e| read_error("dependsOn", &e))? {
+            if let Some(other) = self.cached(&next) {
                 stack_path.push((next, dependencies(&other)));
             }
         }
@@ -350,12 +360,12 @@ pub fn dependencies(stack: &Stack) -> Vec<String> {
     names
 }
 
-fn read_error(what: &str, error: &kube::Error) -> InputProblem {
+fn read_error(what: &str, error: &kube::Error) -> Problem {
     let reason = match error {
         kube::Error::Api(status) if status.code == 403 => "Forbidden",
         _ => "ReadFailed",
     };
-    InputProblem::waiting(
+    Problem::waiting(
         reason,
         format!("{what}: could not read from the Kubernetes API: {error}"),
     )

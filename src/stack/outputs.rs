@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{OutputKind, Stack, WrittenOutputs};
 use crate::aws::StackOutput;
-use crate::error::Result;
+use crate::runtime::error::Result;
 
-use super::report::Note;
+use crate::runtime::events::Note;
 
 const FIELD_MANAGER: &str = "stackpilot-outputs";
 

@@ -1,90 +1,15 @@
-//! How a decision is reported: conditions, Kubernetes Events and the failure
-//! summary read from stack events.
+//! Failures read from stack events: which resource failed first and why,
+//! and the bounded `status.recentFailures`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{FailureRecord, StackStatus};
 use crate::aws::StackEvent;
-use crate::runtime::conditions::{self, APPROVAL_REQUIRED, Kstatus, READY, RECONCILING, STALLED, Truth};
+use crate::runtime::conditions;
 
 /// How many failures `status.recentFailures` keeps.
 pub const RECENT_FAILURES: usize = 5;
-
-pub use crate::runtime::events::Note;
-
-/// Sets the kstatus trio on a status being built.
-pub struct Report<'a> {
-    pub status: &'a mut StackStatus,
-    pub generation: i64,
-    pub now: Timestamp,
-}
-
-impl Report<'_> {
-    fn kstatus(&mut self) -> Kstatus<'_> {
-        Kstatus {
-            conditions: &mut self.status.conditions,
-            generation: self.generation,
-            now: self.now,
-        }
-    }
-
-    /// The stack matches the spec.
-    pub fn ready(&mut self, reason: &str, message: &str) {
-        self.kstatus().ready(reason, message);
-        conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
-    }
-
-    /// Work is under way and will finish by itself.
-    pub fn progressing(&mut self, reason: &str, message: &str) {
-        self.kstatus().progressing(reason, message);
-        conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
-    }
-
-    /// Not ready, waiting on something outside (a dependency, a retry).
-    pub fn waiting(&mut self, reason: &str, message: &str) {
-        self.kstatus().waiting(reason, message);
-        conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
-    }
-
-    /// Cannot progress until somebody changes something.
-    pub fn stalled(&mut self, reason: &str, message: &str) {
-        self.kstatus().stalled(reason, message);
-        conditions::remove(&mut self.status.conditions, APPROVAL_REQUIRED);
-    }
-
-    /// A change set waits for a person.
-    pub fn approval_required(&mut self, message: &str) {
-        let mut kstatus = self.kstatus();
-        kstatus.set(READY, Truth::False, "ApprovalRequired", message);
-        kstatus.set(APPROVAL_REQUIRED, Truth::True, "ChangeSetPending", message);
-        conditions::remove(&mut self.status.conditions, RECONCILING);
-        conditions::remove(&mut self.status.conditions, STALLED);
-    }
-}
-
-/// A Kubernetes Event when Ready changed status, or changed reason while not
-/// progressing. Steps of progress (planning, executing, CloudFormation
-/// running) have Events of their own; one per step here too would double
-/// the API server writes of every create.
-pub fn transition_note(before: &StackStatus, after: &StackStatus) -> Option<Note> {
-    let old = conditions::find(&before.conditions, READY);
-    let new = conditions::find(&after.conditions, READY)?;
-    if old.is_some_and(|o| o.status == new.status && (o.reason == new.reason || new.status == "Unknown")) {
-        return None;
-    }
-    let reason: &'static str = match new.status.as_str() {
-        "True" => "Ready",
-        "False" => "NotReady",
-        _ => "Progressing",
-    };
-    let message = format!("{}: {}", new.reason, new.message);
-    Some(if new.status == "False" {
-        Note::warning(reason, message)
-    } else {
-        Note::normal(reason, message)
-    })
-}
 
 /// Events that say why something failed; cancellations are noise.
 fn is_real_failure(event: &StackEvent) -> bool {
@@ -144,31 +69,6 @@ pub fn record_failures(status: &mut StackStatus, failures: &[&StackEvent]) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn events_follow_ready_status_and_failure_reasons_not_each_step_of_progress() {
-        let step = |before: &StackStatus, f: &dyn Fn(&mut Report)| {
-            let mut after = before.clone();
-            f(&mut Report {
-                status: &mut after,
-                generation: 1,
-                now: Timestamp::UNIX_EPOCH,
-            });
-            (transition_note(before, &after).map(|n| n.reason), after)
-        };
-        let (note, planning) = step(&StackStatus::default(), &|r| {
-            r.progressing("ChangeSetPending", "planning")
-        });
-        assert_eq!(note.as_deref(), Some("Progressing"));
-        let (note, executing) = step(&planning, &|r| r.progressing("Executing", "executing"));
-        assert_eq!(note.as_deref(), None, "a step of progress has its own event");
-        let (note, failed) = step(&executing, &|r| r.stalled("UpdateFailed", "failed"));
-        assert_eq!(note.as_deref(), Some("NotReady"));
-        let (note, _) = step(&failed, &|r| r.stalled("ChangeSetFailed", "another failure"));
-        assert_eq!(note.as_deref(), Some("NotReady"), "a different failure is told");
-        let (note, _) = step(&executing, &|r| r.ready("Ready", "done"));
-        assert_eq!(note.as_deref(), Some("Ready"));
-    }
 
     fn event(id: &str, second: i64, logical: &str, status: &str, reason: &str) -> StackEvent {
         StackEvent {

@@ -28,6 +28,20 @@ impl Error {
             Error::MissingField(_) => "invalid_object",
         }
     }
+
+    /// The Event reason for the category: static, CamelCase.
+    pub fn reason(&self) -> &'static str {
+        match self.category() {
+            "conflict" => "Conflict",
+            "kubernetes" => "KubernetesError",
+            "aws_throttled" => "AwsThrottled",
+            "aws_transient" => "AwsUnavailable",
+            "aws_access_denied" => "AwsAccessDenied",
+            "aws_in_progress" => "AwsOperationInProgress",
+            "invalid_object" => "InvalidObject",
+            _ => "AwsError",
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

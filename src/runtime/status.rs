@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::metrics::{Metrics, OutcomeLabels};
+use super::metrics::{Metrics, OutcomeLabels};
 
 /// True when `after` differs from `before` in more than condition
 /// `lastTransitionTime`s.
@@ -47,13 +47,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
-    let kind: &'static str = match K::kind(&()).as_ref() {
-        "Stack" => "Stack",
-        "AwsAccount" => "AwsAccount",
-        "StackDeployment" => "StackDeployment",
-        "Pipeline" => "Pipeline",
-        _ => "Other",
-    };
+    let kind = super::reconciler::kind_of::<K>();
     if !changed(before, after) {
         metrics
             .status_writes

@@ -11,11 +11,13 @@ use std::collections::BTreeSet;
 use crate::api::ChangeSetSummary;
 use crate::aws::{ChangeSetType, StackDescription, StackEvent};
 
-use super::change_sets::{approved, push_with_upload, record_applied, request, update_failed};
-use super::decide::{Observed, Plan, Step, reason_of, record, report};
-use super::desired::DesiredStack;
-use super::names::client_token;
-use super::report::{Note, explain};
+use crate::api::OperationAction;
+
+use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, client_token, reason_of, record, report};
+use super::approval::approved;
+use super::outcome::{record_applied, update_failed};
+use super::requests::{push_with_upload, request};
+use super::stack_events::explain;
 
 /// Whether an empty change set leaves something undone: a stack setting or a
 /// parameter value the stack does not have. Values AWS masks (NoEcho) and
@@ -55,7 +57,13 @@ pub(super) fn start(o: &Observed, desired: &DesiredStack, summary: &ChangeSetSum
     push_with_upload(desired, Step::UpdateStack(Box::new(update)), plan);
     // The empty change set cannot run; it goes once the update is sent.
     plan.steps.push(Step::DeleteChangeSet { name: name.clone() });
-    plan.status.operation = Some(record(o, "UpdateStack", Some(name), &token, Some(&desired.fingerprint)));
+    plan.status.operation = Some(record(
+        o,
+        OperationAction::UpdateStack,
+        Some(name),
+        &token,
+        Some(&desired.fingerprint),
+    ));
     let message = format!(
         "change set {name} has no resource changes; applying the stack's settings and parameters with UpdateStack"
     );
@@ -72,7 +80,12 @@ pub(super) fn finish(
     failures: &[&StackEvent],
     plan: &mut Plan,
 ) -> bool {
-    let Some(op) = o.previous.operation.as_ref().filter(|op| op.action == "UpdateStack") else {
+    let Some(op) = o
+        .previous
+        .operation
+        .as_ref()
+        .filter(|op| op.action == OperationAction::UpdateStack)
+    else {
         return false;
     };
     plan.status.operation = None;

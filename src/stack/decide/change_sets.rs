@@ -1,18 +1,22 @@
 //! The change set lifecycle of a Stack: plan, show, wait for approval,
 //! execute, and tell success from failure.
 
-use crate::api::{AppliedRevision, Approval, ChangeSetSummary, Operation, PlannedChange};
-use crate::aws::{
-    ChangeSetRequest, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription, StackEvent, TemplateSource,
+use crate::api::{
+    ChangeAction, ChangeSetKind, ChangeSetState, ChangeSetSummary, ExecutionState, OperationAction, PlannedChange,
+    Replacement,
 };
+use crate::aws::{ChangeSetDescription, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription, StackEvent};
+use crate::runtime::conditions::{self, APPROVAL_REQUIRED, DRIFTED, Truth};
 
-use super::decide::{APPROVE_ANNOTATION, Observed, Plan, Step, reason_of, record, report};
-use super::desired::DesiredStack;
+use super::super::plan::{
+    DesiredStack, Lifecycle, Note, Observed, Plan, Step, change_set_name, classify, client_token, in_flight, reason_of,
+    record, report,
+};
+use super::approval::approve_or_execute;
 use super::drift::{configuration_drift, repair_configuration, set_drifted};
-use super::lifecycle::{Lifecycle, classify};
-use super::names::{change_set_name, client_token};
-use super::report::{Note, explain};
-use crate::runtime::conditions::{self, DRIFTED, Truth};
+use super::outcome::{apply_stack_policy, record_applied, record_desired_applied, update_failed};
+use super::requests::{push_with_upload, request};
+use super::stack_events::explain;
 
 /// Starts a change set for the desired inputs.
 pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, plan: &mut Plan) {
@@ -23,16 +27,17 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
     push_with_upload(desired, Step::CreateChangeSet(Box::new(request)), plan);
     plan.status.operation = Some(record(
         o,
-        "CreateChangeSet",
+        OperationAction::CreateChangeSet,
         Some(&name),
         &token,
         Some(&desired.fingerprint),
     ));
     plan.status.change_set = Some(ChangeSetSummary {
         name: name.clone(),
-        change_type: kind_text(kind).into(),
-        status: Some("CREATE_PENDING".into()),
+        change_type: change_set_kind(kind),
+        status: Some(ChangeSetState::CreatePending),
         generation: o.generation,
+        revision: o.revision.map(str::to_string),
         ..Default::default()
     });
     let verb = if kind == ChangeSetType::Create {
@@ -45,61 +50,6 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
         &format!("planning the {verb} with change set {name}"),
     );
     plan.requeue = o.timing.change_set;
-}
-
-/// The inputs of a change set (and of an UpdateStack standing in for one).
-pub(super) fn request(
-    o: &Observed,
-    desired: &DesiredStack,
-    kind: ChangeSetType,
-    name: &str,
-    token: &str,
-) -> ChangeSetRequest {
-    ChangeSetRequest {
-        stack_name: desired.stack_name.clone(),
-        change_set_name: name.to_string(),
-        change_set_type: kind,
-        template: desired.template.clone(),
-        parameters: desired.aws_parameters(),
-        tags: desired.tags.clone(),
-        capabilities: desired.capabilities.clone(),
-        role_arn: desired.role_arn.clone(),
-        notification_arns: desired.notification_arns.clone(),
-        rollback_triggers: desired.rollback_triggers.clone(),
-        rollback_monitoring_minutes: desired.rollback_monitoring_minutes,
-        client_token: token.to_string(),
-        description: Some(format!(
-            "stackpilot {}/{} generation {}",
-            o.namespace, o.name, o.generation
-        )),
-        deployment_mode: desired.deployment_mode,
-    }
-}
-
-/// A large template goes to S3 first; the step after it passes the URL.
-pub(super) fn push_with_upload(desired: &DesiredStack, step: Step, plan: &mut Plan) {
-    if let (Some(upload), TemplateSource::Body(body)) = (&desired.upload, &desired.template) {
-        plan.steps.push(Step::UploadTemplate {
-            bucket: upload.bucket.clone(),
-            key: upload.key.clone(),
-            region: upload.region.clone(),
-            body: body.clone(),
-        });
-    }
-    plan.steps.push(step);
-}
-
-fn kind_text(kind: ChangeSetType) -> &'static str {
-    match kind {
-        ChangeSetType::Create => "CREATE",
-        ChangeSetType::Update => "UPDATE",
-    }
-}
-
-fn was_executed(cs: &ChangeSetSummary) -> bool {
-    cs.execution_status
-        .as_deref()
-        .is_some_and(|s| s.starts_with("EXECUTE_"))
 }
 
 /// An execution we started has finished if the stack settled and the change
@@ -115,7 +65,7 @@ pub(super) fn finish_execution(
         .previous
         .operation
         .as_ref()
-        .filter(|op| op.action == "ExecuteChangeSet")
+        .filter(|op| op.action == OperationAction::ExecuteChangeSet)
     else {
         return false;
     };
@@ -145,7 +95,11 @@ pub(super) fn finish_execution(
     plan.status.operation = None;
     let failed = rolled_back || !failures.is_empty();
     if let Some(cs) = plan.status.change_set.as_mut() {
-        cs.execution_status = Some(if failed { "EXECUTE_FAILED" } else { "EXECUTE_COMPLETE" }.into());
+        cs.execution_status = Some(if failed {
+            ExecutionState::ExecuteFailed
+        } else {
+            ExecutionState::ExecuteComplete
+        });
     }
     if !failed {
         record_applied(o, op, plan);
@@ -168,25 +122,6 @@ pub(super) fn finish_execution(
     true
 }
 
-/// The operation `op` (an execution or an UpdateStack) succeeded: its inputs
-/// are applied, and a stack policy that came with them is set now.
-pub(super) fn record_applied(o: &Observed, op: &Operation, plan: &mut Plan) {
-    plan.status.applied = Some(AppliedRevision {
-        generation: op.generation,
-        fingerprint: op.fingerprint.clone().unwrap_or_default(),
-    });
-    apply_stack_policy(o, plan);
-}
-
-/// An update of ours was rolled back: Stalled until the spec changes or a retry is asked for.
-pub(super) fn update_failed(o: &Observed, stack: &StackDescription, why: &str, plan: &mut Plan) {
-    let message = format!(
-        "the update failed and CloudFormation rolled it back ({}): {why}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
-        stack.status
-    );
-    report(o, plan).stalled("UpdateFailed", &message);
-}
-
 /// The change set lifecycle on a stack that can take one.
 pub(super) fn change_set_flow(
     o: &Observed,
@@ -202,6 +137,10 @@ pub(super) fn change_set_flow(
         .as_ref()
         .is_some_and(|a| a.fingerprint == desired.fingerprint);
     if kind == ChangeSetType::Update && applied && plan.status.operation.is_none() {
+        // Same inputs under a new revision annotation: that revision is applied too.
+        if let Some(applied) = plan.status.applied.as_mut() {
+            applied.revision = o.revision.map(str::to_string);
+        }
         if let Some(drift) = configuration_drift(desired, stack, o.live_template) {
             if repair_configuration(o, &drift, plan) {
                 return;
@@ -220,10 +159,7 @@ pub(super) fn change_set_flow(
             .is_some_and(|cs| cs.name != wanted && !was_executed(cs))
         {
             plan.status.change_set = None;
-            conditions::remove(
-                &mut plan.status.conditions,
-                crate::runtime::conditions::APPROVAL_REQUIRED,
-            );
+            conditions::remove(&mut plan.status.conditions, APPROVAL_REQUIRED);
         }
         super::drift::check(o, desired, plan);
         if stack.termination_protection != desired.termination_protection {
@@ -239,7 +175,7 @@ pub(super) fn change_set_flow(
     let Some(mut summary) = current else {
         return create_change_set(o, desired, kind, plan);
     };
-    if summary.execution_status.as_deref() == Some("EXECUTE_FAILED") {
+    if summary.execution_status == Some(ExecutionState::ExecuteFailed) {
         // Reported when it failed; stay put until the spec or a request changes.
         let message = format!(
             "change set {wanted} failed: {}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
@@ -249,7 +185,7 @@ pub(super) fn change_set_flow(
         return;
     }
     let Some(described) = o.change_set.filter(|cs| cs.change_set_name == wanted) else {
-        if summary.status.as_deref() == Some("FAILED") {
+        if summary.status == Some(ChangeSetState::Failed) {
             let message = format!(
                 "change set {wanted} was rejected: {}",
                 summary.status_reason.as_deref().unwrap_or("?")
@@ -260,29 +196,10 @@ pub(super) fn change_set_flow(
         // Recorded but not found: the create was lost; repeat it (same token).
         return create_change_set(o, desired, kind, plan);
     };
-    if plan
-        .status
-        .operation
-        .as_ref()
-        .is_some_and(|op| op.action == "CreateChangeSet")
-    {
+    if in_flight(&plan.status, OperationAction::CreateChangeSet) {
         plan.status.operation = None;
     }
-    summary.id = Some(described.change_set_id.clone());
-    summary.status = Some(described.status.as_str().to_string());
-    summary.status_reason = described.status_reason.clone();
-    summary.execution_status = Some(described.execution_status.as_str().to_string());
-    summary.changes = described
-        .changes
-        .iter()
-        .map(|c| PlannedChange {
-            action: c.action.clone(),
-            logical_id: c.logical_id.clone(),
-            resource_type: c.resource_type.clone(),
-            replacement: c.replacement.clone(),
-            physical_id: c.physical_id.clone(),
-        })
-        .collect();
+    describe(&mut summary, described);
     plan.status.change_set = Some(summary.clone());
 
     match &described.status {
@@ -297,10 +214,7 @@ pub(super) fn change_set_flow(
             if kind == ChangeSetType::Update && super::update_stack::needed(desired, stack) {
                 return super::update_stack::start(o, desired, &summary, plan);
             }
-            plan.status.applied = Some(AppliedRevision {
-                generation: o.generation,
-                fingerprint: desired.fingerprint.clone(),
-            });
+            record_desired_applied(o, &desired.fingerprint, plan);
             apply_stack_policy(o, plan);
             plan.steps.push(Step::DeleteChangeSet { name: wanted.clone() });
             let message = format!("stack {} is {}; no changes were needed", stack.stack_name, stack.status);
@@ -320,12 +234,9 @@ pub(super) fn change_set_flow(
                 ) =>
             {
                 plan.status.operation = None;
-                plan.status.applied = Some(AppliedRevision {
-                    generation: o.generation,
-                    fingerprint: desired.fingerprint.clone(),
-                });
+                record_desired_applied(o, &desired.fingerprint, plan);
                 if let Some(cs) = plan.status.change_set.as_mut() {
-                    cs.execution_status = Some("EXECUTE_COMPLETE".into());
+                    cs.execution_status = Some(ExecutionState::ExecuteComplete);
                 }
                 let message = format!("stack {} is {}", stack.stack_name, stack.status);
                 report(o, plan).ready("Succeeded", &message);
@@ -365,97 +276,6 @@ fn finish_revert(o: &Observed, plan: &mut Plan) {
     }
 }
 
-/// CloudFormation takes the stack policy through its own call, after the
-/// change that a new policy came with.
-fn apply_stack_policy(o: &Observed, plan: &mut Plan) {
-    if let Some(body) = o.desired.as_ref().ok().and_then(|d| d.stack_policy.clone()) {
-        plan.steps.push(Step::SetStackPolicy { body });
-    }
-}
-
-fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan: &mut Plan) {
-    let name = &summary.name;
-    let plans = format!(
-        "change set {name} plans {} change(s) ({})",
-        summary.changes.len(),
-        change_summary(summary)
-    );
-    if !approved(o, name, &plans, plan) {
-        return;
-    }
-    let token = client_token(o.uid, "execute", name);
-    plan.steps.push(Step::ExecuteChangeSet {
-        name: name.clone(),
-        token: token.clone(),
-    });
-    let fingerprint = plan.status.operation.as_ref().and_then(|op| op.fingerprint.clone());
-    let fingerprint = fingerprint.or_else(|| o.desired.as_ref().ok().map(|d| d.fingerprint.clone()));
-    plan.status.operation = Some(record(
-        o,
-        "ExecuteChangeSet",
-        Some(name),
-        &token,
-        fingerprint.as_deref(),
-    ));
-    plan.notes.push(Note::normal(
-        "ChangeSetExecuting",
-        format!("executing change set {name}: {}", change_summary(summary)),
-    ));
-    report(o, plan).progressing("Executing", &format!("executing change set {name}"));
-    plan.requeue = o.timing.in_flight;
-}
-
-/// Under `Manual`, whether change set `name` is approved; if not, says what
-/// it `plans` and how to approve it (an Event the first time).
-pub(super) fn approved(o: &Observed, name: &str, plans: &str, plan: &mut Plan) -> bool {
-    if o.spec.changes.approval != Approval::Manual {
-        return true;
-    }
-    if o.approval == Some(name) {
-        plan.approval_used = true;
-        plan.notes
-            .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
-        return true;
-    }
-    let mut message = format!(
-        "{plans}. Approve it with: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
-        o.name
-    );
-    if let Some(other) = o.approval {
-        message.push_str(&format!(
-            ". The current approval names {other:?}, which is not this change set"
-        ));
-    }
-    if conditions::find(&plan.status.conditions, conditions::APPROVAL_REQUIRED).is_none() {
-        plan.notes.push(Note::normal("ApprovalRequired", message.clone()));
-    }
-    report(o, plan).approval_required(&message);
-    false
-}
-
-/// "2 Add, 1 Modify (1 replacement)".
-fn change_summary(summary: &ChangeSetSummary) -> String {
-    let count = |action: &str| summary.changes.iter().filter(|c| c.action == action).count();
-    let replacements = summary
-        .changes
-        .iter()
-        .filter(|c| c.replacement.as_deref() == Some("True"))
-        .count();
-    let mut parts: Vec<String> = ["Add", "Modify", "Remove", "Import", "Dynamic"]
-        .iter()
-        .filter(|a| count(a) > 0)
-        .map(|a| format!("{} {a}", count(a)))
-        .collect();
-    if replacements > 0 {
-        parts.push(format!("{replacements} replacement(s)"));
-    }
-    if parts.is_empty() {
-        "no resource changes".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// Records the pending change set (not executed, not the one wanted) as
 /// superseded: it is deleted by `delete_superseded`, now and after a crash.
 pub(super) fn supersede(plan: &mut Plan, wanted: &str) {
@@ -483,5 +303,81 @@ pub(super) fn supersede(plan: &mut Plan, wanted: &str) {
 pub(super) fn delete_superseded(plan: &mut Plan) {
     for name in plan.status.superseded_change_sets.clone() {
         plan.steps.push(Step::DeleteChangeSet { name });
+    }
+}
+
+fn was_executed(cs: &ChangeSetSummary) -> bool {
+    cs.execution_status.is_some_and(ExecutionState::was_executed)
+}
+
+/// What DescribeChangeSet said, in the status's words.
+fn describe(summary: &mut ChangeSetSummary, described: &ChangeSetDescription) {
+    summary.id = Some(described.change_set_id.clone());
+    summary.status = Some(change_set_state(&described.status));
+    summary.status_reason = described.status_reason.clone();
+    summary.execution_status = Some(execution_state(&described.execution_status));
+    summary.changes = described
+        .changes
+        .iter()
+        .map(|c| PlannedChange {
+            action: change_action(&c.action),
+            logical_id: c.logical_id.clone(),
+            resource_type: c.resource_type.clone(),
+            replacement: c.replacement.as_deref().and_then(replacement),
+            physical_id: c.physical_id.clone(),
+        })
+        .collect();
+}
+
+fn change_set_kind(kind: ChangeSetType) -> ChangeSetKind {
+    match kind {
+        ChangeSetType::Create => ChangeSetKind::Create,
+        ChangeSetType::Update => ChangeSetKind::Update,
+    }
+}
+
+fn change_set_state(status: &ChangeSetStatus) -> ChangeSetState {
+    match status {
+        ChangeSetStatus::CreatePending => ChangeSetState::CreatePending,
+        ChangeSetStatus::CreateInProgress => ChangeSetState::CreateInProgress,
+        ChangeSetStatus::CreateComplete => ChangeSetState::CreateComplete,
+        ChangeSetStatus::DeletePending => ChangeSetState::DeletePending,
+        ChangeSetStatus::DeleteInProgress => ChangeSetState::DeleteInProgress,
+        ChangeSetStatus::DeleteComplete => ChangeSetState::DeleteComplete,
+        ChangeSetStatus::DeleteFailed => ChangeSetState::DeleteFailed,
+        ChangeSetStatus::Failed => ChangeSetState::Failed,
+        ChangeSetStatus::Other(_) => ChangeSetState::Unknown,
+    }
+}
+
+fn execution_state(status: &ExecutionStatus) -> ExecutionState {
+    match status {
+        ExecutionStatus::Unavailable => ExecutionState::Unavailable,
+        ExecutionStatus::Available => ExecutionState::Available,
+        ExecutionStatus::ExecuteInProgress => ExecutionState::ExecuteInProgress,
+        ExecutionStatus::ExecuteComplete => ExecutionState::ExecuteComplete,
+        ExecutionStatus::ExecuteFailed => ExecutionState::ExecuteFailed,
+        ExecutionStatus::Obsolete => ExecutionState::Obsolete,
+        ExecutionStatus::Other(_) => ExecutionState::Unknown,
+    }
+}
+
+fn change_action(action: &str) -> ChangeAction {
+    match action {
+        "Add" => ChangeAction::Add,
+        "Modify" => ChangeAction::Modify,
+        "Remove" => ChangeAction::Remove,
+        "Import" => ChangeAction::Import,
+        "Dynamic" => ChangeAction::Dynamic,
+        _ => ChangeAction::Unknown,
+    }
+}
+
+fn replacement(text: &str) -> Option<Replacement> {
+    match text {
+        "True" => Some(Replacement::True),
+        "False" => Some(Replacement::False),
+        "Conditional" => Some(Replacement::Conditional),
+        _ => None,
     }
 }

@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tracing::info;
 
-use crate::context::Context;
+use super::context::Shared;
 
 pub async fn serve(
     addr: SocketAddr,
-    ctx: Arc<Context>,
+    ctx: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -27,7 +27,7 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-async fn metrics(State(ctx): State<Arc<Context>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics(State(ctx): State<Arc<Shared>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -37,10 +37,11 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> ([(axum::http::HeaderName, 
     )
 }
 
-async fn readyz(State(ctx): State<Arc<Context>>) -> (StatusCode, &'static str) {
-    if ctx.is_ready() {
-        (StatusCode::OK, "ok")
+async fn readyz(State(ctx): State<Arc<Shared>>) -> (StatusCode, String) {
+    if ctx.readiness.is_ready() {
+        (StatusCode::OK, "ok".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+        let waiting = ctx.readiness.waiting_for().join(", ");
+        (StatusCode::SERVICE_UNAVAILABLE, format!("caches not synced: {waiting}"))
     }
 }

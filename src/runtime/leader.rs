@@ -33,8 +33,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use super::metrics::Metrics;
 use crate::cli::LeaderElection;
-use crate::metrics::Metrics;
 
 /// How long to wait before retrying after a failed API call.
 const RETRY: Duration = Duration::from_secs(1);

@@ -3,11 +3,10 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::StackStatus;
+use crate::api::{ChangeSetState, ExecutionState, StackStatus};
 use crate::aws::{AwsError, AwsErrorKind};
 
-use super::decide::Step;
-use super::report::{Note, Report};
+use super::super::plan::{Note, Report, Step};
 
 /// AWS refused a step for a reason a retry will not fix (validation, access).
 /// The Stack is Stalled with AWS's message and the refusal is remembered, so
@@ -24,14 +23,14 @@ pub fn rejected(status: &mut StackStatus, step: &Step, error: &AwsError, generat
                 .as_mut()
                 .filter(|cs| cs.name == request.change_set_name)
             {
-                cs.status = Some("FAILED".into());
+                cs.status = Some(ChangeSetState::Failed);
                 cs.status_reason = Some(error.message.clone());
             }
             format!("creating change set {}", request.change_set_name)
         }
         Step::ExecuteChangeSet { name, .. } => {
             if let Some(cs) = status.change_set.as_mut().filter(|cs| &cs.name == name) {
-                cs.execution_status = Some("EXECUTE_FAILED".into());
+                cs.execution_status = Some(ExecutionState::ExecuteFailed);
                 cs.status_reason = Some(error.message.clone());
             }
             format!("executing change set {name}")

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{AwsAccount, AwsAccountSpec, TemplateBucket};
 use crate::aws::AwsTarget;
 use crate::runtime::conditions;
+use crate::runtime::problem::Problem;
 
 /// Session tag keys naming the Kubernetes object that acts, for the role's
 /// trust and permission policies (`aws:PrincipalTag/stackpilot.dev/namespace`).
@@ -33,41 +34,17 @@ pub const ACCOUNT_NOT_READY: &str = "AccountNotReady";
 pub const ACCOUNT_NOT_FOUND: &str = "AccountNotFound";
 pub const NO_ACCOUNT: &str = "NoAccount";
 
-/// Why an object may not act in AWS the way it asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub message: String,
-    /// `true` when the account itself may still become usable without a
-    /// change to the object (not verified yet, not created yet): wait and
-    /// retry rather than stall.
-    pub transient: bool,
-}
+/// Why an object may not act in AWS the way it asked: a [`Problem`]
+/// (waiting when the account may still become usable without a change to
+/// the object, Stalled otherwise).
+pub type Refusal = Problem;
 
-impl Refusal {
-    fn stalled(reason: &'static str, message: String) -> Self {
-        Self {
-            reason,
-            message,
-            transient: false,
-        }
-    }
-
-    fn waiting(reason: &'static str, message: String) -> Self {
-        Self {
-            reason,
-            message,
-            transient: true,
-        }
-    }
-
-    /// `accountRef` names an AwsAccount that does not exist.
-    pub fn not_found(account: &str) -> Self {
-        Self::waiting(
-            ACCOUNT_NOT_FOUND,
-            format!("AwsAccount {account} (spec.accountRef) does not exist"),
-        )
-    }
+/// `accountRef` names an AwsAccount that does not exist.
+pub fn account_not_found(account: &str) -> Refusal {
+    Problem::waiting(
+        ACCOUNT_NOT_FOUND,
+        format!("AwsAccount {account} (spec.accountRef) does not exist"),
+    )
 }
 
 /// What an object may do in AWS: where, as whom, with which defaults.
@@ -143,7 +120,7 @@ pub fn authorize(
     match selects(namespace_selector.as_ref(), namespace_labels) {
         Ok(true) => {}
         Ok(false) if namespace_selector.is_none() => {
-            return Err(Refusal::stalled(
+            return Err(Problem::stalled(
                 NAMESPACE_NOT_ALLOWED,
                 format!(
                     "AwsAccount {name} has no namespaceSelector, so no namespace may use it; namespace {namespace} is refused"
@@ -151,7 +128,7 @@ pub fn authorize(
             ));
         }
         Ok(false) => {
-            return Err(Refusal::stalled(
+            return Err(Problem::stalled(
                 NAMESPACE_NOT_ALLOWED,
                 format!(
                     "AwsAccount {name} does not allow namespace {namespace}: its namespaceSelector does not select it"
@@ -159,7 +136,7 @@ pub fn authorize(
             ));
         }
         Err(problem) => {
-            return Err(Refusal::stalled(
+            return Err(Problem::stalled(
                 NAMESPACE_NOT_ALLOWED,
                 format!("AwsAccount {name} has an invalid namespaceSelector ({problem}), so no namespace may use it"),
             ));
@@ -167,7 +144,7 @@ pub fn authorize(
     }
 
     if !allowed_regions.is_empty() && !allowed_regions.iter().any(|r| r == region) {
-        return Err(Refusal::stalled(
+        return Err(Problem::stalled(
             REGION_NOT_ALLOWED,
             format!(
                 "AwsAccount {name} does not allow region {region}; allowed: {}",
@@ -183,7 +160,7 @@ pub fn authorize(
             } else {
                 allowed_service_roles.join(", ")
             };
-            return Err(Refusal::stalled(
+            return Err(Problem::stalled(
                 SERVICE_ROLE_NOT_ALLOWED,
                 format!(
                     "AwsAccount {name} does not allow service role {role} (spec.serviceRoleArn); allowed: {allowed}"
@@ -191,7 +168,7 @@ pub fn authorize(
             ));
         }
         if let Some(other) = arn_account(role).filter(|a| a != account_id) {
-            return Err(Refusal::stalled(
+            return Err(Problem::stalled(
                 SERVICE_ROLE_NOT_ALLOWED,
                 format!("service role {role} is in account {other}, not in account {account_id} of AwsAccount {name}"),
             ));
@@ -223,10 +200,9 @@ pub fn operator_grant(
     service_role: Option<&str>,
 ) -> Result<Grant, Refusal> {
     if !allow_operator_credentials {
-        return Err(Refusal::stalled(
+        return Err(Problem::stalled(
             NO_ACCOUNT,
-            "spec.accountRef is not set and the operator is not allowed to use its own credentials; name an AwsAccount"
-                .into(),
+            "spec.accountRef is not set and the operator is not allowed to use its own credentials; name an AwsAccount",
         ));
     }
     Ok(Grant {
@@ -251,7 +227,7 @@ fn account_ready(account: &AwsAccount) -> Result<(), Refusal> {
         .as_ref()
         .and_then(|s| conditions::find(&s.conditions, conditions::READY));
     let Some(ready) = ready else {
-        return Err(Refusal::waiting(
+        return Err(Problem::waiting(
             ACCOUNT_NOT_READY,
             format!("AwsAccount {name} has not been verified yet"),
         ));
@@ -259,11 +235,11 @@ fn account_ready(account: &AwsAccount) -> Result<(), Refusal> {
     let current = ready.observed_generation == account.metadata.generation;
     match (ready.status.as_str(), current) {
         ("True", true) => Ok(()),
-        ("True", false) => Err(Refusal::waiting(
+        ("True", false) => Err(Problem::waiting(
             ACCOUNT_NOT_READY,
             format!("AwsAccount {name} changed and has not been verified again yet"),
         )),
-        _ => Err(Refusal::waiting(
+        _ => Err(Problem::waiting(
             ACCOUNT_NOT_READY,
             format!("AwsAccount {name} is not Ready ({}): {}", ready.reason, ready.message),
         )),

@@ -1,5 +1,7 @@
 //! Per-object exponential backoff with jitter for failed reconciles (kube's
-//! controller has none built in). A success resets the object's count.
+//! controller has none built in), keyed by kind and object so that a
+//! StackDeployment `ns/name` never shares the count of the Stack `ns/name`.
+//! A success resets the object's count.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,7 +10,7 @@ use std::time::Duration;
 pub struct Backoff {
     base: Duration,
     max: Duration,
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<(&'static str, String), u32>>,
 }
 
 impl Backoff {
@@ -20,17 +22,20 @@ impl Backoff {
         }
     }
 
-    /// Records a failure of `key` and returns how long to wait.
-    pub fn fail(&self, key: &str) -> Duration {
+    /// Records a failure of object `key` of `kind` and returns how long to wait.
+    pub fn fail(&self, kind: &'static str, key: &str) -> Duration {
         let mut failures = self.failures.lock().expect("backoff lock");
-        let count = failures.entry(key.to_string()).or_insert(0);
+        let count = failures.entry((kind, key.to_string())).or_insert(0);
         *count = count.saturating_add(1);
         let delay = delay(self.base, self.max, *count);
         jitter(delay, rand::random::<f64>())
     }
 
-    pub fn succeed(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
+    pub fn succeed(&self, kind: &'static str, key: &str) {
+        self.failures
+            .lock()
+            .expect("backoff lock")
+            .remove(&(kind, key.to_string()));
     }
 }
 
@@ -69,10 +74,19 @@ mod tests {
     #[test]
     fn success_resets_the_count() {
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        backoff.fail("a");
-        backoff.fail("a");
-        assert!(backoff.fail("a") >= Duration::from_millis(3200));
-        backoff.succeed("a");
-        assert!(backoff.fail("a") < Duration::from_millis(1300));
+        backoff.fail("Stack", "a");
+        backoff.fail("Stack", "a");
+        assert!(backoff.fail("Stack", "a") >= Duration::from_millis(3200));
+        backoff.succeed("Stack", "a");
+        assert!(backoff.fail("Stack", "a") < Duration::from_millis(1300));
+    }
+
+    #[test]
+    fn kinds_do_not_share_counts() {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..5 {
+            backoff.fail("Stack", "ns/a");
+        }
+        assert!(backoff.fail("StackDeployment", "ns/a") < Duration::from_millis(1300));
     }
 }

@@ -4,10 +4,11 @@
 use crate::api::{DeleteFailureAction, DeletionPolicy};
 use crate::runtime::conditions;
 
-use super::decide::{Observed, Ownership, Plan, Step, ownership, reason_of, record, report};
-use super::lifecycle::{Lifecycle, classify};
-use super::names::client_token;
-use super::report::{Note, explain, failures_since, record_failures};
+use super::super::plan::{
+    Lifecycle, Note, Observed, Plan, Step, classify, client_token, delete_stack, reason_of, report,
+};
+use super::ownership::{Ownership, ownership};
+use super::stack_events::{explain, failures_since, record_failures};
 
 pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
     let name = o.stack_name;
@@ -75,16 +76,8 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
                         "DeleteRetainingResources",
                         format!("deleting stack {name} again, keeping the resources that failed: {retain:?}"),
                     ));
-                    plan.steps.push(Step::DeleteStack {
-                        token: token.clone(),
-                        retain,
-                    });
-                    plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
-                    report(o, plan).progressing(
-                        "Deleting",
-                        &format!("deleting stack {name}, retaining failed resources"),
-                    );
-                    plan.requeue = o.timing.in_flight;
+                    let message = format!("deleting stack {name}, retaining failed resources");
+                    delete_stack(o, plan, &token, retain, "Deleting", &message);
                 }
                 DeleteFailureAction::Retain => {
                     // A new reconcile request retries once; the failed
@@ -97,13 +90,8 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
                             "RetryingDelete",
                             format!("deleting stack {name} again, as requested"),
                         ));
-                        plan.steps.push(Step::DeleteStack {
-                            token: token.clone(),
-                            retain: Vec::new(),
-                        });
-                        plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
-                        report(o, plan).progressing("Deleting", &format!("deleting stack {name} again"));
-                        plan.requeue = o.timing.in_flight;
+                        let message = format!("deleting stack {name} again");
+                        delete_stack(o, plan, &token, Vec::new(), "Deleting", &message);
                         return;
                     }
                     let message = format!(
@@ -123,13 +111,14 @@ pub(super) fn decide_delete(o: &Observed, plan: &mut Plan) {
                 plan.notes
                     .push(Note::normal("Deleting", format!("deleting stack {name}")));
             }
-            plan.steps.push(Step::DeleteStack {
-                token: token.clone(),
-                retain: Vec::new(),
-            });
-            plan.status.operation = Some(record(o, "DeleteStack", None, &token, None));
-            report(o, plan).progressing("Deleting", &format!("deleting stack {name}"));
-            plan.requeue = o.timing.in_flight;
+            delete_stack(
+                o,
+                plan,
+                &token,
+                Vec::new(),
+                "Deleting",
+                &format!("deleting stack {name}"),
+            );
         }
     }
 }

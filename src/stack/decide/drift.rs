@@ -7,16 +7,14 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::{DriftRemediation, DriftReport, DriftedProperty, DriftedResource, StackSpec};
+use crate::api::{DriftRemediation, DriftReport, DriftState, DriftedProperty, DriftedResource, StackSpec};
 use crate::aws::{
-    DifferenceKind, DriftDetection, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDescription,
-    StackDriftStatus,
+    DifferenceKind, DriftDetectionStatus, ResourceDrift, ResourceDriftStatus, StackDescription, StackDriftStatus,
 };
 use crate::runtime::conditions::{self, ConditionUpdate, DRIFTED, Truth};
 
-use super::decide::{Observed, Plan, Step};
-use super::desired::DesiredStack;
-use super::report::{Note, chrono_to_time};
+use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, report as kstatus};
+use super::stack_events::chrono_to_time;
 
 /// Checked every six hours unless `drift.interval` says otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
@@ -35,25 +33,18 @@ pub fn interval(text: Option<&str>) -> Result<Option<Duration>, String> {
     crate::api::parse_duration(text).map(Some)
 }
 
-/// What the reconcile read about a detection run in progress.
-#[derive(Debug, Default)]
-pub struct DriftObservation {
-    pub detection: Option<DriftDetection>,
-    pub resources: Option<Vec<ResourceDrift>>,
-}
-
 /// Called on a settled stack that matches its spec: starts detection when
 /// due, takes in a finished run, and asks for a revert when configured.
 pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
     let every = match interval(o.spec.drift.interval.as_deref()) {
         Ok(every) => every,
         Err(message) => {
-            report(plan, "Failed", Some(message));
+            report(plan, DriftState::Failed, Some(message));
             return;
         }
     };
     let mut drift = plan.status.drift.clone().unwrap_or_default();
-    if drift.status == "Checking" {
+    if drift.status == DriftState::Checking {
         take_result(o, desired, &mut drift, plan);
         plan.status.drift = Some(drift);
         return;
@@ -68,7 +59,7 @@ pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
         return;
     }
     if due || requested.is_some() {
-        drift.status = "Checking".into();
+        drift.status = DriftState::Checking;
         drift.reason = None;
         drift.detection_id = None;
         drift.started_at = Some(Time(o.now));
@@ -98,7 +89,7 @@ fn scheduled(every: Option<Duration>, drift: &DriftReport, now: Timestamp) -> bo
 /// compared too, so out-of-band template edits are found on the same schedule).
 pub fn starts_now(spec: &StackSpec, drift: Option<&DriftReport>, requested: Option<&str>, now: Timestamp) -> bool {
     let report = drift.cloned().unwrap_or_default();
-    if report.status == "Checking" {
+    if report.status == DriftState::Checking {
         return false;
     }
     let every = interval(spec.drift.interval.as_deref()).ok().flatten();
@@ -106,18 +97,18 @@ pub fn starts_now(spec: &StackSpec, drift: Option<&DriftReport>, requested: Opti
     asked || scheduled(every, &report, now)
 }
 
-fn report(plan: &mut Plan, status: &str, reason: Option<String>) {
+fn report(plan: &mut Plan, status: DriftState, reason: Option<String>) {
     let drift = plan.status.drift.get_or_insert_with(DriftReport::default);
-    drift.status = status.into();
+    drift.status = status;
     drift.reason = reason;
 }
 
 /// The stack cannot be checked now (an operation runs, or it is in a failed state).
 pub fn skip(plan: &mut Plan, why: &str) {
     if let Some(drift) = plan.status.drift.as_mut()
-        && drift.status == "Checking"
+        && drift.status == DriftState::Checking
     {
-        drift.status = "Skipped".into();
+        drift.status = DriftState::Skipped;
         drift.reason = Some(why.to_string());
     }
 }
@@ -131,7 +122,7 @@ fn take_result(o: &Observed, desired: &DesiredStack, drift: &mut DriftReport, pl
             .as_ref()
             .is_none_or(|t| o.now >= t.0 + SignedDuration::from_mins(10));
         if drift.detection_id.is_none() && stale {
-            drift.status = "Unknown".into();
+            drift.status = DriftState::Unknown;
             drift.reason = Some("the drift detection run was lost; it is started again at the next interval".into());
         }
         plan.requeue = plan.requeue.min(o.timing.in_flight);
@@ -157,28 +148,32 @@ fn take_result(o: &Observed, desired: &DesiredStack, drift: &mut DriftReport, pl
             let names: Vec<&str> = resources.iter().map(|r| r.logical_id.as_str()).collect();
             (
                 Truth::True,
-                "Drifted",
+                DriftState::Drifted,
                 format!("{} resource(s) differ from the template: {names:?}", resources.len()),
             )
         }
         StackDriftStatus::InSync => (
             Truth::False,
-            "InSync",
+            DriftState::InSync,
             "every checked resource matches the template".to_string(),
         ),
         _ => (
             Truth::Unknown,
-            "Unknown",
+            DriftState::Unknown,
             detection
                 .reason
                 .clone()
                 .unwrap_or_else(|| "drift detection did not finish".into()),
         ),
     };
-    drift.status = status.into();
+    drift.status = status;
     drift.reason = detection.reason.clone();
     drift.resources = resources;
-    let reason = if truth == Truth::True { "ResourceDrift" } else { status };
+    let reason = match status {
+        DriftState::Drifted => "ResourceDrift",
+        DriftState::InSync => "InSync",
+        _ => "Unknown",
+    };
     conditions::set(
         &mut plan.status.conditions,
         ConditionUpdate::new(DRIFTED, truth, reason, &message),
@@ -322,7 +317,7 @@ pub(super) fn repair_configuration(o: &Observed, drift: &str, plan: &mut Plan) -
     plan.notes.push(Note::warning("ConfigurationDrift", message.clone()));
     plan.status.repairs += 1;
     plan.status.applied = None;
-    super::decide::report(o, plan).progressing("ConfigurationDrift", &message);
+    kstatus(o, plan).progressing("ConfigurationDrift", &message);
     plan.requeue = Duration::from_secs(1);
     true
 }

@@ -10,13 +10,12 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 
-use crate::api::{CreateFailureAction, FailureRecord};
+use crate::api::{CreateFailureAction, ExecutionState, FailureRecord, OperationAction};
 use crate::aws::{StackDescription, StackState};
 
-use super::decide::{Observed, Plan, Step, record, report};
-use super::desired::DesiredStack;
-use super::names::{change_set_name, client_token};
-use super::report::Note;
+use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, change_set_name, client_token, record, report};
+use super::failed_states::recreate_wait;
+use super::stack_events::RECENT_FAILURES;
 
 /// Marks the change set a timed-out create ran, so the same inputs are not
 /// tried again under `Retain`.
@@ -36,7 +35,7 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
         .previous
         .operation
         .as_ref()
-        .filter(|op| op.action == "ExecuteChangeSet")
+        .filter(|op| op.action == OperationAction::ExecuteChangeSet)
     else {
         return false;
     };
@@ -60,13 +59,13 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
     });
     plan.status.operation = Some(record(
         o,
-        "DeleteStack",
+        OperationAction::DeleteStack,
         Some(&change_set),
         &token,
         op.fingerprint.as_deref(),
     ));
     if let Some(cs) = plan.status.change_set.as_mut().filter(|cs| cs.name == change_set) {
-        cs.execution_status = Some("EXECUTE_FAILED".into());
+        cs.execution_status = Some(ExecutionState::ExecuteFailed);
         cs.status_reason = Some(format!("{TIMED_OUT}: {reason}"));
     }
     plan.status.recent_failures.insert(
@@ -79,7 +78,7 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
             reason: reason.clone(),
         },
     );
-    plan.status.recent_failures.truncate(super::report::RECENT_FAILURES);
+    plan.status.recent_failures.truncate(RECENT_FAILURES);
     plan.notes.push(Note::warning(
         "CreateTimedOut",
         format!("stack {}: {reason}", stack.stack_name),
@@ -115,12 +114,11 @@ pub(super) fn hold_after_timeout(o: &Observed, desired: &DesiredStack, plan: &mu
             true
         }
         CreateFailureAction::Recreate
-            if o.previous
-                .operation
-                .as_ref()
-                .is_some_and(|op| op.action == "DeleteStack" && op.client_token == token(o, &wanted)) =>
+            if o.previous.operation.as_ref().is_some_and(|op| {
+                op.action == OperationAction::DeleteStack && op.client_token == token(o, &wanted)
+            }) =>
         {
-            let Some(wait) = super::decide::recreate_wait(o, plan) else {
+            let Some(wait) = recreate_wait(o, plan) else {
                 return false;
             };
             let message = format!(

@@ -1,0 +1,84 @@
+//! The reconcile wrapper and error policy every controller runs through:
+//! reconcile metrics by kind and outcome, a Warning Event whose reason is a
+//! static error category, and per-object backoff keyed by kind and object.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::warn;
+
+use super::context::Shared;
+use super::error::{Error, Result};
+use super::events::Note;
+use super::metrics::{ErrorLabels, KindLabels, OutcomeLabels};
+
+/// The kind's name, for metric labels, Events and backoff keys: static,
+/// never an object name.
+pub fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()) {
+        Cow::Borrowed(kind) => kind,
+        Cow::Owned(_) => "Other",
+    }
+}
+
+/// `namespace/name`, or `name` for cluster-scoped objects.
+pub fn object_key<K: Resource>(object: &K) -> String {
+    match object.namespace() {
+        Some(ns) => format!("{ns}/{}", object.name_any()),
+        None => object.name_any(),
+    }
+}
+
+/// Runs one reconcile of `object`, counting its duration and outcome; a
+/// success resets the object's backoff.
+pub async fn instrumented<K>(shared: &Shared, object: &K, work: impl Future<Output = Result<Action>>) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = kind_of::<K>();
+    let started = Instant::now();
+    let result = work.await;
+    shared
+        .metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    shared
+        .metrics
+        .reconciles
+        .get_or_create(&OutcomeLabels { kind, outcome })
+        .inc();
+    if result.is_ok() {
+        shared.backoff.succeed(kind, &object_key(object));
+    }
+    result
+}
+
+/// A failed reconcile: counted by category, shown as a Warning Event, and
+/// retried with the object's exponential backoff. A conflict on our own
+/// conditional write means the decision was made from a stale copy: decide
+/// again soon from a newer one.
+pub fn error_policy<K>(shared: &Shared, object: &K, error: &Error) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = kind_of::<K>();
+    let category = error.category();
+    shared
+        .metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels { kind, category })
+        .inc();
+    if category == "conflict" {
+        return Action::requeue(Duration::from_millis(500));
+    }
+    let key = object_key(object);
+    let delay = shared.backoff.fail(kind, &key);
+    warn!(kind, object = %key, category, %error, retry_in = ?delay, "reconcile failed");
+    let note = Note::warning(error.reason(), error.to_string());
+    shared.events.publish_later(object.object_ref(&()), vec![note]);
+    Action::requeue(delay)
+}
