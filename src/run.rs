@@ -141,6 +141,13 @@ async fn controllers(
 /// done. With leader election this runs only while the lease is held.
 async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<bool>) {
     let namespace = args.namespace.clone().filter(|n| !n.is_empty());
+    // Every cache is registered before any controller starts, so the first
+    // one to sync cannot make the replica ready alone.
+    let readiness = &parts.shared.readiness;
+    readiness.register(stack::CACHE);
+    if args.account_controller {
+        readiness.register(account::CACHE);
+    }
     let accounts = start_accounts(&args, &parts, &stop_rx);
     let stacks = SharedStacks::new(parts.shared.client.clone(), namespace.as_deref());
     let ctx = Arc::new(StackContext::new(

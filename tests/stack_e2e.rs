@@ -203,8 +203,8 @@ async fn bad_input_stalls_without_aws_calls_and_recovers() {
     let stack = f.wait_condition("nosecret", "Ready", "False").await;
     assert_eq!(ready(&stack).reason, "SecretNotFound");
 
-    // None of that reached AWS.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // None of that reached AWS over 6 s: three 2 s polls of each object.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let calls = f.operator.metric("stackpilot_aws_calls_total", &[]).await;
     assert_eq!(calls, 0.0, "bad input must not call AWS");
     let events = f.events("broken").await;
@@ -348,10 +348,11 @@ async fn failed_create_names_the_resource_and_recreate_recovers() {
     })
     .await;
 
-    // Stalled means stalled: no further AWS writes while nothing changes.
+    // Stalled means stalled: no further AWS writes while nothing changes,
+    // over 6 s (three 2 s polls).
     let op = ["operation=\"CreateChangeSet\""];
     let before = f.operator.metric("stackpilot_aws_calls_total", &op).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(f.operator.metric("stackpilot_aws_calls_total", &op).await, before);
 
     // With Recreate and a fixed template the failed stack is replaced.
@@ -457,8 +458,8 @@ async fn a_suspended_stack_makes_no_aws_calls_until_resumed() {
     f.apply("paused", spec(true)).await;
     let stack = f.wait_condition("paused", "Ready", "False").await;
     assert_eq!(ready(&stack).reason, "Suspended", "{:?}", ready(&stack));
-    // Several more polls' worth: still nothing in AWS.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Three more 2 s polls' worth (6 s): still nothing in AWS.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let creates = f
         .operator
         .metric("stackpilot_aws_calls_total", &["operation=\"CreateChangeSet\""])

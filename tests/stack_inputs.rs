@@ -363,7 +363,7 @@ async fn accounts_bind_namespaces_regions_and_service_roles() {
 
 #[tokio::test]
 async fn a_stack_changed_outside_kubernetes_is_brought_back() {
-    let f = Fixture::with_env("in-oob", &[("STACKPILOT_RESYNC_SECONDS", "2")]).await;
+    let f = Fixture::new("in-oob").await;
     let ns = f.ns.name.clone();
     f.apply(
         "oob",
@@ -441,7 +441,7 @@ async fn a_stack_changed_outside_kubernetes_is_brought_back() {
 
 #[tokio::test]
 async fn a_template_edited_outside_kubernetes_is_found_at_the_next_drift_check() {
-    let f = Fixture::with_env("in-tpl", &[("STACKPILOT_RESYNC_SECONDS", "2")]).await;
+    let f = Fixture::new("in-tpl").await;
     let ns = f.ns.name.clone();
     f.apply(
         "tpl",

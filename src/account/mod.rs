@@ -28,6 +28,9 @@ pub use verify::{
     VERIFIED, VERIFYING, Verdict, WRONG_ACCOUNT, decide, plan, status_changed, verify_target,
 };
 
+/// The AwsAccount cache, in `/readyz`.
+pub const CACHE: &str = "awsaccounts";
+
 /// Accounts are few; two checks at a time is plenty.
 const CONCURRENCY: u16 = 2;
 
@@ -63,21 +66,16 @@ pub async fn run_selected(
     // Status writes change neither generation nor annotations, so they do
     // not wake the controller; a spec edit or the reconcile-requested-at
     // annotation does, and so does the 30-minute requeue.
+    let synced = shared.readiness.register(CACHE);
     let stream = watcher(api, config)
         .default_backoff()
         .reflect(writer)
+        .inspect(synced.on_init_done(CACHE))
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::annotations),
             Default::default(),
         );
-    let synced = shared.readiness.register("awsaccounts");
-    let ready = reader.clone();
-    tokio::spawn(async move {
-        if ready.wait_until_ready().await.is_ok() {
-            synced.synced();
-        }
-    });
     let context = Arc::new(AccountContext { shared, identity });
     Controller::for_stream(stream, reader)
         .with_config(Config::default().concurrency(CONCURRENCY))

@@ -1,9 +1,18 @@
 //! `/readyz`: ready once every running controller's caches have synced. Each
 //! controller registers its caches when it starts and marks them synced; a
 //! standby replica (leader election) is ready without any.
+//!
+//! A cache counts as synced when its watch stream yields the end of its
+//! first list (`InitDone`, after the reflector stored it). Waiting on
+//! `Store::wait_until_ready` instead is unreliable from a second task: it
+//! wakes only its latest waiter (one oneshot receiver), and the controller
+//! itself waits on it, so our waiter may never wake.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use kube::runtime::watcher;
+use tracing::info;
 
 #[derive(Default)]
 pub struct Readiness {
@@ -19,13 +28,30 @@ impl CacheFlag {
     pub fn synced(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+
+    /// For `.inspect(...)` on a watch stream after its reflector: marks the
+    /// cache synced at the end of the first list.
+    pub fn on_init_done<K, E>(self, cache: &'static str) -> impl FnMut(&Result<watcher::Event<K>, E>) {
+        move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !self.0.swap(true, Ordering::Relaxed) {
+                info!(cache, "cache synced");
+            }
+        }
+    }
 }
 
 impl Readiness {
-    /// A cache that must sync before the replica is ready.
+    /// A cache that must sync before the replica is ready. Registering a
+    /// name again returns the same flag, so start-up can register every
+    /// cache before any controller runs (else the first cache to sync would
+    /// make the replica ready before the others were even registered).
     pub fn register(&self, name: &'static str) -> CacheFlag {
+        let mut caches = self.caches.lock().expect("readiness lock");
+        if let Some((_, flag)) = caches.iter().find(|(n, _)| *n == name) {
+            return CacheFlag(flag.clone());
+        }
         let flag = Arc::new(AtomicBool::new(false));
-        self.caches.lock().expect("readiness lock").push((name, flag.clone()));
+        caches.push((name, flag.clone()));
         CacheFlag(flag)
     }
 
@@ -73,5 +99,20 @@ mod tests {
         assert!(fresh.is_ready());
         fresh.set_standby(false);
         assert!(!fresh.is_ready());
+    }
+
+    #[test]
+    fn a_name_registered_twice_is_one_cache_marked_at_the_end_of_the_first_list() {
+        let readiness = Readiness::default();
+        let early = readiness.register("stacks");
+        let mut mark = readiness.register("stacks").on_init_done::<(), ()>("stacks");
+        assert_eq!(readiness.waiting_for(), vec!["stacks"]);
+        mark(&Ok(watcher::Event::Init));
+        mark(&Ok(watcher::Event::InitApply(())));
+        mark(&Err(()));
+        assert!(!readiness.is_ready());
+        mark(&Ok(watcher::Event::InitDone));
+        assert!(readiness.is_ready());
+        drop(early);
     }
 }

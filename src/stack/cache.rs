@@ -12,6 +12,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tracing::warn;
 
 use crate::api::Stack;
+use crate::runtime::readiness::CacheFlag;
+
+/// The Stack cache, in `/readyz`.
+pub const CACHE: &str = "stacks";
 
 /// Events buffered per subscriber before the watch waits for it.
 const BUFFER: usize = 1024;
@@ -39,12 +43,14 @@ impl SharedStacks {
         self.writer.subscribe().expect("a shared store")
     }
 
-    /// Fills the cache until the process stops; run it beside the controllers.
-    pub async fn run(self) {
+    /// Fills the cache until the process stops; run it beside the
+    /// controllers. `synced` is marked at the end of the first list.
+    pub async fn run(self, synced: CacheFlag) {
         watcher(self.api, watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(slim)
             .reflect_shared(self.writer)
+            .inspect(synced.on_init_done(CACHE))
             .for_each(|event| async move {
                 if let Err(error) = event {
                     warn!(%error, "stack watch");

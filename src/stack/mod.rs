@@ -28,7 +28,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::api::{AwsAccount, OperationAction, Stack};
 use crate::runtime::slots::Priority;
@@ -36,7 +36,7 @@ use crate::runtime::watch::{ConstantBackoff, changed_only};
 use triggers::{Readers, Source};
 
 pub use act::FINALIZER;
-pub use cache::SharedStacks;
+pub use cache::{CACHE, SharedStacks};
 pub use context::{StackContext, StackSettings};
 pub use decide::drift::DEFAULT_INTERVAL as DEFAULT_DRIFT_INTERVAL;
 pub use desired::{DesiredStack, ResolvedParameter};
@@ -83,15 +83,7 @@ pub async fn run(
             .combine(predicates::finalizers),
     );
     let dependents = stacks.subscribe();
-    let cache = tokio::spawn(stacks.run());
-    let synced = ctx.shared.readiness.register("stacks");
-    let ready_store = store.clone();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            info!("stack cache synced");
-            synced.synced();
-        }
-    });
+    let cache = tokio::spawn(stacks.run(ctx.shared.readiness.register(cache::CACHE)));
     // The objects-by-condition gauge, counted from the cache.
     let count_store = store.clone();
     let count_ctx = ctx.clone();

@@ -85,10 +85,14 @@ pub async fn install_crds(client: &Client) {
     }
 }
 
-/// A namespace of its own for one test; deleted by `cleanup`.
+/// A namespace of its own for one test; deleted by `cleanup`, or when
+/// dropped (also when the test panics), so a failed test leaves nothing
+/// running behind it.
 pub struct TestNamespace {
     pub name: String,
     client: Client,
+    kubeconfig: PathBuf,
+    cleaned: bool,
 }
 
 impl TestNamespace {
@@ -103,12 +107,31 @@ impl TestNamespace {
         TestNamespace {
             name,
             client: client.clone(),
+            kubeconfig: TestBed::get().kubeconfig,
+            cleaned: false,
         }
     }
 
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
+        self.cleaned = true;
         let api: Api<Namespace> = Api::all(self.client.clone());
         let _ = api.delete(&self.name, &DeleteParams::default()).await;
+    }
+}
+
+impl Drop for TestNamespace {
+    /// The test's runtime may be unwinding: kubectl needs none.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let _ = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -164,6 +187,10 @@ impl Operator {
             .env("STACKPILOT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
             .env("STACKPILOT_IN_FLIGHT_POLL_SECONDS", "1")
             .env("STACKPILOT_RECREATE_BACKOFF_SECONDS", "2")
+            // Settled stacks are looked at every 2 s (the default is 300 s),
+            // so a "no more calls" window of a few seconds covers several
+            // polls and can fail.
+            .env("STACKPILOT_RESYNC_SECONDS", "2")
             // Each test's operator verifies only the AwsAccounts its test labels.
             .env(
                 "STACKPILOT_ACCOUNT_SELECTOR",
@@ -197,13 +224,13 @@ impl Operator {
     }
 
     /// The value of one metric sample (sum over lines that contain every
-    /// fragment), 0 when absent.
+    /// fragment; 0 when none has been counted yet). Panics when the operator
+    /// has no such metric family at all, so a renamed metric cannot make a
+    /// "no calls" check pass by reading 0.
     pub async fn metric(&self, name: &str, fragments: &[&str]) -> f64 {
         let (_, body) = http_get(&format!("{}/metrics", self.admin)).await.expect("metrics");
-        body.lines()
-            .filter(|l| l.starts_with(name) && fragments.iter().all(|f| l.contains(f)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        stackpilot::runtime::admin::sample_sum(&body, name, fragments)
+            .unwrap_or_else(|| panic!("the operator exposes no metric family for {name}"))
     }
 
     /// The process id, for sending signals.
@@ -231,30 +258,8 @@ impl Operator {
     }
 }
 
-/// A minimal HTTP/1.1 GET over loopback (status, body).
-pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
+/// A plain HTTP GET over loopback (status, body): the operator's own.
+pub use stackpilot::runtime::admin::http_get;
 
 /// Polls `check` until it returns Some, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
