@@ -32,8 +32,8 @@ pub fn sanitize_session_name(name: &str) -> String {
 }
 
 /// Assumes a role on first use. `AssumeRoleProvider::build` is async, while
-/// [`CloudFormationProvider::client`] is not; this defers the build to the
-/// first credential request, which is async.
+/// [`CloudFormationProvider::client`](crate::aws::CloudFormationProvider::client) is not;
+/// this defers the build to the first credential request, which is async.
 #[derive(Debug)]
 struct LazyAssumeRole {
     role_arn: String,
