@@ -9,7 +9,7 @@
 //! real: Stacks, status, conditions, finalizers, annotations, Secrets and
 //! Events all go through the kube-apiserver, so what these tests assert is
 //! what `kubectl` shows. The fake's own model is documented in
-//! `src/aws/fake.rs`; its call log shows which AWS calls the operator made.
+//! `src/aws/fake/`; its call log shows which AWS calls the operator made.
 //!
 //! Each test runs its own controller (watching only its own namespace) with
 //! its own fake, and deletes its namespace at the end.

@@ -1,6 +1,6 @@
 //! The one door to AWS. Everything outside this module speaks these domain
-//! types; only `sdk.rs` imports the AWS SDK, so an SDK upgrade never reaches
-//! the CRD schema or the reconcile logic. `fake.rs` implements the same trait
+//! types; only `sdk/` imports the AWS SDK, so an SDK upgrade never reaches
+//! the CRD schema or the reconcile logic. `fake/` implements the same trait
 //! in memory for unit tests and for behaviour no emulator has.
 
 pub mod budget;

@@ -1,0 +1,175 @@
+//! The scale benchmark: the real `stackpilot` binary (built next to this
+//! one) against the real kube-apiserver of the test bed, with the in-memory
+//! fake behind the AWS trait (`--fake-aws`), or LocalStack (`--localstack`).
+//!
+//! For each size N, in a namespace of its own: apply N Stacks (one SQS queue
+//! each), time apply -> first AWS write and apply -> Ready per Stack, then
+//! measure a steady window of whole poll intervals: AWS read calls per
+//! interval, reconciles per second, status writes, API server requests per
+//! second; and the operator's resident memory (peak and steady). Prints each
+//! target with PASS or FAIL, deletes the Stacks and the namespace, and exits
+//! non-zero if a target failed.
+//!
+//! ```sh
+//! scripts/bench                       # its own test bed, N = 100, 1000, 5000
+//! scripts/bench --quick               # N = 100, about 1.5 minutes
+//! # with a test bed already up (source its env first):
+//! cargo build --release --bins && target/release/bench --stacks 100,1000
+//! ```
+//!
+//! "First AWS write" is seen as the first `status.operation`: the operator
+//! records that intent just before the write (CreateChangeSet), so it leads
+//! the AWS call by one status write. With the fake, AWS state lives inside
+//! the operator process and counts in its resident memory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+mod cluster;
+mod measure;
+mod metrics;
+mod operator;
+mod report;
+
+use cluster::{cleanup, install_crds};
+use measure::measure;
+use operator::start_operator;
+use report::{MIB, Report};
+
+#[derive(Debug, Parser)]
+#[command(name = "bench", about = "stackpilot at scale: AWS call budget, latency, memory")]
+struct Args {
+    /// Sizes to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    stacks: Vec<usize>,
+    /// Against LocalStack (`STACKPILOT_TEST_AWS_ENDPOINT`) instead of the fake.
+    #[arg(long)]
+    localstack: bool,
+    /// The operator's poll interval of settled stacks (`STACKPILOT_RESYNC_SECONDS`).
+    #[arg(long, default_value_t = 20)]
+    resync_seconds: u64,
+    /// Poll intervals in the steady window.
+    #[arg(long, default_value_t = 2)]
+    steady_intervals: u32,
+    /// The operator's reconcile concurrency (its default).
+    #[arg(long, default_value_t = 48)]
+    concurrency: u16,
+    /// The operator's in-flight poll interval (its default).
+    #[arg(long, default_value_t = 5)]
+    in_flight_poll_seconds: u64,
+    /// The operator's AWS call budget per account and region (default: 2000
+    /// with the fake, to measure the operator rather than the budget; 50
+    /// with LocalStack).
+    #[arg(long)]
+    aws_calls_per_second: Option<f64>,
+    /// `spec.drift.interval` of every Stack. Default `0` (off): the fake's
+    /// clock starts in 2024, so with drift on, the stackpilot drift schedule
+    /// (due `interval` after the run's AWS timestamp) finds every check due
+    /// again at each poll, and steady state never comes. Use `6h` to see it.
+    #[arg(long, default_value = "0")]
+    drift_interval: String,
+    /// Stacks applied at the same time.
+    #[arg(long, default_value_t = 32)]
+    apply_concurrency: usize,
+    /// Give up waiting for all Ready after this long.
+    #[arg(long, default_value_t = 900)]
+    ready_timeout_seconds: u64,
+    /// The operator binary (default: `stackpilot` next to this one).
+    #[arg(long)]
+    operator: Option<PathBuf>,
+    /// Where the operator's logs go.
+    #[arg(long, default_value = "/tmp")]
+    log_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let operator = match &args.operator {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("stackpilot"),
+    };
+    if !operator.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --bins)",
+            operator.display()
+        );
+    }
+    let client = Client::try_default()
+        .await
+        .context("kube client (is KUBECONFIG set? source the test bed's env)")?;
+    install_crds(&client).await?;
+    let mut reports = Vec::new();
+    for &n in &args.stacks {
+        let report = run_size(&args, &client, &operator, n).await?;
+        report.print();
+        reports.push(report);
+    }
+    println!("\nSummary");
+    println!(
+        "{:>6} {:>12} {:>8} {:>16} {:>11} {:>14} {:>16} {:>10} {:>8}",
+        "N",
+        "reads/intvl",
+        "budget",
+        "write p50/p99 s",
+        "all Ready s",
+        "reconciles/s",
+        "RSS peak/steady",
+        "apiserver/s",
+        "result"
+    );
+    for r in &reports {
+        println!(
+            "{:>6} {:>12.1} {:>8} {:>16} {:>11.1} {:>14.1} {:>16} {:>10.1} {:>8}",
+            r.n,
+            r.reads_per_interval,
+            r.read_budget,
+            format!("{:.2}/{:.2}", r.write_p50, r.write_p99),
+            r.all_ready,
+            r.converge_reconciles_per_second,
+            format!("{:.0}/{:.0} MiB", r.rss_peak / MIB, r.rss_steady / MIB),
+            r.apiserver_per_second,
+            if r.passed() { "PASS" } else { "FAIL" }
+        );
+    }
+    if reports.iter().all(Report::passed) {
+        println!("bench: {} passed, 0 failed", reports.len());
+        Ok(())
+    } else {
+        let failed = reports.iter().filter(|r| !r.passed()).count();
+        println!("bench: {} passed, {failed} failed", reports.len() - failed);
+        std::process::exit(1)
+    }
+}
+
+async fn run_size(args: &Args, client: &Client, operator: &std::path::Path, n: usize) -> anyhow::Result<Report> {
+    let namespace = format!("bench-{n}-{:x}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}}))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let calls_per_second = args
+        .aws_calls_per_second
+        .unwrap_or(if args.localstack { 50.0 } else { 2000.0 });
+    let mode = if args.localstack {
+        "LocalStack".to_string()
+    } else {
+        "in-memory fake AWS (--fake-aws)".to_string()
+    };
+    let settings = format!(
+        "operator: concurrency {}, poll interval (resync) {} s, in-flight poll {} s, AWS budget {} calls/s per account+region; Stacks: drift.interval {}",
+        args.concurrency, args.resync_seconds, args.in_flight_poll_seconds, calls_per_second, args.drift_interval
+    );
+    let mut child = start_operator(args, operator, &namespace, calls_per_second).await?;
+    let pid = child.process.id().context("operator pid")?;
+    let result = measure(args, client, &child, pid, &namespace, n, mode, settings).await;
+    cleanup(client, &namespace, n).await;
+    let _ = child.process.start_kill();
+    let _ = child.process.wait().await;
+    result
+}
