@@ -1149,7 +1149,7 @@ async fn a_silent_endpoint_times_out() {
 fn stack_xml(name: &str, status: &str) -> String {
     format!(
         "<member><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackName>{name}</StackName>\
-         <StackState>{status}</StackState><CreationTime>2024-01-01T00:00:00Z</CreationTime>\
+         <StackStatus>{status}</StackStatus><CreationTime>2024-01-01T00:00:00Z</CreationTime>\
          <Parameters><member><ParameterKey>Env</ParameterKey><ParameterValue>prod</ParameterValue></member></Parameters>\
          <Tags><member><Key>team</Key><Value>a</Value></member></Tags>\
          <Outputs><member><OutputKey>Url</OutputKey><OutputValue>https://{name}</OutputValue>\
