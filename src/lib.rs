@@ -9,6 +9,7 @@ pub mod aws;
 pub mod backoff;
 pub mod cli;
 pub mod context;
+pub mod deployment;
 pub mod error;
 pub mod leader;
 pub mod metrics;
