@@ -482,7 +482,7 @@ pub struct TargetStatus {
 }
 
 /// Why a target failed.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetFailureStatus {
     /// What happened, in words (CloudFormation's reason, the alarm's state reason).
@@ -558,7 +558,7 @@ pub struct TargetPreview {
 
 /// A revision that failed (or was aborted) and is not rolled out again by
 /// itself; it runs again when the artifact changes or on `retry`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedRevision {
     pub revision: RevisionId,
