@@ -399,7 +399,10 @@ impl RolloutPhase {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            RolloutPhase::WaitingForApproval | RolloutPhase::Progressing | RolloutPhase::Paused | RolloutPhase::RollingBack
+            RolloutPhase::WaitingForApproval
+                | RolloutPhase::Progressing
+                | RolloutPhase::Paused
+                | RolloutPhase::RollingBack
         )
     }
 }

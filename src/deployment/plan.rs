@@ -8,10 +8,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 pub use crate::api::{
-    Approval, Artifact, DeploymentPhase, DeploymentTarget, FleetPreview, HandledRequests, Pause, Release,
-    RejectedRevision, RevisionId, RevisionOutcome, RevisionRecord, RolloutKind, RolloutPhase, RolloutStatus,
-    StackDeploymentSpec, StackDeploymentStatus, StrategyType, TargetFailureStatus, TargetPhase, TargetPreview, TargetStatus,
-    WavePhase, WaveStatus,
+    Approval, Artifact, DeploymentPhase, DeploymentTarget, FleetPreview, HandledRequests, Pause, RejectedRevision,
+    Release, RevisionId, RevisionOutcome, RevisionRecord, RolloutKind, RolloutPhase, RolloutStatus,
+    StackDeploymentSpec, StackDeploymentStatus, StrategyType, TargetFailureStatus, TargetPhase, TargetPreview,
+    TargetStatus, WavePhase, WaveStatus,
 };
 pub use crate::runtime::conditions::Truth;
 pub use crate::runtime::events::Note;
@@ -325,11 +325,15 @@ impl ObservedChild {
         let annotations = stack.metadata.annotations.clone().unwrap_or_default();
         let status = stack.status.clone().unwrap_or_default();
         let condition = |type_: &str| {
-            status.conditions.iter().find(|c| c.type_ == type_).map(|c| ChildCondition {
-                status: c.status.clone(),
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            })
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| ChildCondition {
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                })
         };
         let revision = annotations.get(REVISION_ANNOTATION).cloned();
         let applied_revision = status
@@ -352,9 +356,9 @@ impl ObservedChild {
                 .find(|f| !f.reason.contains("cancelled"))
                 .or(status.recent_failures.first())
                 .map(|f| ChildFailure {
-                resource: f.logical_id.clone(),
-                reason: f.reason.clone(),
-            }),
+                    resource: f.logical_id.clone(),
+                    reason: f.reason.clone(),
+                }),
             change_set: status.change_set.as_ref().map(child_change_set),
             drifted: status.drift.as_ref().is_some_and(|d| d.status == "Drifted"),
             outputs: status.outputs.clone(),

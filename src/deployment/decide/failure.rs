@@ -49,7 +49,12 @@ pub fn record(o: &Observed, plan: &mut Plan, failures: &[TargetFailure]) -> bool
         return false;
     };
     if rollout.kind == RolloutKind::Rollback {
-        let reason = format!("rollback of target {} to {} failed: {}", first.0, describe(&rollout.revision), first.1.reason);
+        let reason = format!(
+            "rollback of target {} to {} failed: {}",
+            first.0,
+            describe(&rollout.revision),
+            first.1.reason
+        );
         stop(o, plan, &reason);
         plan.events.push(Note::warning("RollbackFailed", reason));
         return true;
@@ -115,7 +120,12 @@ pub fn reject(
     reason: &str,
     first: Option<&(String, TargetFailureStatus)>,
 ) {
-    if plan.status.rejected_revisions.iter().any(|r| r.revision.hash == revision.hash) {
+    if plan
+        .status
+        .rejected_revisions
+        .iter()
+        .any(|r| r.revision.hash == revision.hash)
+    {
         return;
     }
     plan.status.rejected_revisions.push(RejectedRevision {
@@ -151,7 +161,9 @@ pub fn roll_back(o: &Observed, plan: &mut Plan, bad: &RevisionId, reason: &str) 
         .targets
         .iter()
         .filter(|t| {
-            o.children.get(&t.name).is_some_and(|c| c.revision.as_deref() == Some(bad.hash.as_str()))
+            o.children
+                .get(&t.name)
+                .is_some_and(|c| c.revision.as_deref() == Some(bad.hash.as_str()))
                 || plan
                     .status
                     .targets

@@ -129,7 +129,10 @@ fn alarm_failure(o: &Observed, name: &str) -> Option<TargetFailure> {
                 ));
             }
             None if !ignore => {
-                return Some(fail(alarm, format!("alarm {alarm} does not exist in {}", target.region)));
+                return Some(fail(
+                    alarm,
+                    format!("alarm {alarm} does not exist in {}", target.region),
+                ));
             }
             _ => {}
         }
@@ -139,5 +142,8 @@ fn alarm_failure(o: &Observed, name: &str) -> Option<TargetFailure> {
 
 /// When the bake of a wave healthy since `healthy_since` ends.
 pub fn bake_end(o: &Observed, healthy_since: Timestamp) -> Timestamp {
-    after(healthy_since, duration_or(o.spec.health.bake_time.as_deref(), Duration::ZERO))
+    after(
+        healthy_since,
+        duration_or(o.spec.health.bake_time.as_deref(), Duration::ZERO),
+    )
 }

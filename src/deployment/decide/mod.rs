@@ -66,7 +66,12 @@ pub fn decide(o: &Observed) -> Plan {
 /// What the targets should run: `spec.rollbackTo` (all at once) if set,
 /// else the spec's artifact (through the strategy).
 fn desired(o: &Observed, update: &RevisionId) -> (RevisionId, RolloutKind) {
-    match o.spec.rollback_to.as_ref().and_then(|r| revisions::resolve(o, &r.revision)) {
+    match o
+        .spec
+        .rollback_to
+        .as_ref()
+        .and_then(|r| revisions::resolve(o, &r.revision))
+    {
         Some(kept) => (revisions::id_of(kept), RolloutKind::Rollback),
         None => (update.clone(), RolloutKind::Update),
     }

@@ -5,8 +5,7 @@
 
 use crate::deployment::plan::{
     ABORT_ANNOTATION, Note, Observed, PAUSE_ANNOTATION, PROMOTE_ANNOTATION, PROMOTE_FULL_ANNOTATION, Plan,
-    RETRY_ANNOTATION, ROLLBACK_TO_ANNOTATION, RevisionId, RolloutKind, RolloutPhase, WavePhase, bound_hash,
-    describe,
+    RETRY_ANNOTATION, ROLLBACK_TO_ANNOTATION, RevisionId, RolloutKind, RolloutPhase, WavePhase, bound_hash, describe,
 };
 
 use super::failure::{reject, roll_back};
@@ -33,7 +32,8 @@ pub fn handle(o: &Observed, update: &RevisionId, plan: &mut Plan) -> Requests {
         match paused_wave(plan) {
             Ok(wave) => {
                 requests.promote = true;
-                plan.events.push(Note::normal("Promoted", format!("wave {wave} promoted by request")));
+                plan.events
+                    .push(Note::normal("Promoted", format!("wave {wave} promoted by request")));
             }
             Err(why) => refuse(plan, "promote", &why),
         }
@@ -43,7 +43,10 @@ pub fn handle(o: &Observed, update: &RevisionId, plan: &mut Plan) -> Requests {
         match plan.status.rollout.as_mut() {
             Some(r) if r.phase.is_active() && r.kind == RolloutKind::Update => {
                 r.promoted_full = true;
-                let message = format!("{}: remaining pauses and bake times skipped by request", describe(&r.revision));
+                let message = format!(
+                    "{}: remaining pauses and bake times skipped by request",
+                    describe(&r.revision)
+                );
                 plan.events.push(Note::normal("PromotedFull", message));
             }
             _ => refuse(plan, "promote-full", "no rollout is running"),
@@ -131,11 +134,19 @@ fn abort(o: &Observed, plan: &mut Plan, hash: &str) {
 }
 
 fn retry(plan: &mut Plan, hash: &str, update: &RevisionId) {
-    let Some(position) = plan.status.rejected_revisions.iter().position(|r| r.revision.hash == hash) else {
+    let Some(position) = plan
+        .status
+        .rejected_revisions
+        .iter()
+        .position(|r| r.revision.hash == hash)
+    else {
         return refuse(plan, "retry", &format!("revision {hash} is not rejected"));
     };
     if hash != update.hash {
-        let why = format!("revision {hash} is not the one the spec asks for ({})", describe(update));
+        let why = format!(
+            "revision {hash} is not the one the spec asks for ({})",
+            describe(update)
+        );
         return refuse(plan, "retry", &why);
     }
     let rejected = plan.status.rejected_revisions.remove(position);
@@ -147,7 +158,11 @@ fn retry(plan: &mut Plan, hash: &str, update: &RevisionId) {
 
 fn rollback_to(o: &Observed, plan: &mut Plan, reference: &str, update: &RevisionId) {
     let Some(kept) = resolve(o, reference) else {
-        let kept: Vec<String> = o.revisions.iter().map(|r| format!("{} ({})", r.label, r.hash)).collect();
+        let kept: Vec<String> = o
+            .revisions
+            .iter()
+            .map(|r| format!("{} ({})", r.label, r.hash))
+            .collect();
         let why = format!("revision {reference} is no longer kept (kept: {})", kept.join(", "));
         return refuse(plan, "rollback-to", &why);
     };

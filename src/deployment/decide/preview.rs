@@ -68,7 +68,11 @@ pub fn summarise(o: &Observed, plan: &mut Plan) {
     if !newly_replaced.is_empty() {
         plan.events.push(Note::warning(
             "ReplacementsPlanned",
-            format!("{} replaces resources on {}", describe(&rollout.revision), newly_replaced.join("; ")),
+            format!(
+                "{} replaces resources on {}",
+                describe(&rollout.revision),
+                newly_replaced.join("; ")
+            ),
         ));
     }
     plan.status.preview = Some(preview);
@@ -104,7 +108,10 @@ pub fn approval_message(o: &Observed, plan: &Plan) -> Option<String> {
                 p.targets.len()
             )
         }
-        _ => format!("{} is being planned on every target (see status.preview)", describe(&rollout.revision)),
+        _ => format!(
+            "{} is being planned on every target (see status.preview)",
+            describe(&rollout.revision)
+        ),
     };
     let mut message = format!(
         "{plans}. Approve it with: kubectl annotate stackdeployment/{name} -n {ns} {APPROVE_REVISION_ANNOTATION}={hash} --overwrite, or: stackpilot deployment approve {name} -n {ns} --revision {hash}",

@@ -5,8 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sha2::{Digest, Sha256};
 
 use crate::deployment::plan::{
-    Artifact, KeptRevision, NewRevision, Note, Observed, Plan, RevisionId, RevisionOutcome, RevisionRecord,
-    describe,
+    Artifact, KeptRevision, NewRevision, Note, Observed, Plan, RevisionId, RevisionOutcome, RevisionRecord, describe,
 };
 
 /// Hash of what a revision deploys (template, parameters, tags,

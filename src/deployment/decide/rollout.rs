@@ -4,8 +4,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::deployment::plan::{
-    Approval, Note, Observed, Plan, RevisionId, RevisionOutcome, RolloutKind, RolloutPhase, RolloutStatus,
-    TargetPhase, WavePhase, WaveStatus, bound_hash, describe, APPROVE_REVISION_ANNOTATION,
+    APPROVE_REVISION_ANNOTATION, Approval, Note, Observed, Plan, RevisionId, RevisionOutcome, RolloutKind,
+    RolloutPhase, RolloutStatus, TargetPhase, WavePhase, WaveStatus, bound_hash, describe,
 };
 
 use super::failure::{failed_targets, record};
@@ -99,7 +99,14 @@ pub fn start(o: &Observed, revision: &RevisionId, kind: RolloutKind, plan: &mut 
 pub fn start_rollback(o: &Observed, plan: &mut Plan, revision: &RevisionId, targets: Vec<String>, reason: &str) {
     let count = targets.len();
     let wave = WavePlan { targets, pause: None };
-    begin(o, plan, revision, RolloutKind::Rollback, RolloutPhase::RollingBack, vec![wave]);
+    begin(
+        o,
+        plan,
+        revision,
+        RolloutKind::Rollback,
+        RolloutPhase::RollingBack,
+        vec![wave],
+    );
     // A rollback starts at once, also when it begins after `advance` ran.
     if let Some(wave) = plan.status.waves.first_mut() {
         wave.phase = WavePhase::Running;
@@ -111,7 +118,14 @@ pub fn start_rollback(o: &Observed, plan: &mut Plan, revision: &RevisionId, targ
     ));
 }
 
-fn begin(o: &Observed, plan: &mut Plan, revision: &RevisionId, kind: RolloutKind, phase: RolloutPhase, waves: Vec<WavePlan>) {
+fn begin(
+    o: &Observed,
+    plan: &mut Plan,
+    revision: &RevisionId,
+    kind: RolloutKind,
+    phase: RolloutPhase,
+    waves: Vec<WavePlan>,
+) {
     plan.status.rollout = Some(RolloutStatus {
         revision: revision.clone(),
         kind,
@@ -282,10 +296,11 @@ fn finish(o: &Observed, plan: &mut Plan, rollout: &RolloutStatus) {
         RolloutKind::Rollback => Vec::new(),
     };
     let everywhere = failed.is_empty()
-        && o.spec
-            .targets
-            .iter()
-            .all(|t| o.children.get(&t.name).is_some_and(|c| c.ready_at(&rollout.revision.hash)));
+        && o.spec.targets.iter().all(|t| {
+            o.children
+                .get(&t.name)
+                .is_some_and(|c| c.ready_at(&rollout.revision.hash))
+        });
     let phase = if failed.is_empty() {
         RolloutPhase::Succeeded
     } else {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::deployment::plan::{
-    DeploymentPhase, Observed, Plan, RETRY_ANNOTATION, PROMOTE_ANNOTATION, RevisionId, RolloutKind, RolloutPhase,
+    DeploymentPhase, Observed, PROMOTE_ANNOTATION, Plan, RETRY_ANNOTATION, RevisionId, RolloutKind, RolloutPhase,
     TargetPhase, WavePhase, WaveStatus, describe,
 };
 use crate::runtime::conditions::{
@@ -45,7 +45,10 @@ pub fn invalid(o: &Observed, plan: &mut Plan, problem: &Problem) {
     set(o, plan, PROGRESSING, Truth::False, problem.reason, &problem.message);
     plan.status.phase = Some(DeploymentPhase::Invalid);
     if !repeated {
-        plan.event(crate::deployment::plan::Note::warning(problem.reason, problem.message.clone()));
+        plan.event(crate::deployment::plan::Note::warning(
+            problem.reason,
+            problem.message.clone(),
+        ));
     }
 }
 
@@ -99,7 +102,13 @@ fn target_phases(o: &Observed, plan: &mut Plan) {
             }
             _ => {
                 let at = child.is_some_and(|c| c.revision.as_deref().is_some_and(|rev| c.ready_at(rev)));
-                let phase = if at { TargetPhase::Healthy } else if child.is_some() { TargetPhase::Deploying } else { TargetPhase::Pending };
+                let phase = if at {
+                    TargetPhase::Healthy
+                } else if child.is_some() {
+                    TargetPhase::Deploying
+                } else {
+                    TargetPhase::Pending
+                };
                 (phase, child.and_then(|c| c.ready.as_ref()).map(|c| c.message.clone()))
             }
         };
@@ -134,10 +143,25 @@ fn conditions_and_phase(o: &Observed, desired: &RevisionId, requests: &Requests,
             Some(r) if r.kind == RolloutKind::Rollback && r.phase == RolloutPhase::Failed => {
                 format!("The rollback failed: {}.", r.reason.clone().unwrap_or_default())
             }
-            Some(r) if r.kind == RolloutKind::Rollback => format!("{} runs on the targets that took it back.", describe(&r.revision)),
+            Some(r) if r.kind == RolloutKind::Rollback => {
+                format!("{} runs on the targets that took it back.", describe(&r.revision))
+            }
             _ if !o.spec.rollback.automatic => {
-                let took: Vec<String> = plan.status.targets.iter().filter(|t| t.desired_revision.as_deref() == Some(desired.hash.as_str())).map(|t| t.name.clone()).collect();
-                format!("rollback.automatic is off: {} stay at it.", if took.is_empty() { "no targets".to_string() } else { took.join(", ") })
+                let took: Vec<String> = plan
+                    .status
+                    .targets
+                    .iter()
+                    .filter(|t| t.desired_revision.as_deref() == Some(desired.hash.as_str()))
+                    .map(|t| t.name.clone())
+                    .collect();
+                format!(
+                    "rollback.automatic is off: {} stay at it.",
+                    if took.is_empty() {
+                        "no targets".to_string()
+                    } else {
+                        took.join(", ")
+                    }
+                )
             }
             _ => "No stable revision to go back to: the targets stay as they are.".to_string(),
         };
@@ -147,7 +171,9 @@ fn conditions_and_phase(o: &Observed, desired: &RevisionId, requests: &Requests,
             rejected.reason,
             retry_hint(o, &desired.hash)
         );
-        let rolling_back = rollout.as_ref().is_some_and(|r| r.kind == RolloutKind::Rollback && r.phase.is_active());
+        let rolling_back = rollout
+            .as_ref()
+            .is_some_and(|r| r.kind == RolloutKind::Rollback && r.phase.is_active());
         kstatus(o, plan).stalled("RevisionRejected", &message);
         if rolling_back {
             set(o, plan, PROGRESSING, Truth::True, "RollingBack", &message);
@@ -178,7 +204,11 @@ fn conditions_and_phase(o: &Observed, desired: &RevisionId, requests: &Requests,
             plan.status.phase = Some(DeploymentPhase::WaitingForApproval);
         }
         RolloutPhase::RollingBack => {
-            let message = format!("rolling back to {} ({updated} targets at {})", describe(&r.revision), desired.revision);
+            let message = format!(
+                "rolling back to {} ({updated} targets at {})",
+                describe(&r.revision),
+                desired.revision
+            );
             kstatus(o, plan).progressing("RollingBack", &message);
             set(o, plan, PROGRESSING, Truth::True, "RollingBack", &message);
             plan.status.phase = Some(DeploymentPhase::RollingBack);
@@ -195,7 +225,10 @@ fn conditions_and_phase(o: &Observed, desired: &RevisionId, requests: &Requests,
         }
         _ if r.phase.is_active() && paused.is_some() => {
             let message = pause_message(o, paused.as_ref(), waves, &updated);
-            let timed = paused.as_ref().and_then(|w| w.pause.as_ref()).is_some_and(|p| p.duration.is_some());
+            let timed = paused
+                .as_ref()
+                .and_then(|w| w.pause.as_ref())
+                .is_some_and(|p| p.duration.is_some());
             if timed {
                 kstatus(o, plan).progressing("Paused", &message);
             } else {
@@ -272,11 +305,20 @@ fn side_conditions(o: &Observed, plan: &mut Plan) {
         let message = format!("failed targets: {}", failed.join("; "));
         set(o, plan, DEGRADED, Truth::True, "TargetsFailed", &message);
     }
-    let drifted: Vec<String> = plan.status.targets.iter().filter(|t| t.drifted).map(|t| t.name.clone()).collect();
+    let drifted: Vec<String> = plan
+        .status
+        .targets
+        .iter()
+        .filter(|t| t.drifted)
+        .map(|t| t.name.clone())
+        .collect();
     if drifted.is_empty() {
         set(o, plan, DRIFTED, Truth::False, "NoDrift", "no target has drifted");
     } else {
-        let message = format!("resources changed outside CloudFormation in targets: {}", drifted.join(", "));
+        let message = format!(
+            "resources changed outside CloudFormation in targets: {}",
+            drifted.join(", ")
+        );
         set(o, plan, DRIFTED, Truth::True, "TargetsDrifted", &message);
     }
 }
@@ -302,7 +344,9 @@ fn requeue(o: &Observed, plan: &Plan) -> Duration {
         };
         if let Some(ends) = ends {
             let left = ends.duration_since(o.now);
-            let left = Duration::try_from(left).unwrap_or(Duration::ZERO).max(Duration::from_secs(1));
+            let left = Duration::try_from(left)
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_secs(1));
             next = next.min(left);
         }
     }

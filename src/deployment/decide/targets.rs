@@ -39,7 +39,11 @@ pub fn validate(o: &Observed) -> Result<(), Problem> {
             .unwrap_or_else(|| account_ref.to_string());
         let key = (account.clone(), target.region.clone());
         if let Some(other) = seen.insert(key, &target.name) {
-            let account = if account.is_empty() { "the operator's account".to_string() } else { format!("account {account}") };
+            let account = if account.is_empty() {
+                "the operator's account".to_string()
+            } else {
+                format!("account {account}")
+            };
             return Err(problem(
                 "DuplicateTarget",
                 format!(
@@ -53,7 +57,11 @@ pub fn validate(o: &Observed) -> Result<(), Problem> {
     }
     let strategy = &o.spec.strategy;
     let invalid = |m: String| {
-        let reason = if m.contains("names target") { "UnknownCanaryTarget" } else { "InvalidStrategy" };
+        let reason = if m.contains("names target") {
+            "UnknownCanaryTarget"
+        } else {
+            "InvalidStrategy"
+        };
         problem(reason, m)
     };
     plan_waves(o.spec).map_err(invalid)?;
@@ -211,9 +219,8 @@ pub fn write_children(o: &Observed, requests: &Requests, plan: &mut Plan) {
             });
             approve = Some(change_set.name.clone());
         }
-        let same = child.is_some_and(|c| {
-            c.revision.as_deref() == Some(revision.as_str()) && c.approved_change_set == approve
-        });
+        let same =
+            child.is_some_and(|c| c.revision.as_deref() == Some(revision.as_str()) && c.approved_change_set == approve);
         if !same {
             plan.writes.push(ChildWrite {
                 target: target.name.clone(),

@@ -53,7 +53,12 @@ pub fn failure_tolerance(spec: &StackDeploymentSpec) -> Result<usize, String> {
     if spec.strategy.strategy_type != StrategyType::Rolling {
         return Ok(0);
     }
-    match spec.strategy.rolling.as_ref().and_then(|r| r.failure_tolerance.as_ref()) {
+    match spec
+        .strategy
+        .rolling
+        .as_ref()
+        .and_then(|r| r.failure_tolerance.as_ref())
+    {
         Some(value) => count_or_percent(value, spec.targets.len(), false)
             .map_err(|e| format!("strategy.rolling.failureTolerance: {e}")),
         None => Ok(0),

@@ -36,7 +36,10 @@ fn failure_beyond_tolerance_rejects_and_rolls_back() {
     for t in ["t1", "t2", "t3", "t4"] {
         assert_eq!(world.applied(t), Some(v1.hash.clone()), "{t} runs v1");
     }
-    assert!(!world.log.iter().any(|w| w.revision == v2 && w.target != "t1"), "untouched targets stay untouched");
+    assert!(
+        !world.log.iter().any(|w| w.revision == v2 && w.target != "t1"),
+        "untouched targets stay untouched"
+    );
     let (ready, reason, message) = world.condition("Ready").unwrap();
     assert_eq!((ready.as_str(), reason.as_str()), ("False", "RevisionRejected"));
     assert!(message.contains("t1") && message.contains("Bucket"), "{message}");
@@ -81,9 +84,17 @@ fn within_tolerance_the_rollout_goes_on_degraded() {
         assert_eq!((degraded.as_str(), reason.as_str()), ("True", "TargetsFailed"));
         assert!(message.contains("t1"), "{message}");
         world.settle();
-        assert_eq!(world.applied("t4"), Some(world.hash()), "{tolerance:?}: the rollout went on");
+        assert_eq!(
+            world.applied("t4"),
+            Some(world.hash()),
+            "{tolerance:?}: the rollout went on"
+        );
         assert_eq!(world.status.phase, Some(DeploymentPhase::Degraded));
-        assert_ne!(world.status.stable_revision.as_ref().map(|s| s.hash.clone()), Some(world.hash()), "not stable: t1 failed");
+        assert_ne!(
+            world.status.stable_revision.as_ref().map(|s| s.hash.clone()),
+            Some(world.hash()),
+            "not stable: t1 failed"
+        );
         let plan = world.step();
         assert!(plan.writes.is_empty(), "a finished rollout does not start again");
     }
@@ -102,7 +113,11 @@ fn second_failure_past_tolerance_rolls_back_every_target_that_took_it() {
     back.sort();
     assert_eq!(back, vec!["t1", "t2"]);
     assert!(plan.writes.iter().all(|w| w.revision == v1));
-    assert_eq!(world.status.rejected_revisions[0].target.as_deref(), Some("t1"), "the first failed target");
+    assert_eq!(
+        world.status.rejected_revisions[0].target.as_deref(),
+        Some("t1"),
+        "the first failed target"
+    );
     assert_ne!(world.child_rev("t3"), Some(world.hash()));
 }
 

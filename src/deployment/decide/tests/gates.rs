@@ -20,7 +20,10 @@ fn ready_at_the_old_revision_is_not_done() {
     world.children.get_mut("t1").unwrap().ready = Some(cond("True", "Succeeded"));
     world.step();
     let plan = world.step();
-    assert!(!written(&plan).contains(&"t2".to_string()), "wave 2 must wait for t1 at v2");
+    assert!(
+        !written(&plan).contains(&"t2".to_string()),
+        "wave 2 must wait for t1 at v2"
+    );
     assert_eq!(world.status.waves[1].phase, WavePhase::Pending);
 }
 
@@ -40,13 +43,28 @@ fn bake_time_holds_the_next_wave() {
 fn alarm_gates_fail_the_target() {
     let read_error: AlarmReading = Err("AccessDenied".into());
     let cases: Vec<(&str, Option<AlarmReading>, bool, bool)> = vec![
-        ("alarm in ALARM", Some(Ok(state(AlarmValue::Alarm, "Threshold Crossed"))), false, true),
-        ("alarm in ALARM even when read failures are ignored", Some(Ok(state(AlarmValue::Alarm, "x"))), true, true),
+        (
+            "alarm in ALARM",
+            Some(Ok(state(AlarmValue::Alarm, "Threshold Crossed"))),
+            false,
+            true,
+        ),
+        (
+            "alarm in ALARM even when read failures are ignored",
+            Some(Ok(state(AlarmValue::Alarm, "x"))),
+            true,
+            true,
+        ),
         ("alarm missing", None, false, true),
         ("alarm missing, ignored", None, true, false),
         ("alarm unreadable", Some(read_error.clone()), false, true),
         ("alarm unreadable, ignored", Some(read_error), true, false),
-        ("insufficient data is not ALARM", Some(Ok(state(AlarmValue::InsufficientData, "x"))), false, false),
+        (
+            "insufficient data is not ALARM",
+            Some(Ok(state(AlarmValue::InsufficientData, "x"))),
+            false,
+            false,
+        ),
     ];
     for (name, reading, ignore, fails) in cases {
         let mut world = two_waves().with(|s| s.health.ignore_alarm_read_failure = ignore);
@@ -62,7 +80,11 @@ fn alarm_gates_fail_the_target() {
             let rejected = &world.status.rejected_revisions[0];
             assert_eq!(rejected.alarm.as_deref(), Some("errors"), "{name}");
             assert!(rejected.reason.contains("alarm errors"), "{name}: {}", rejected.reason);
-            assert_eq!(world.applied("t2"), world.status.stable_revision.as_ref().map(|s| s.hash.clone()), "{name}: t2 untouched");
+            assert_eq!(
+                world.applied("t2"),
+                world.status.stable_revision.as_ref().map(|s| s.hash.clone()),
+                "{name}: t2 untouched"
+            );
         } else {
             assert_eq!(world.applied("t2"), Some(world.hash()), "{name}");
         }
@@ -83,7 +105,11 @@ fn an_alarm_during_the_bake_fails_the_wave() {
 
 #[test]
 fn progress_deadline_fails_a_slow_target() {
-    let cases = [(None, 29 * 60, false), (None, 31 * 60, true), (Some("5m"), 6 * 60, true)];
+    let cases = [
+        (None, 29 * 60, false),
+        (None, 31 * 60, true),
+        (Some("5m"), 6 * 60, true),
+    ];
     for (deadline, wait, fails) in cases {
         let mut world = two_waves().with(|s| s.health.progress_deadline = deadline.map(String::from));
         world.step();

@@ -24,7 +24,14 @@ use crate::api::{
 use crate::deployment::decide::decide;
 use crate::deployment::plan::*;
 
-pub const REGIONS: [&str; 6] = ["eu-west-1", "us-east-1", "ap-south-1", "eu-central-1", "us-west-2", "sa-east-1"];
+pub const REGIONS: [&str; 6] = [
+    "eu-west-1",
+    "us-east-1",
+    "ap-south-1",
+    "eu-central-1",
+    "us-west-2",
+    "sa-east-1",
+];
 
 pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
@@ -111,7 +118,9 @@ pub struct World {
 impl World {
     /// `n` targets `t1..tn`, one region each, artifact `v1`, AllAtOnce.
     pub fn new(n: usize) -> Self {
-        let targets = (1..=n).map(|i| target(&format!("t{i}"), REGIONS[(i - 1) % REGIONS.len()])).collect();
+        let targets = (1..=n)
+            .map(|i| target(&format!("t{i}"), REGIONS[(i - 1) % REGIONS.len()]))
+            .collect();
         Self {
             spec: StackDeploymentSpec {
                 artifact: artifact("v1", "A"),
@@ -141,7 +150,10 @@ impl World {
     pub fn stable(n: usize) -> Self {
         let mut world = Self::new(n);
         world.settle();
-        assert_eq!(world.status.stable_revision.as_ref().map(|s| s.revision.as_str()), Some("v1"));
+        assert_eq!(
+            world.status.stable_revision.as_ref().map(|s| s.revision.as_str()),
+            Some("v1")
+        );
         world.events.clear();
         world.log.clear();
         world
@@ -229,7 +241,8 @@ impl World {
     pub fn stacks_run(&mut self) {
         for child in self.children.values_mut() {
             let Some(set) = child.change_set.as_mut() else { continue };
-            if set.state == ChangeSetState::Available && child.approved_change_set.as_deref() == Some(set.name.as_str()) {
+            if set.state == ChangeSetState::Available && child.approved_change_set.as_deref() == Some(set.name.as_str())
+            {
                 set.state = ChangeSetState::Executed;
                 child.applied_revision = child.revision.clone();
                 child.ready = Some(cond("True", "Succeeded"));
@@ -317,7 +330,12 @@ impl World {
     }
 
     pub fn target_phase(&self, name: &str) -> TargetPhase {
-        self.status.targets.iter().find(|t| t.name == name).map(|t| t.phase).expect("target row")
+        self.status
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.phase)
+            .expect("target row")
     }
 }
 
@@ -344,5 +362,9 @@ pub fn written(plan: &Plan) -> Vec<String> {
 
 /// Target names of the writes that release a change set.
 pub fn released(plan: &Plan) -> Vec<String> {
-    plan.writes.iter().filter(|w| w.approve.is_some()).map(|w| w.target.clone()).collect()
+    plan.writes
+        .iter()
+        .filter(|w| w.approve.is_some())
+        .map(|w| w.target.clone())
+        .collect()
 }

@@ -35,10 +35,18 @@ fn promote_is_refused_when_nothing_is_paused_and_not_kept_for_later() {
     assert!(refusal(&world).contains("Baking"));
     world.events.clear();
     world.step();
-    assert!(world.events.is_empty(), "an old request is not refused twice: {:?}", world.events);
+    assert!(
+        world.events.is_empty(),
+        "an old request is not refused twice: {:?}",
+        world.events
+    );
     world.later(601);
     world.settle();
-    assert_eq!(world.status.phase, Some(DeploymentPhase::Paused), "the old promote does not end the later pause");
+    assert_eq!(
+        world.status.phase,
+        Some(DeploymentPhase::Paused),
+        "the old promote does not end the later pause"
+    );
 }
 
 #[test]
@@ -47,7 +55,12 @@ fn promote_refused_without_a_rollout() {
     world.annotate(PROMOTE_ANNOTATION, "1");
     world.annotate(PROMOTE_FULL_ANNOTATION, "1");
     world.step();
-    let refused: Vec<&str> = world.events.iter().filter(|e| e.reason == "RequestRefused").map(|e| e.message.as_str()).collect();
+    let refused: Vec<&str> = world
+        .events
+        .iter()
+        .filter(|e| e.reason == "RequestRefused")
+        .map(|e| e.message.as_str())
+        .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");
 }
 
@@ -126,7 +139,11 @@ fn retry_runs_a_rejected_revision_again() {
     assert!(world.status.rejected_revisions.is_empty());
     world.settle();
     assert_eq!(world.applied("t1"), Some(v2.clone()));
-    assert_eq!(world.status.phase, Some(DeploymentPhase::Paused), "the retried rollout pauses after its canary again");
+    assert_eq!(
+        world.status.phase,
+        Some(DeploymentPhase::Paused),
+        "the retried rollout pauses after its canary again"
+    );
 }
 
 #[test]
@@ -142,7 +159,11 @@ fn rollback_to_a_kept_revision_and_refused_for_one_no_longer_kept() {
     let v1 = world.status.stable_revision.clone().unwrap();
     assert_eq!(v1.revision, "v1", "v1 runs everywhere again and is stable");
     assert_eq!(world.applied("t2"), Some(v1.hash));
-    assert_eq!(world.status.phase, Some(DeploymentPhase::Rejected), "v2 is not rolled out again by itself");
+    assert_eq!(
+        world.status.phase,
+        Some(DeploymentPhase::Rejected),
+        "v2 is not rolled out again by itself"
+    );
     assert!(world.condition("Ready").unwrap().2.contains("rolled back to v1"));
 }
 
@@ -158,5 +179,9 @@ fn spec_rollback_to_runs_the_kept_revision_until_cleared() {
     assert_eq!(world.status.phase, Some(DeploymentPhase::Ready));
     world.spec.rollback_to = None;
     world.settle();
-    assert_eq!(world.applied("t1"), Some(world.hash()), "cleared: the artifact runs again");
+    assert_eq!(
+        world.applied("t1"),
+        Some(world.hash()),
+        "cleared: the artifact runs again"
+    );
 }

@@ -24,20 +24,32 @@ fn manual_plans_every_target_before_any_executes() {
     assert!(plan.writes.iter().all(|w| w.approve.is_none()));
     replace(&mut world, "t2", "Database");
     let plan = world.step();
-    assert!(plan.writes.is_empty(), "nothing is released before approval: {:?}", plan.writes);
+    assert!(
+        plan.writes.is_empty(),
+        "nothing is released before approval: {:?}",
+        plan.writes
+    );
     let preview = world.status.preview.clone().unwrap();
     assert!(preview.complete);
-    assert_eq!((preview.adds, preview.modifies, preview.removes, preview.replacements), (3, 6, 0, 1));
+    assert_eq!(
+        (preview.adds, preview.modifies, preview.removes, preview.replacements),
+        (3, 6, 0, 1)
+    );
     assert_eq!(preview.targets[1].replaced, vec!["Database"]);
     assert_eq!(world.status.phase, Some(DeploymentPhase::WaitingForApproval));
     let (status, _, message) = world.condition("ApprovalRequired").unwrap();
     assert_eq!(status, "True");
     let hash = world.hash();
     assert!(
-        message.contains(&format!("kubectl annotate stackdeployment/web -n team stackpilot.dev/approve-revision={hash}")),
+        message.contains(&format!(
+            "kubectl annotate stackdeployment/web -n team stackpilot.dev/approve-revision={hash}"
+        )),
         "{message}"
     );
-    assert!(message.contains("stackpilot deployment approve web -n team"), "{message}");
+    assert!(
+        message.contains("stackpilot deployment approve web -n team"),
+        "{message}"
+    );
     assert!(message.contains("t2: Database"), "{message}");
     assert!(world.has_event("ReplacementsPlanned"));
 }
@@ -66,7 +78,10 @@ fn an_approval_of_one_revision_never_releases_another() {
     world.release("v3", "C");
     world.annotate(APPROVE_REVISION_ANNOTATION, &approved_v2);
     world.settle();
-    assert!(world.log.iter().all(|w| w.approve.is_none()), "v3 is not released by v2's approval");
+    assert!(
+        world.log.iter().all(|w| w.approve.is_none()),
+        "v3 is not released by v2's approval"
+    );
     assert_eq!(world.status.phase, Some(DeploymentPhase::WaitingForApproval));
     let message = world.condition("ApprovalRequired").unwrap().2;
     assert!(message.contains("not this one"), "{message}");
@@ -88,5 +103,9 @@ fn automatic_shows_first_wave_replacements_before_they_run() {
     let preview = plan.status.preview.clone().unwrap();
     assert_eq!(preview.targets.len(), 1, "the first wave only");
     assert_eq!(preview.targets[0].replaced, vec!["LoadBalancer"]);
-    assert!(plan.events.iter().any(|e| e.reason == "ReplacementsPlanned" && e.message.contains("LoadBalancer")));
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "ReplacementsPlanned" && e.message.contains("LoadBalancer"))
+    );
 }

@@ -32,7 +32,11 @@ fn a_crash_between_status_and_child_writes_redoes_the_same_release() {
     let resumed = world.decide();
     let again: Vec<Option<String>> = resumed.writes.iter().map(|w| w.approve.clone()).collect();
     assert_eq!(again, names, "the same change sets, not new ones");
-    assert!(resumed.events.is_empty(), "no transition is reported twice: {:?}", resumed.events);
+    assert!(
+        resumed.events.is_empty(),
+        "no transition is reported twice: {:?}",
+        resumed.events
+    );
 }
 
 #[test]
@@ -50,8 +54,17 @@ fn no_wave_is_skipped_after_a_restart_mid_wave() {
     assert_eq!(world.status.rollout.as_ref().unwrap().wave, 0);
     world.stacks_run();
     world.settle();
-    let order: Vec<&str> = world.log.iter().filter(|w| w.approve.is_some()).map(|w| w.target.as_str()).collect();
-    assert_eq!(order, vec!["t1", "t2", "t3"], "each target released once, in wave order");
+    let order: Vec<&str> = world
+        .log
+        .iter()
+        .filter(|w| w.approve.is_some())
+        .map(|w| w.target.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        vec!["t1", "t2", "t3"],
+        "each target released once, in wave order"
+    );
 }
 
 #[test]
@@ -70,8 +83,15 @@ fn the_rejection_survives_a_restart() {
     assert_eq!(world.status.rejected_revisions.len(), 1);
     assert_eq!(world.status.phase, Some(DeploymentPhase::Rejected));
     let v2 = world.hash();
-    assert!(world.log[before..].iter().all(|w| w.revision != v2), "{:?}", &world.log[before..]);
-    assert_eq!(world.applied("t1"), world.status.stable_revision.as_ref().map(|s| s.hash.clone()));
+    assert!(
+        world.log[before..].iter().all(|w| w.revision != v2),
+        "{:?}",
+        &world.log[before..]
+    );
+    assert_eq!(
+        world.applied("t1"),
+        world.status.stable_revision.as_ref().map(|s| s.hash.clone())
+    );
 }
 
 #[test]

@@ -9,11 +9,23 @@ fn the_hash_is_the_content_not_the_label() {
     let cases: Vec<(&str, Box<dyn Fn(&mut Artifact)>, bool)> = vec![
         ("label", Box::new(|a| a.revision = "v2".into()), false),
         ("template", Box::new(|a| a.template.body = Some("B".into())), true),
-        ("parameter", Box::new(|a| a.parameters[0].value = Some("2".into())), true),
-        ("tag", Box::new(|a| {
-            a.tags.insert("team".into(), "web".into());
-        }), true),
-        ("capability", Box::new(|a| a.capabilities.push(crate::api::Capability::Iam)), true),
+        (
+            "parameter",
+            Box::new(|a| a.parameters[0].value = Some("2".into())),
+            true,
+        ),
+        (
+            "tag",
+            Box::new(|a| {
+                a.tags.insert("team".into(), "web".into());
+            }),
+            true,
+        ),
+        (
+            "capability",
+            Box::new(|a| a.capabilities.push(crate::api::Capability::Iam)),
+            true,
+        ),
     ];
     for (name, change, differs) in cases {
         let mut changed = base.clone();
@@ -41,7 +53,11 @@ fn changed_content_under_the_same_label_is_a_new_revision_with_an_event() {
     let plan = world.step();
     assert_eq!(plan.create_revisions.len(), 1);
     assert_eq!(plan.create_revisions[0].number, 2);
-    let event = plan.events.iter().find(|e| e.reason == "RevisionContentChanged").expect("event");
+    let event = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "RevisionContentChanged")
+        .expect("event");
     assert!(event.warning && event.message.contains("v1"));
     assert_eq!(written(&plan), vec!["t1", "t2"]);
 }
@@ -55,8 +71,16 @@ fn history_is_trimmed_to_the_limit_but_keeps_the_stable_revision() {
     }
     let kept: Vec<&str> = world.revisions.iter().map(|r| r.label.as_str()).collect();
     assert_eq!(kept, vec!["v3", "v4"], "the current one and one more");
-    let history: Vec<(&str, RevisionOutcome)> = world.status.history.iter().map(|h| (h.revision.as_str(), h.outcome)).collect();
-    assert_eq!(history, vec![("v4", RevisionOutcome::Succeeded), ("v3", RevisionOutcome::Succeeded)]);
+    let history: Vec<(&str, RevisionOutcome)> = world
+        .status
+        .history
+        .iter()
+        .map(|h| (h.revision.as_str(), h.outcome))
+        .collect();
+    assert_eq!(
+        history,
+        vec![("v4", RevisionOutcome::Succeeded), ("v3", RevisionOutcome::Succeeded)]
+    );
     assert_eq!(world.status.history[0].controller_revision, world.revisions[1].name);
     // A stable revision is never trimmed while a newer one is rolling out.
     let mut world = World::stable(1).with(|s| {

@@ -15,9 +15,24 @@ fn names(list: &[&[&str]]) -> Vec<Vec<String>> {
 fn strategies_lay_out_waves_in_target_order() {
     let cases: Vec<(&str, Strategy, usize, Vec<Vec<String>>)> = vec![
         ("all at once", Strategy::default(), 3, names(&[&["t1", "t2", "t3"]])),
-        ("rolling by count", rolling(count(2), None), 5, names(&[&["t1", "t2"], &["t3", "t4"], &["t5"]])),
-        ("rolling by percentage rounds up", rolling(percent("25%"), None), 5, names(&[&["t1", "t2"], &["t3", "t4"], &["t5"]])),
-        ("rolling 100%", rolling(percent("100%"), None), 3, names(&[&["t1", "t2", "t3"]])),
+        (
+            "rolling by count",
+            rolling(count(2), None),
+            5,
+            names(&[&["t1", "t2"], &["t3", "t4"], &["t5"]]),
+        ),
+        (
+            "rolling by percentage rounds up",
+            rolling(percent("25%"), None),
+            5,
+            names(&[&["t1", "t2"], &["t3", "t4"], &["t5"]]),
+        ),
+        (
+            "rolling 100%",
+            rolling(percent("100%"), None),
+            3,
+            names(&[&["t1", "t2", "t3"]]),
+        ),
         (
             "canary named then percentage then the rest",
             canary(vec![step(&["t3"], None, Some("")), step(&[], Some(60), Some("5m"))]),
@@ -48,7 +63,10 @@ fn canary_pauses_follow_their_step() {
     let world = World::new(3).with(|s| s.strategy = canary(vec![step(&["t1"], None, Some("10m"))]));
     let waves = plan_waves(&world.spec).unwrap();
     assert_eq!(waves[0].pause.as_ref().and_then(|p| p.duration.as_deref()), Some("10m"));
-    assert_eq!(waves[1].pause, None, "the targets no step names go last, without a pause");
+    assert_eq!(
+        waves[1].pause, None,
+        "the targets no step names go last, without a pause"
+    );
 }
 
 #[test]
@@ -56,7 +74,10 @@ fn first_rollout_writes_only_the_first_wave() {
     let mut world = World::new(4).with(|s| s.strategy = rolling(count(2), None));
     let plan = world.step();
     assert_eq!(written(&plan), vec!["t1", "t2"]);
-    assert!(plan.writes.iter().all(|w| w.approve.is_none()), "no change set planned yet");
+    assert!(
+        plan.writes.iter().all(|w| w.approve.is_none()),
+        "no change set planned yet"
+    );
     assert_eq!(plan.create_revisions.len(), 1);
     assert_eq!(world.status.phase, Some(DeploymentPhase::Progressing));
     assert_eq!(world.condition("Progressing").unwrap().1, "Wave1");
@@ -97,7 +118,10 @@ fn canary_waits_in_a_manual_pause_until_promoted() {
     assert_eq!(world.status.phase, Some(DeploymentPhase::Paused));
     let (ready, reason, message) = world.condition("Ready").unwrap();
     assert_eq!((ready.as_str(), reason.as_str()), ("False", "Paused"));
-    assert!(message.contains("kubectl annotate stackdeployment/web -n team stackpilot.dev/promote="), "{message}");
+    assert!(
+        message.contains("kubectl annotate stackdeployment/web -n team stackpilot.dev/promote="),
+        "{message}"
+    );
     assert_eq!(world.applied("t2"), Some(world.hash()));
     assert_ne!(world.applied("t1"), Some(world.hash()), "the canary holds the rest");
     world.annotate(PROMOTE_ANNOTATION, "1");

@@ -15,7 +15,9 @@ fn invalid_specs_are_refused_without_writes() {
             "two account refs resolving to the same account id",
             Box::new(|w| {
                 w.spec.targets[1].region = "eu-west-1".into();
-                w.spec.targets[1].account_ref = Some(AccountRef { name: "prod-alias".into() });
+                w.spec.targets[1].account_ref = Some(AccountRef {
+                    name: "prod-alias".into(),
+                });
                 w.account_ids.insert("prod".into(), "111111111111".into());
                 w.account_ids.insert("prod-alias".into(), "111111111111".into());
             }),
@@ -61,7 +63,10 @@ fn invalid_specs_are_refused_without_writes() {
         let mut world = World::new(2);
         change(&mut world);
         let plan = world.step();
-        assert!(plan.writes.is_empty() && plan.create_revisions.is_empty(), "{name}: nothing written");
+        assert!(
+            plan.writes.is_empty() && plan.create_revisions.is_empty(),
+            "{name}: nothing written"
+        );
         let (stalled, why, message) = world.condition("Stalled").unwrap_or_default();
         assert_eq!((stalled.as_str(), why.as_str()), ("True", reason), "{name}: {message}");
         assert_eq!(world.condition("Ready").unwrap().0, "False", "{name}");
@@ -115,7 +120,10 @@ fn a_removed_target_has_its_stack_deleted() {
     let plan = world.step();
     assert_eq!(plan.deletes, vec!["web-t2"]);
     assert!(plan.writes.is_empty());
-    assert_eq!(world.status.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t1", "t3"]);
+    assert_eq!(
+        world.status.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        vec!["t1", "t3"]
+    );
     assert!(world.step().deletes.is_empty(), "deleted once");
 }
 
@@ -124,7 +132,12 @@ fn target_rows_show_account_region_revision_and_outputs() {
     let mut world = World::new(1);
     world.account_ids.insert("prod".into(), "123456789012".into());
     world.settle();
-    world.children.get_mut("t1").unwrap().outputs.insert("Url".into(), "https://x".into());
+    world
+        .children
+        .get_mut("t1")
+        .unwrap()
+        .outputs
+        .insert("Url".into(), "https://x".into());
     world.step();
     let row = &world.status.targets[0];
     assert_eq!(row.account.as_deref(), Some("123456789012"));
