@@ -6,7 +6,8 @@ use crate::deployment::decide::artifact_hash;
 #[test]
 fn the_hash_is_the_content_not_the_label() {
     let base = artifact("v1", "A");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Artifact)>, bool)> = vec![
+    type Change = Box<dyn Fn(&mut Artifact)>;
+    let cases: Vec<(&str, Change, bool)> = vec![
         ("label", Box::new(|a| a.revision = "v2".into()), false),
         ("template", Box::new(|a| a.template.body = Some("B".into())), true),
         (
