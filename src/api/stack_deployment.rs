@@ -88,9 +88,7 @@ fn is_false(value: &bool) -> bool {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
-    /// A label for this revision, e.g. `v42` or a commit SHA. The revision
-    /// itself is the hash of the template, parameters, tags and
-    /// capabilities: a new label on the same content starts no rollout.
+    /// A label for this revision, e.g. `v42` or a commit SHA.
     #[schemars(length(min = 1, max = 63))]
     pub revision: String,
     /// The template.
