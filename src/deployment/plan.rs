@@ -191,6 +191,8 @@ pub struct ObservedChild {
     pub change_set: Option<ChildChangeSet>,
     pub drifted: bool,
     pub outputs: BTreeMap<String, String>,
+    /// It has a deletionTimestamp (its stack is being deleted).
+    pub deleting: bool,
 }
 
 impl ObservedChild {
@@ -362,6 +364,7 @@ impl ObservedChild {
             change_set: status.change_set.as_ref().map(child_change_set),
             drifted: status.drift.as_ref().is_some_and(|d| d.status == "Drifted"),
             outputs: status.outputs.clone(),
+            deleting: stack.metadata.deletion_timestamp.is_some(),
             revision,
         }
     }

@@ -125,8 +125,8 @@ pub fn sync(o: &Observed, plan: &mut Plan) {
         row.drifted = child.is_some_and(|c| c.drifted);
         plan.status.targets.push(row);
     }
-    for name in o.children.keys() {
-        if !o.spec.targets.iter().any(|t| &t.name == name) {
+    for (name, child) in o.children {
+        if !child.deleting && !o.spec.targets.iter().any(|t| &t.name == name) {
             plan.deletes.push(child_name(o.name, name));
             plan.events.push(Note::normal(
                 "TargetRemoved",

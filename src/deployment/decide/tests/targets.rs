@@ -146,3 +146,89 @@ fn target_rows_show_account_region_revision_and_outputs() {
     assert_eq!(row.revision, Some(world.hash()));
     assert_eq!(row.outputs.get("Url").map(String::as_str), Some("https://x"));
 }
+
+#[test]
+fn a_removed_target_being_deleted_is_not_deleted_again() {
+    let mut world = World::stable(2);
+    world.spec.targets.retain(|t| t.name != "t2");
+    world.children.get_mut("t2").unwrap().deleting = true;
+    let plan = world.step();
+    assert!(plan.deletes.is_empty() && plan.events.is_empty(), "{:?}", plan.events);
+}
+
+#[test]
+fn a_child_stack_is_read_the_way_the_decision_needs_it() {
+    use crate::api::{AppliedRevision, ChangeSetSummary, FailureRecord, PlannedChange, Stack, StackStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let change = |action: &str, id: &str, replacement: Option<&str>| PlannedChange {
+        action: action.into(),
+        logical_id: id.into(),
+        resource_type: "AWS::S3::Bucket".into(),
+        replacement: replacement.map(String::from),
+        physical_id: None,
+    };
+    let failure = |id: &str, reason: &str| FailureRecord {
+        time: Time(at(0)),
+        logical_id: id.into(),
+        resource_type: None,
+        status: "UPDATE_FAILED".into(),
+        reason: reason.into(),
+    };
+    let mut stack = Stack::new("web-t1", Default::default());
+    stack.metadata.generation = Some(4);
+    stack.metadata.annotations = Some(
+        [
+            (REVISION_ANNOTATION.to_string(), "abc".to_string()),
+            (CHILD_APPROVE_ANNOTATION.to_string(), "cs-1".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    stack.status = Some(StackStatus {
+        observed_generation: Some(4),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Succeeded".into(),
+            message: "ok".into(),
+            observed_generation: Some(4),
+            last_transition_time: Time(at(0)),
+        }],
+        applied: Some(AppliedRevision {
+            generation: 4,
+            fingerprint: "f".into(),
+        }),
+        change_set: Some(ChangeSetSummary {
+            name: "cs-1".into(),
+            change_type: "UPDATE".into(),
+            status: Some("CREATE_COMPLETE".into()),
+            execution_status: Some("AVAILABLE".into()),
+            generation: 4,
+            changes: vec![
+                change("Add", "Queue", None),
+                change("Modify", "Bucket", Some("True")),
+                change("Modify", "Role", Some("False")),
+            ],
+            ..ChangeSetSummary::default()
+        }),
+        recent_failures: vec![
+            failure("Topic", "Resource creation cancelled"),
+            failure("Bucket", "already exists"),
+        ],
+        ..StackStatus::default()
+    });
+    let child = ObservedChild::from_stack(&stack);
+    assert!(child.ready_at("abc"));
+    assert_eq!(child.approved_change_set.as_deref(), Some("cs-1"));
+    let set = child.available_change_set().expect("available");
+    assert_eq!((set.adds, set.modifies, set.removes), (1, 2, 0));
+    assert_eq!(set.replaced, vec!["Bucket"]);
+    assert_eq!(
+        child.failure.as_ref().map(|f| f.resource.as_str()),
+        Some("Bucket"),
+        "the cause, not the cancellation"
+    );
+    // A newer spec not yet applied: the applied revision is unknown.
+    stack.metadata.generation = Some(5);
+    assert_eq!(ObservedChild::from_stack(&stack).applied_revision, None);
+}
