@@ -122,3 +122,21 @@ fn progress_deadline_fails_a_slow_target() {
         }
     }
 }
+
+#[test]
+fn alarms_are_read_in_each_targets_own_account_and_region() {
+    let mut world = two_waves();
+    // t2's region is in ALARM, but t2 is not in the running wave yet.
+    world.alarm("t2", "errors", Ok(state(AlarmValue::Alarm, "t2 region")));
+    world.step();
+    world.step();
+    assert!(world.status.rejected_revisions.is_empty(), "t1's own region is OK");
+    assert_eq!(world.target_phase("t1"), TargetPhase::Deploying);
+    // Once t2's wave runs, its region's alarm fails t2, not t1.
+    world.settle();
+    let rejected = &world.status.rejected_revisions[0];
+    assert_eq!(rejected.target.as_deref(), Some("t2"));
+    assert!(rejected.reason.contains("t2 region"), "{}", rejected.reason);
+    let t1 = world.status.targets.iter().find(|t| t.name == "t1").unwrap();
+    assert!(t1.failure.is_none());
+}
