@@ -6,6 +6,7 @@ pub mod api;
 pub mod approve;
 pub mod aws;
 pub mod cli;
+pub mod deployment;
 pub mod run;
 pub mod runtime;
 pub mod stack;
