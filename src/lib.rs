@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod pipeline;
 pub mod run;
 pub mod runtime;
 pub mod slots;
