@@ -242,8 +242,8 @@ pub struct StackTarget {
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentTargets {
     /// Where the artifact goes: one Stack per target.
-    #[schemars(length(min = 1, max = 200))]
-    pub targets: Vec<DeploymentTarget>,
+    #[schemars(length(min = 1, max = 50))]
+    pub targets: Vec<PipelineTarget>,
     /// How the rollout moves through the targets.
     #[serde(default)]
     pub strategy: Strategy,
@@ -261,6 +261,45 @@ pub struct DeploymentTargets {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub parameters: Vec<StackParameter>,
+}
+
+/// A target of a pipeline's StackDeployment: the fields of a
+/// StackDeployment target with tighter limits (50 targets of 20 parameter
+/// overrides), because nested under stages and actions the StackDeployment's
+/// own limits exceed the API server's CEL cost budget.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineTarget {
+    /// Target name, unique in this deployment (used in the Stack name).
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// AWS region.
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: String,
+    /// The AwsAccount to deploy into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountRef>,
+    /// Parameters that override the artifact's for this target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub parameters: Vec<StackParameter>,
+}
+
+impl From<PipelineTarget> for DeploymentTarget {
+    fn from(target: PipelineTarget) -> Self {
+        let PipelineTarget {
+            name,
+            region,
+            account_ref,
+            parameters,
+        } = target;
+        DeploymentTarget {
+            name,
+            region,
+            account_ref,
+            parameters,
+        }
+    }
 }
 
 /// A manual approval.

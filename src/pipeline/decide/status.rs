@@ -84,6 +84,15 @@ fn summarise(o: &Observed, plan: &mut Plan) {
     };
     let about = format!("execution {} (revision {})", execution.id, execution.revision);
     let stage = execution.stage.clone().unwrap_or_default();
+    if execution.phase.is_finished()
+        && let Some((reason, problem)) = &source_problem
+    {
+        if before.as_deref() != Some(reason.as_str()) {
+            plan.note(Note::warning(reason.clone(), problem.clone()));
+        }
+        kstatus(o, plan).waiting(reason, &format!("the source cannot be read: {problem}"));
+        return;
+    }
     let mut k = kstatus(o, plan);
     if !execution.phase.is_finished() {
         let source = source_problem
@@ -142,15 +151,6 @@ fn summarise(o: &Observed, plan: &mut Plan) {
         return;
     }
     let message = execution.message.clone().unwrap_or_default();
-    if let Some((reason, problem)) = source_problem {
-        if before.as_deref() != Some(reason.as_str()) {
-            drop(k);
-            plan.note(Note::warning(reason.clone(), problem.clone()));
-            k = kstatus(o, plan);
-        }
-        k.waiting(&reason, &format!("the source cannot be read: {problem}"));
-        return;
-    }
     match execution.phase {
         ExecutionPhase::Succeeded if up_to_date => {
             k.ready("Succeeded", &format!("revision {} passed every stage ({about})", execution.revision))
