@@ -7,6 +7,7 @@ pub mod approve;
 pub mod aws;
 pub mod cli;
 pub mod deployment;
+pub mod pipeline;
 pub mod run;
 pub mod runtime;
 pub mod stack;
