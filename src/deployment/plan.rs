@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::{ChangeAction, DriftState, Replacement};
+
 pub use crate::api::{
     Approval, Artifact, DeploymentPhase, DeploymentTarget, FleetPreview, HandledRequests, Pause, RejectedRevision,
     Release, RevisionId, RevisionOutcome, RevisionRecord, RolloutKind, RolloutPhase, RolloutStatus,
@@ -318,10 +320,8 @@ pub fn describe(revision: &RevisionId) -> String {
 }
 
 impl ObservedChild {
-    /// Reads a child Stack. Until the Stack echoes the revision it applied,
-    /// `applied.generation == metadata.generation` means the inputs of the
-    /// current spec, hence of its revision annotation, are applied (the
-    /// annotation and the spec are written in one apply).
+    /// Reads a child Stack: the revision it applied is the one it echoes in
+    /// `status.applied.revision` (the annotation of the inputs it applied).
     pub fn from_stack(stack: &crate::api::Stack) -> Self {
         let generation = stack.metadata.generation.unwrap_or(0);
         let annotations = stack.metadata.annotations.clone().unwrap_or_default();
@@ -338,11 +338,7 @@ impl ObservedChild {
                 })
         };
         let revision = annotations.get(REVISION_ANNOTATION).cloned();
-        let applied_revision = status
-            .applied
-            .as_ref()
-            .filter(|a| a.generation == generation)
-            .and(revision.clone());
+        let applied_revision = status.applied.as_ref().and_then(|a| a.revision.clone());
         Self {
             generation,
             observed_generation: status.observed_generation,
@@ -362,7 +358,7 @@ impl ObservedChild {
                     reason: f.reason.clone(),
                 }),
             change_set: status.change_set.as_ref().map(child_change_set),
-            drifted: status.drift.as_ref().is_some_and(|d| d.status == "Drifted"),
+            drifted: status.drift.as_ref().is_some_and(|d| d.status == DriftState::Drifted),
             outputs: status.outputs.clone(),
             deleting: stack.metadata.deletion_timestamp.is_some(),
             revision,
@@ -371,15 +367,16 @@ impl ObservedChild {
 }
 
 fn child_change_set(summary: &crate::api::ChangeSetSummary) -> ChildChangeSet {
-    let state = match (summary.status.as_deref(), summary.execution_status.as_deref()) {
-        (Some("FAILED"), _) => ChangeSetState::Failed,
-        (_, Some("AVAILABLE")) => ChangeSetState::Available,
-        (_, Some("EXECUTE_IN_PROGRESS")) => ChangeSetState::Executing,
-        (_, Some("EXECUTE_COMPLETE")) => ChangeSetState::Executed,
-        (_, Some("EXECUTE_FAILED" | "OBSOLETE")) => ChangeSetState::Failed,
+    use crate::api::{ChangeSetState as Cs, ExecutionState as Ex};
+    let state = match (summary.status, summary.execution_status) {
+        (Some(Cs::Failed), _) => ChangeSetState::Failed,
+        (_, Some(Ex::Available)) => ChangeSetState::Available,
+        (_, Some(Ex::ExecuteInProgress)) => ChangeSetState::Executing,
+        (_, Some(Ex::ExecuteComplete)) => ChangeSetState::Executed,
+        (_, Some(Ex::ExecuteFailed | Ex::Obsolete)) => ChangeSetState::Failed,
         _ => ChangeSetState::Planning,
     };
-    let count = |action: &str| {
+    let count = |action: ChangeAction| {
         let n = summary.changes.iter().filter(|c| c.action == action).count();
         i32::try_from(n).unwrap_or(i32::MAX)
     };
@@ -387,13 +384,13 @@ fn child_change_set(summary: &crate::api::ChangeSetSummary) -> ChildChangeSet {
         name: summary.name.clone(),
         generation: summary.generation,
         state,
-        adds: count("Add"),
-        modifies: count("Modify"),
-        removes: count("Remove"),
+        adds: count(ChangeAction::Add),
+        modifies: count(ChangeAction::Modify),
+        removes: count(ChangeAction::Remove),
         replaced: summary
             .changes
             .iter()
-            .filter(|c| matches!(c.replacement.as_deref(), Some("True" | "Conditional")))
+            .filter(|c| matches!(c.replacement, Some(Replacement::True | Replacement::Conditional)))
             .map(|c| c.logical_id.clone())
             .collect(),
     }

@@ -158,13 +158,16 @@ fn a_removed_target_being_deleted_is_not_deleted_again() {
 
 #[test]
 fn a_child_stack_is_read_the_way_the_decision_needs_it() {
-    use crate::api::{AppliedRevision, ChangeSetSummary, FailureRecord, PlannedChange, Stack, StackStatus};
+    use crate::api::{
+        AppliedRevision, ChangeAction, ChangeSetKind, ChangeSetState, ChangeSetSummary, ExecutionState, FailureRecord,
+        PlannedChange, Replacement, Stack, StackStatus,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-    let change = |action: &str, id: &str, replacement: Option<&str>| PlannedChange {
-        action: action.into(),
+    let change = |action: ChangeAction, id: &str, replacement: Option<Replacement>| PlannedChange {
+        action,
         logical_id: id.into(),
         resource_type: "AWS::S3::Bucket".into(),
-        replacement: replacement.map(String::from),
+        replacement,
         physical_id: None,
     };
     let failure = |id: &str, reason: &str| FailureRecord {
@@ -197,17 +200,18 @@ fn a_child_stack_is_read_the_way_the_decision_needs_it() {
         applied: Some(AppliedRevision {
             generation: 4,
             fingerprint: "f".into(),
+            revision: Some("abc".into()),
         }),
         change_set: Some(ChangeSetSummary {
             name: "cs-1".into(),
-            change_type: "UPDATE".into(),
-            status: Some("CREATE_COMPLETE".into()),
-            execution_status: Some("AVAILABLE".into()),
+            change_type: ChangeSetKind::Update,
+            status: Some(ChangeSetState::CreateComplete),
+            execution_status: Some(ExecutionState::Available),
             generation: 4,
             changes: vec![
-                change("Add", "Queue", None),
-                change("Modify", "Bucket", Some("True")),
-                change("Modify", "Role", Some("False")),
+                change(ChangeAction::Add, "Queue", None),
+                change(ChangeAction::Modify, "Bucket", Some(Replacement::True)),
+                change(ChangeAction::Modify, "Role", Some(Replacement::False)),
             ],
             ..ChangeSetSummary::default()
         }),
@@ -228,7 +232,16 @@ fn a_child_stack_is_read_the_way_the_decision_needs_it() {
         Some("Bucket"),
         "the cause, not the cancellation"
     );
-    // A newer spec not yet applied: the applied revision is unknown.
+    // A newer revision written but not yet applied: the Stack still echoes
+    // the old one, so the child is not Ready at the new one.
     stack.metadata.generation = Some(5);
-    assert_eq!(ObservedChild::from_stack(&stack).applied_revision, None);
+    stack
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(REVISION_ANNOTATION.to_string(), "def".to_string());
+    let newer = ObservedChild::from_stack(&stack);
+    assert_eq!(newer.applied_revision.as_deref(), Some("abc"));
+    assert!(!newer.ready_at("def"));
 }
