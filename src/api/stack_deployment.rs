@@ -150,18 +150,20 @@ pub enum StrategyType {
     Canary,
 }
 
-/// Targets in waves of at most `maxConcurrent`, in target order.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+/// Targets in waves of at most `maxConcurrent`, in target order. A count
+/// or percentage out of range is refused by the controller with a Stalled
+/// condition: a CEL rule on these fields would push the Pipeline CRD, which
+/// embeds this type in every deploy action, over the API server's CEL cost
+/// budget.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollingStrategy {
     /// Targets updated at the same time: a count (`2`) or a percentage of
     /// the targets (`"25%"`, rounded up, at least one).
-    #[x_kube(validation = Rule::new("type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')").message("maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%"))]
     pub max_concurrent: IntOrString,
     /// Failed targets tolerated before the rollout stops (and rolls back):
     /// a count or a percentage of the targets (rounded down). Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^([0-9]|[1-9][0-9]|100)%$')").message("failureTolerance must be a count of at least 0 or a percentage from 0% to 100%"))]
     pub failure_tolerance: Option<IntOrString>,
 }
 
