@@ -5,18 +5,12 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 use kube::Client;
+use stackpilot::runtime::admin::{http_get, sample_sum};
 
-/// Sum of the samples of `name` whose labels contain every fragment.
+/// Sum of the samples of `name` whose labels contain every fragment; 0 when
+/// the family is not there (yet).
 pub(super) fn sum(metrics: &str, name: &str, fragments: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| fragments.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    sample_sum(metrics, name, fragments).unwrap_or_default()
 }
 
 /// AWS calls between two scrapes, by `operation/outcome`.
@@ -50,7 +44,7 @@ pub(super) fn call_deltas(a: &str, b: &str) -> BTreeMap<String, f64> {
 }
 
 pub(super) async fn scrape(admin: &str) -> anyhow::Result<String> {
-    let (status, body) = http_get(admin, "/metrics").await?;
+    let (status, body) = http_get(&format!("http://{admin}/metrics")).await?;
     if status != 200 {
         bail!("operator /metrics answered {status}");
     }
@@ -105,22 +99,3 @@ pub(super) fn apiserver_writes(text: &str) -> BTreeMap<String, f64> {
     writes
 }
 
-/// A minimal HTTP/1.1 GET over loopback: (status, body).
-pub(super) async fn http_get(host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 
 use super::Args;
-use super::metrics::http_get;
+use stackpilot::runtime::admin::http_get;
 
 pub(super) struct Operator {
     pub(super) process: Child,
@@ -59,7 +59,7 @@ pub(super) async fn start_operator(
         admin: format!("127.0.0.1:{port}"),
     };
     for _ in 0..600 {
-        if let Ok((200, _)) = http_get(&operator.admin, "/readyz").await {
+        if let Ok((200, _)) = http_get(&format!("http://{}/readyz", operator.admin)).await {
             return Ok(operator);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
