@@ -74,10 +74,11 @@ pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
 
 /// The sum of the samples of metric `name` (a sample name such as
 /// `stackpilot_aws_calls_total`) on lines that contain every fragment;
-/// `None` when no family of that name is registered at all, so a renamed or
-/// missing metric is an error rather than a silent 0.
+/// `None` when no family of that name exists (neither in the exposition nor
+/// among stackpilot's own), so a renamed or missing metric is an error
+/// rather than a silent 0.
 pub fn sample_sum(exposition: &str, name: &str, fragments: &[&str]) -> Option<f64> {
-    let registered = exposition.lines().any(|line| {
+    let registered = super::metrics::is_known_sample(name) || exposition.lines().any(|line| {
         line.strip_prefix("# TYPE ")
             .and_then(|rest| rest.split_whitespace().next())
             .is_some_and(|family| name == family || name.strip_prefix(family).is_some_and(|s| s.starts_with('_')))
@@ -100,7 +101,7 @@ mod tests {
         stackpilot_aws_calls_total{operation=\"DescribeStacks\",outcome=\"ok\"} 3\n\
         stackpilot_aws_calls_total{operation=\"CreateChangeSet\",outcome=\"ok\"} 2\n\
         # HELP stackpilot_leader Leader.\n# TYPE stackpilot_leader gauge\nstackpilot_leader 1\n\
-        # TYPE stackpilot_reconcile_errors counter\n# EOF\n";
+        # EOF\n";
 
     #[test]
     fn sums_matching_samples_and_refuses_unknown_families() {
@@ -113,8 +114,9 @@ mod tests {
         assert_eq!(
             sample_sum(EXPOSITION, "stackpilot_reconcile_errors_total", &[]),
             Some(0.0),
-            "registered, nothing counted yet"
+            "a family of ours with no sample yet"
         );
         assert_eq!(sample_sum(EXPOSITION, "stackpilot_aws_call_total", &[]), None, "a typo");
+        assert_eq!(sample_sum(EXPOSITION, "apiserver_request_total", &[]), None, "not here");
     }
 }

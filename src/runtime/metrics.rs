@@ -54,6 +54,42 @@ const CONDITIONS: &[&str] = &[
 ];
 const STATUSES: &[&str] = &["True", "False", "Unknown"];
 
+/// Every metric family, without the `stackpilot_` prefix. A family with
+/// labels shows in `/metrics` only once it has a sample, so readers (the
+/// tests, the bench) check a name against this list instead.
+pub const FAMILIES: &[&str] = &[
+    RECONCILES,
+    RECONCILE_ERRORS,
+    RECONCILE_DURATION_SECONDS,
+    AWS_CALLS,
+    STATUS_WRITES,
+    AWS_BUDGET_WAIT_SECONDS,
+    AWS_SLOWDOWNS,
+    LEADER,
+    OBJECTS,
+];
+const RECONCILES: &str = "reconciles";
+const RECONCILE_ERRORS: &str = "reconcile_errors";
+const RECONCILE_DURATION_SECONDS: &str = "reconcile_duration_seconds";
+const AWS_CALLS: &str = "aws_calls";
+const STATUS_WRITES: &str = "status_writes";
+const AWS_BUDGET_WAIT_SECONDS: &str = "aws_budget_wait_seconds";
+const AWS_SLOWDOWNS: &str = "aws_slowdowns";
+const LEADER: &str = "leader";
+const OBJECTS: &str = "objects";
+
+/// Whether `sample` (e.g. `stackpilot_aws_calls_total`) belongs to one of
+/// [`FAMILIES`].
+pub fn is_known_sample(sample: &str) -> bool {
+    let Some(rest) = sample.strip_prefix("stackpilot_") else {
+        return false;
+    };
+    FAMILIES.iter().any(|family| {
+        rest.strip_prefix(family)
+            .is_some_and(|suffix| ["", "_total", "_bucket", "_sum", "_count", "_created"].contains(&suffix))
+    })
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Family<OutcomeLabels, Counter>,
@@ -82,44 +118,44 @@ impl Default for Metrics {
         });
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
         let status_writes = Family::<OutcomeLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles by kind and outcome", reconciles.clone());
+        registry.register(RECONCILES, "Reconciles by kind and outcome", reconciles.clone());
         registry.register(
-            "reconcile_errors",
+            RECONCILE_ERRORS,
             "Failed reconciles by kind and error category",
             reconcile_errors.clone(),
         );
         registry.register(
-            "reconcile_duration_seconds",
+            RECONCILE_DURATION_SECONDS,
             "Reconcile duration",
             reconcile_duration.clone(),
         );
-        registry.register("aws_calls", "AWS API calls by operation and outcome", aws_calls.clone());
+        registry.register(AWS_CALLS, "AWS API calls by operation and outcome", aws_calls.clone());
         registry.register(
-            "status_writes",
+            STATUS_WRITES,
             "Status writes by kind; outcome=skipped when nothing changed",
             status_writes.clone(),
         );
         let aws_budget_wait_seconds = Counter::<f64, AtomicU64>::default();
         registry.register(
-            "aws_budget_wait_seconds",
+            AWS_BUDGET_WAIT_SECONDS,
             "Seconds AWS calls waited for the per-account-and-region call budget",
             aws_budget_wait_seconds.clone(),
         );
         let aws_slowdowns = Counter::default();
         registry.register(
-            "aws_slowdowns",
+            AWS_SLOWDOWNS,
             "Times an account and region's call rate was halved because AWS throttled",
             aws_slowdowns.clone(),
         );
         let leader = Gauge::default();
         registry.register(
-            "leader",
+            LEADER,
             "1 while this replica runs the controllers (holds the leader Lease, or leader election is off)",
             leader.clone(),
         );
         let objects = Family::<ConditionLabels, Gauge>::default();
         registry.register(
-            "objects",
+            OBJECTS,
             "Objects by kind and the status (True, False, Unknown) of each condition",
             objects.clone(),
         );
