@@ -102,6 +102,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudformation::config::Credentials;
 use futures::FutureExt;
+use stackpilot::aws::budget::{BudgetProvider, BudgetSettings, MAX_ATTEMPTS};
+use stackpilot::aws::instrumented::InstrumentedProvider;
 use stackpilot::aws::sdk::{SdkLimits, SdkProvider};
 use stackpilot::aws::{
     AwsError, AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType,
@@ -109,6 +111,7 @@ use stackpilot::aws::{
     MAX_TEMPLATE_BODY_BYTES, Parameter, ResourceDriftStatus, StackDescription, StackDriftStatus, StackState,
     TemplateSource,
 };
+use stackpilot::runtime::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REGION: &str = "us-east-1";
@@ -1048,7 +1051,7 @@ async fn stack_events_page_only_until_the_cursor() {
 }
 
 #[tokio::test]
-async fn throttling_is_retried_a_bounded_number_of_times() {
+async fn the_sdk_client_makes_one_attempt_and_leaves_retries_to_the_budget() {
     let (url, seen) = canned(Box::new(|_: &BTreeMap<String, String>| {
         (400, error_xml("Throttling", "Rate exceeded"))
     }))
@@ -1058,7 +1061,63 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
     assert_eq!(err.kind, AwsErrorKind::Throttled, "{err}");
     assert_eq!(err.code, "Throttling");
     assert_eq!(err.message, "Rate exceeded");
-    assert_eq!(seen.lock().unwrap().len(), 3, "standard retry mode, 3 attempts");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "one request: the call budget decides retries"
+    );
+}
+
+/// The call budget is the one place that retries: against an endpoint that
+/// throttles every request, each call goes on the wire `MAX_ATTEMPTS` times
+/// (not that times the SDK's own attempts), and in no window of time do the
+/// requests exceed what the budget allows (burst + rate x window).
+#[tokio::test]
+async fn requests_on_the_wire_stay_within_the_budget_under_throttling() {
+    const CALLS: usize = 3;
+    let settings = BudgetSettings {
+        calls_per_second: 20.0,
+        burst: 5.0,
+    };
+    let sent = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let log = sent.clone();
+    let (url, _) = canned(Box::new(move |_: &BTreeMap<String, String>| {
+        log.lock().unwrap().push(Instant::now());
+        (400, error_xml("Throttling", "Rate exceeded"))
+    }))
+    .await;
+    let metrics = Arc::new(Metrics::default());
+    let sdk: Arc<dyn CloudFormationProvider> = Arc::new(provider(&url).await);
+    let counted = Arc::new(InstrumentedProvider {
+        inner: sdk,
+        metrics: metrics.clone(),
+    });
+    let cf = BudgetProvider::new(counted, settings, metrics).client(&target());
+    let calls = (0..CALLS).map(|i| {
+        let cf = cf.clone();
+        async move { cf.describe_stack(&format!("s{i}")).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.kind == AwsErrorKind::Throttled)),
+        "{results:?}"
+    );
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), CALLS * MAX_ATTEMPTS as usize, "requests on the wire");
+    for (i, first) in sent.iter().enumerate() {
+        for (j, last) in sent.iter().enumerate().skip(i) {
+            let window = last.duration_since(*first).as_secs_f64();
+            let allowed = settings.burst + settings.calls_per_second * window;
+            // +1: a request landing exactly on a window's edge.
+            assert!(
+                (j - i + 1) as f64 <= allowed + 1.0,
+                "{} requests in {window:.3} s, the budget allows {allowed:.1}",
+                j - i + 1
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -21,8 +21,6 @@ use tokio::time::Instant;
 
 const LEASE: &str = "stackpilot-leader";
 const TEMPLATE: &str = "Resources:\n  Q: {Type: AWS::SQS::Queue}\n";
-/// The operations that change AWS.
-const WRITES: [&str; 3] = ["CreateChangeSet", "ExecuteChangeSet", "DeleteStack"];
 const FAILOVER_BUDGET: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -165,7 +163,7 @@ async fn leads(replica: &Replica) -> bool {
 
 async fn aws_writes(replica: &Replica) -> f64 {
     let mut total = 0.0;
-    for operation in WRITES {
+    for operation in stackpilot::aws::Action::writes() {
         let label = format!("operation=\"{operation}\"");
         total += replica.operator.metric("stackpilot_aws_calls_total", &[&label]).await;
     }

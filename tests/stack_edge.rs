@@ -80,16 +80,6 @@ Resources:
         Statement: [{Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: "sts:AssumeRole"}]
 "#;
 
-/// The AWS calls that change something.
-const WRITES: [&str; 6] = [
-    "CreateChangeSet",
-    "ExecuteChangeSet",
-    "DeleteChangeSet",
-    "DeleteStack",
-    "UpdateTerminationProtection",
-    "SetStackPolicy",
-];
-
 type Raw = aws_sdk_cloudformation::Client;
 
 /// DescribeStacks by name or id; `None` when AWS says it does not exist.
@@ -134,6 +124,12 @@ async fn create_foreign(raw: &Raw, name: &str, tags: &[(&str, &str)]) -> String 
     let id = out.expect("CreateStack").stack_id.expect("a stack id");
     wait_raw_status(raw, &id, "CREATE_COMPLETE").await;
     id
+}
+
+/// AWS writes the operator made: every operation that changes something.
+async fn aws_writes(f: &Fixture) -> f64 {
+    let writes: Vec<&str> = stackpilot::aws::Action::writes().collect();
+    calls(f, &writes).await
 }
 
 /// AWS calls the operator made, by operation (all operations when empty).
@@ -237,7 +233,7 @@ async fn a_foreign_stack_is_refused_untouched_until_adopted() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let stack = f.stacks().get("legacy").await.unwrap();
     assert_eq!(ready(&stack).reason, "StackNotOwned", "{:?}", ready(&stack));
-    assert_eq!(calls(&f, &WRITES).await, 0.0, "a refused stack gets no AWS writes");
+    assert_eq!(aws_writes(&f).await, 0.0, "a refused stack gets no AWS writes");
     let after = raw_stack(&raw, &stack_name).await.unwrap();
     assert_eq!(status_of(&after), "CREATE_COMPLETE");
     assert_eq!(after.last_updated_time(), before.last_updated_time(), "not updated");
@@ -288,7 +284,7 @@ async fn a_stack_of_another_stack_object_is_never_adopted_nor_deleted() {
     .await;
     let owner = f.wait_condition("owner", "Ready", "True").await;
     let before = raw_stack(&raw, &stack_name).await.unwrap();
-    let writes = calls(&f, &WRITES).await;
+    let writes = aws_writes(&f).await;
 
     // Even with `adoption: Adopt`, another object's stack is not taken.
     f.apply(
@@ -307,7 +303,7 @@ async fn a_stack_of_another_stack_object_is_never_adopted_nor_deleted() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let stack = f.stacks().get("intruder").await.unwrap();
     assert_eq!(ready(&stack).reason, "StackNotOwned", "{:?}", ready(&stack));
-    assert_eq!(calls(&f, &WRITES).await, writes, "no AWS writes for the intruder");
+    assert_eq!(aws_writes(&f).await, writes, "no AWS writes for the intruder");
     let after = raw_stack(&raw, &stack_name).await.unwrap();
     assert_eq!(tags_of(&after).get(TAG_UID), owner.uid().as_ref());
     assert_eq!(after.last_updated_time(), before.last_updated_time(), "not updated");
@@ -530,7 +526,7 @@ async fn missing_config_maps_keys_and_dependencies_wait_and_recover() {
     assert!(stack.status.unwrap().outputs.contains_key("QueueArn"));
 
     // An output the (Ready) dependency does not have: waits, no stack made.
-    let writes = calls(&f, &WRITES).await;
+    let writes = aws_writes(&f).await;
     f.apply(
         "nooutput",
         json!({"region": "us-east-1", "template": {"body": QUEUE}, "parameters": from_stack("base", "Nope")}),
@@ -546,7 +542,7 @@ async fn missing_config_maps_keys_and_dependencies_wait_and_recover() {
     .await;
     // 6 s: three 2 s polls.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(calls(&f, &WRITES).await, writes, "no AWS writes while waiting");
+    assert_eq!(aws_writes(&f).await, writes, "no AWS writes while waiting");
     let nooutput = format!("{}-nooutput", f.ns.name);
     assert!(raw_stack(&raw, &nooutput).await.is_none(), "no stack created");
     f.apply(

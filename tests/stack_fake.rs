@@ -27,7 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use stackpilot::api::{Stack, StackStatus};
-use stackpilot::aws::fake::{Call, FakeCloudFormation, FakeProvider, Operation};
+use stackpilot::aws::fake::{Action, Call, FakeCloudFormation, FakeProvider};
 use stackpilot::aws::{DifferenceKind, PropertyDifference, ResourceDrift, ResourceDriftStatus};
 use stackpilot::runtime::context::Shared;
 use stackpilot::runtime::metrics::Metrics;
@@ -231,7 +231,7 @@ impl Harness {
     }
 
     /// Calls of `operation` on CloudFormation stack `stack`, from the fake's log.
-    fn calls(&self, operation: Operation, stack: &str) -> usize {
+    fn calls(&self, operation: Action, stack: &str) -> usize {
         self.fake
             .calls()
             .iter()
@@ -247,7 +247,7 @@ impl Harness {
         // this fake serves this test's stacks only.
         let reads = || {
             let calls = self.fake.calls();
-            let read = |c: &&Call| c.operation == Operation::DescribeStacks && (c.stack == stack || c.stack.is_empty());
+            let read = |c: &&Call| c.operation == Action::DescribeStacks && (c.stack == stack || c.stack.is_empty());
             calls.iter().filter(read).count()
         };
         let before = reads();
@@ -342,7 +342,7 @@ async fn update_rollback_failed_is_continued_skipping_resources() {
             s.stack_status.as_deref() == Some("UPDATE_ROLLBACK_COMPLETE") && s.operation.is_none()
         })
         .await;
-    assert_eq!(h.calls(Operation::ContinueUpdateRollback, &stack), 1);
+    assert_eq!(h.calls(Action::ContinueUpdateRollback, &stack), 1);
     // The fake only completes the rollback when Queue is skipped: the skip
     // list reached the call.
     let skipped = h
@@ -409,7 +409,7 @@ async fn update_rollback_failed_is_retained_by_default() {
     assert!(note.contains("UpdateRollbackFailed"), "{note}");
 
     h.wait_reconciles(&stack, 2).await;
-    assert_eq!(h.calls(Operation::ContinueUpdateRollback, &stack), 0);
+    assert_eq!(h.calls(Action::ContinueUpdateRollback, &stack), 0);
     assert_eq!(
         h.fake.stack(&stack).unwrap().status.to_string(),
         "UPDATE_ROLLBACK_FAILED"
@@ -434,7 +434,7 @@ async fn delete_failed_is_deleted_again_retaining_the_failed_resources() {
     let statuses = history.stop();
 
     assert!(!h.fake.stack_names().contains(&stack), "deleted in AWS");
-    assert_eq!(h.calls(Operation::DeleteStack, &stack), 2, "once, then again retaining");
+    assert_eq!(h.calls(Action::DeleteStack, &stack), 2, "once, then again retaining");
     let events = h.fake.events(&stack_id);
     let has = |status: &str| events.iter().any(|e| e.logical_id == "Topic" && e.status == status);
     assert!(has("DELETE_FAILED") && has("DELETE_SKIPPED"), "{events:?}");
@@ -479,7 +479,7 @@ async fn delete_failed_is_retained_by_default_until_retried() {
         "{message}"
     );
     h.wait_reconciles(&stack, 2).await;
-    assert_eq!(h.calls(Operation::DeleteStack, &stack), 1, "no second delete");
+    assert_eq!(h.calls(Action::DeleteStack, &stack), 1, "no second delete");
     assert!(h.stacks().get_opt("app").await.unwrap().is_some(), "the object stays");
 
     // What the message says to do: fix it in AWS, then ask for a retry.
@@ -487,7 +487,7 @@ async fn delete_failed_is_retained_by_default_until_retried() {
     h.annotate("app", RECONCILE_REQUESTED_AT, "retry-1").await;
     h.wait_gone("app").await;
     assert!(!h.fake.stack_names().contains(&stack));
-    assert_eq!(h.calls(Operation::DeleteStack, &stack), 2);
+    assert_eq!(h.calls(Action::DeleteStack, &stack), 2);
     h.event("app", "RetryingDelete").await;
     h.finish().await;
 }
@@ -503,7 +503,7 @@ async fn termination_protection_follows_the_spec_and_is_lifted_to_delete() {
     h.apply("app", spec("30", json!({"terminationProtection": true}))).await;
     h.wait_ready("app").await;
     h.wait_fake("protection on", protected(true)).await;
-    assert_eq!(h.calls(Operation::UpdateTerminationProtection, &stack), 1);
+    assert_eq!(h.calls(Action::UpdateTerminationProtection, &stack), 1);
 
     h.apply("app", spec("30", json!({"terminationProtection": false})))
         .await;
@@ -511,9 +511,9 @@ async fn termination_protection_follows_the_spec_and_is_lifted_to_delete() {
     h.apply("app", spec("30", json!({"terminationProtection": true}))).await;
     h.wait_fake("protection on", protected(true)).await;
     h.wait_ready("app").await;
-    assert_eq!(h.calls(Operation::UpdateTerminationProtection, &stack), 3);
+    assert_eq!(h.calls(Action::UpdateTerminationProtection, &stack), 3);
     assert_eq!(
-        h.calls(Operation::ExecuteChangeSet, &stack),
+        h.calls(Action::ExecuteChangeSet, &stack),
         1,
         "protection is not a change set"
     );
@@ -523,20 +523,20 @@ async fn termination_protection_follows_the_spec_and_is_lifted_to_delete() {
     h.delete("app").await;
     h.wait_gone("app").await;
     assert!(!h.fake.stack_names().contains(&stack), "deleted in AWS");
-    let writes: Vec<Operation> = h
+    let writes: Vec<Action> = h
         .fake
         .calls()
         .into_iter()
         .filter(|c| c.stack == stack)
         .map(|c| c.operation)
-        .filter(|op| matches!(op, Operation::UpdateTerminationProtection | Operation::DeleteStack))
+        .filter(|op| matches!(op, Action::UpdateTerminationProtection | Action::DeleteStack))
         .collect();
     assert_eq!(
         writes[writes.len() - 2..],
-        [Operation::UpdateTerminationProtection, Operation::DeleteStack],
+        [Action::UpdateTerminationProtection, Action::DeleteStack],
         "{writes:?}"
     );
-    assert_eq!(h.calls(Operation::DeleteStack, &stack), 1, "the first delete succeeded");
+    assert_eq!(h.calls(Action::DeleteStack, &stack), 1, "the first delete succeeded");
     h.finish().await;
 }
 
@@ -552,15 +552,15 @@ async fn stack_policy_is_set_after_create_and_updated_on_change() {
         fake.stack_policy(&stack).as_deref() == Some(allow)
     })
     .await;
-    let order: Vec<Operation> = h
+    let order: Vec<Action> = h
         .fake
         .calls()
         .into_iter()
         .filter(|c| c.stack == stack)
         .map(|c| c.operation)
-        .filter(|op| matches!(op, Operation::ExecuteChangeSet | Operation::SetStackPolicy))
+        .filter(|op| matches!(op, Action::ExecuteChangeSet | Action::SetStackPolicy))
         .collect();
-    assert_eq!(order, [Operation::ExecuteChangeSet, Operation::SetStackPolicy]);
+    assert_eq!(order, [Action::ExecuteChangeSet, Action::SetStackPolicy]);
 
     h.apply("app", spec("30", json!({"stackPolicy": deny}))).await;
     h.wait_fake("second stack policy", |fake| {
@@ -570,12 +570,12 @@ async fn stack_policy_is_set_after_create_and_updated_on_change() {
     h.wait_ready("app").await;
     h.wait_reconciles(&stack, 2).await;
     assert_eq!(
-        h.calls(Operation::SetStackPolicy, &stack),
+        h.calls(Action::SetStackPolicy, &stack),
         2,
         "once per change, not per reconcile"
     );
     assert_eq!(
-        h.calls(Operation::ExecuteChangeSet, &stack),
+        h.calls(Action::ExecuteChangeSet, &stack),
         1,
         "a policy change alone changes no resources"
     );
@@ -694,7 +694,7 @@ Resources:
     assert!(report.resources.is_empty(), "{report:?}");
     let (kind, _) = h.event("app", "DriftCleared").await;
     assert_eq!(kind, "Normal");
-    assert!(h.calls(Operation::DetectStackDrift, &stack) >= 2);
+    assert!(h.calls(Action::DetectStackDrift, &stack) >= 2);
     h.finish().await;
 }
 
@@ -743,17 +743,13 @@ async fn resource_drift_is_reverted_after_approval() {
     assert!(message.contains(&change_set.name), "{message}");
     h.event("app", "RevertingDrift").await;
     h.wait_reconciles(&stack, 2).await;
-    assert_eq!(
-        h.calls(Operation::ExecuteChangeSet, &stack),
-        1,
-        "nothing runs unapproved"
-    );
+    assert_eq!(h.calls(Action::ExecuteChangeSet, &stack), 1, "nothing runs unapproved");
 
     h.annotate("app", APPROVE_ANNOTATION, &change_set.name).await;
     let cleared = h.wait_condition("app", "Drifted", "False", "InSync").await;
     let report = cleared.status.as_ref().unwrap().drift.clone().unwrap();
     assert!(!report.revert_pending && report.resources.is_empty(), "{report:?}");
-    assert_eq!(h.calls(Operation::ExecuteChangeSet, &stack), 2);
+    assert_eq!(h.calls(Action::ExecuteChangeSet, &stack), 2);
     assert!(
         !cleared.annotations().contains_key(APPROVE_ANNOTATION),
         "the approval is used up"
@@ -807,12 +803,12 @@ async fn a_create_past_its_timeout_is_cancelled_and_held_until_asked_again() {
         .await;
     // Held: no new create while nothing changed.
     h.wait_reconciles(&stack, 2).await;
-    assert_eq!(h.calls(Operation::CreateChangeSet, &stack), 1);
-    assert_eq!(h.calls(Operation::DeleteStack, &stack), 1);
+    assert_eq!(h.calls(Action::CreateChangeSet, &stack), 1);
+    assert_eq!(h.calls(Action::DeleteStack, &stack), 1);
 
     // Asked again: created, and this time in time.
     h.annotate("slow", RECONCILE_REQUESTED_AT, "again").await;
     h.wait_ready("slow").await;
-    assert_eq!(h.calls(Operation::CreateChangeSet, &stack), 2);
+    assert_eq!(h.calls(Action::CreateChangeSet, &stack), 2);
     h.finish().await;
 }

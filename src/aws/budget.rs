@@ -4,6 +4,10 @@
 //! `calls_per_second` (after a `burst`) to one account and region, however
 //! many objects reconcile at once.
 //!
+//! This is the one place that retries CloudFormation calls: the SDK's
+//! CloudFormation clients make one attempt per call, so every request on
+//! the wire takes a token.
+//!
 //! Throttling slows the whole account and region down instead of failing
 //! objects: a throttled call halves the bucket's rate (at most once per
 //! [`SLOWDOWN_COOLDOWN`], since calls in flight together are throttled
@@ -12,8 +16,10 @@
 //! calls let the rate climb back linearly, from the floor to the full rate
 //! in [`RECOVERY`] (additive increase, multiplicative decrease, as TCP does):
 //! while AWS keeps throttling, the rate settles well below the budget.
-//! Other errors pass through unchanged (5xx go to the object's own backoff,
-//! as any failed reconcile does).
+//! A passing fault (5xx, a dropped connection, a timed-out attempt) is
+//! retried through the bucket too, up to [`TRANSIENT_ATTEMPTS`] attempts, as
+//! the SDK's standard mode would; writes are safe to repeat (client request
+//! tokens, deterministic change set names). Other errors pass through.
 //!
 //! A retry storm cannot happen by construction: retries wait for tokens like
 //! any call, so the call rate per account and region stays under the budget
@@ -38,6 +44,8 @@ use crate::runtime::metrics::Metrics;
 
 /// Attempts of one call while AWS throttles it, the first included.
 pub const MAX_ATTEMPTS: u32 = 6;
+/// Attempts of one call while it meets passing faults, the first included.
+pub const TRANSIENT_ATTEMPTS: u32 = 3;
 /// Calls in flight at the same moment are throttled together: one slowdown
 /// per this long.
 pub const SLOWDOWN_COOLDOWN: Duration = Duration::from_secs(1);
@@ -212,7 +220,8 @@ impl Budgeted {
         f(&mut self.bucket.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Makes `call` within the budget, retrying it while AWS throttles.
+    /// Makes `call` within the budget, retrying it while AWS throttles or a
+    /// passing fault hits it.
     async fn spend<T, F, Fut>(&self, call: F) -> AwsResult<T>
     where
         F: Fn() -> Fut,
@@ -235,6 +244,10 @@ impl Budgeted {
                         attempt += 1;
                         continue;
                     }
+                }
+                Err(error) if error.kind == AwsErrorKind::Transient && attempt < TRANSIENT_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
                 }
                 Ok(_) => self.with_bucket(|b| b.succeeded(Instant::now())),
                 Err(_) => {}
@@ -325,7 +338,7 @@ impl CloudFormation for Budgeted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::fake::{ErrorInjection, FakeProvider, Operation, server_error, throttling_error};
+    use crate::aws::fake::{Action, ErrorInjection, FakeProvider, server_error, throttling_error};
     use crate::aws::instrumented::InstrumentedProvider;
     use crate::runtime::metrics::AwsCallLabels;
 
@@ -473,7 +486,7 @@ mod tests {
         let fake = fakes.region("us-east-1");
         fake.inject(
             ErrorInjection::new(throttling_error())
-                .on(Operation::DescribeStacks)
+                .on(Action::DescribeStacks)
                 .times(3),
         );
         let cf = provider.client(&target());
@@ -500,20 +513,31 @@ mod tests {
         ));
 
         // Throttled on every attempt: gives up after MAX_ATTEMPTS.
-        fake.inject(
-            ErrorInjection::new(throttling_error())
-                .on(Operation::GetTemplate)
-                .always(),
-        );
+        fake.inject(ErrorInjection::new(throttling_error()).on(Action::GetTemplate).always());
         let error = other.get_template("x").await.unwrap_err();
         assert_eq!(error.kind, AwsErrorKind::Throttled);
         assert_eq!(calls(&metrics, "GetTemplate", "throttled"), u64::from(MAX_ATTEMPTS));
 
-        // A server error is the object's to retry (its backoff), not ours.
-        fake.inject(ErrorInjection::new(server_error()).on(Operation::DescribeChangeSet));
-        let error = other.describe_change_set("s", "c").await.unwrap_err();
-        assert_eq!(error.kind, AwsErrorKind::Transient);
+        // A passing server error is retried through the bucket: one 5xx,
+        // then the call goes through.
+        fake.inject(ErrorInjection::new(server_error()).on(Action::DescribeChangeSet));
+        assert!(other.describe_change_set("s", "c").await.is_ok());
         assert_eq!(calls(&metrics, "DescribeChangeSet", "transient"), 1);
+        assert_eq!(calls(&metrics, "DescribeChangeSet", "ok"), 1);
+
+        // A fault that persists: given up after TRANSIENT_ATTEMPTS, for the
+        // object's own backoff.
+        fake.inject(
+            ErrorInjection::new(server_error())
+                .on(Action::DescribeStackEvents)
+                .always(),
+        );
+        let error = other.stack_events("s", None, 10).await.unwrap_err();
+        assert_eq!(error.kind, AwsErrorKind::Transient);
+        assert_eq!(
+            calls(&metrics, "DescribeStackEvents", "transient"),
+            u64::from(TRANSIENT_ATTEMPTS)
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
+    Action, AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
     CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
 use crate::runtime::metrics::{AwsCallLabels, Metrics};
@@ -35,9 +35,9 @@ fn outcome<T>(result: &AwsResult<T>) -> &'static str {
     }
 }
 
-fn count<T>(metrics: &Metrics, operation: &'static str, calls: u64, result: AwsResult<T>) -> AwsResult<T> {
+fn count<T>(metrics: &Metrics, operation: Action, calls: u64, result: AwsResult<T>) -> AwsResult<T> {
     let labels = AwsCallLabels {
-        operation,
+        operation: operation.as_str(),
         outcome: outcome(&result),
     };
     metrics.aws_calls.get_or_create(&labels).inc_by(calls);
@@ -45,7 +45,7 @@ fn count<T>(metrics: &Metrics, operation: &'static str, calls: u64, result: AwsR
 }
 
 impl Instrumented {
-    fn count<T>(&self, operation: &'static str, result: AwsResult<T>) -> AwsResult<T> {
+    fn count<T>(&self, operation: Action, result: AwsResult<T>) -> AwsResult<T> {
         count(&self.metrics, operation, 1, result)
     }
 }
@@ -53,39 +53,42 @@ impl Instrumented {
 #[async_trait]
 impl CloudFormation for Instrumented {
     async fn describe_stack(&self, stack: &str) -> AwsResult<Option<StackDescription>> {
-        self.count("DescribeStacks", self.inner.describe_stack(stack).await)
+        self.count(Action::DescribeStacks, self.inner.describe_stack(stack).await)
     }
 
     async fn create_change_set(&self, request: &ChangeSetRequest) -> AwsResult<String> {
-        self.count("CreateChangeSet", self.inner.create_change_set(request).await)
+        self.count(Action::CreateChangeSet, self.inner.create_change_set(request).await)
     }
 
     async fn describe_change_set(&self, stack: &str, name: &str) -> AwsResult<Option<ChangeSetDescription>> {
-        self.count("DescribeChangeSet", self.inner.describe_change_set(stack, name).await)
+        self.count(
+            Action::DescribeChangeSet,
+            self.inner.describe_change_set(stack, name).await,
+        )
     }
 
     async fn execute_change_set(&self, stack: &str, name: &str, token: &str) -> AwsResult<()> {
         self.count(
-            "ExecuteChangeSet",
+            Action::ExecuteChangeSet,
             self.inner.execute_change_set(stack, name, token).await,
         )
     }
 
     async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
-        self.count("UpdateStack", self.inner.update_stack(request).await)
+        self.count(Action::UpdateStack, self.inner.update_stack(request).await)
     }
 
     async fn delete_change_set(&self, stack: &str, name: &str) -> AwsResult<()> {
-        self.count("DeleteChangeSet", self.inner.delete_change_set(stack, name).await)
+        self.count(Action::DeleteChangeSet, self.inner.delete_change_set(stack, name).await)
     }
 
     async fn delete_stack(&self, stack: &str, token: &str, retain: &[String]) -> AwsResult<()> {
-        self.count("DeleteStack", self.inner.delete_stack(stack, token, retain).await)
+        self.count(Action::DeleteStack, self.inner.delete_stack(stack, token, retain).await)
     }
 
     async fn stack_events(&self, stack: &str, after: Option<&str>, limit: usize) -> AwsResult<Vec<StackEvent>> {
         self.count(
-            "DescribeStackEvents",
+            Action::DescribeStackEvents,
             self.inner.stack_events(stack, after, limit).await,
         )
     }
@@ -93,48 +96,54 @@ impl CloudFormation for Instrumented {
     async fn describe_all_stacks(&self) -> AwsResult<StackListing> {
         let result = self.inner.describe_all_stacks().await;
         let pages = result.as_ref().map_or(1, |listing| u64::from(listing.pages.max(1)));
-        count(&self.metrics, "DescribeStacks", pages, result)
+        count(&self.metrics, Action::DescribeStacks, pages, result)
     }
 
     async fn get_template(&self, stack: &str) -> AwsResult<String> {
-        self.count("GetTemplate", self.inner.get_template(stack).await)
+        self.count(Action::GetTemplate, self.inner.get_template(stack).await)
     }
 
     async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()> {
         self.count(
-            "UpdateTerminationProtection",
+            Action::UpdateTerminationProtection,
             self.inner.update_termination_protection(stack, enabled).await,
         )
     }
 
     async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()> {
-        self.count("SetStackPolicy", self.inner.set_stack_policy(stack, policy_body).await)
+        self.count(
+            Action::SetStackPolicy,
+            self.inner.set_stack_policy(stack, policy_body).await,
+        )
     }
 
     async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>> {
-        self.count("GetStackPolicy", self.inner.get_stack_policy(stack).await)
+        self.count(Action::GetStackPolicy, self.inner.get_stack_policy(stack).await)
     }
 
     async fn continue_update_rollback(&self, stack: &str, skip: &[String], token: &str) -> AwsResult<()> {
         self.count(
-            "ContinueUpdateRollback",
+            Action::ContinueUpdateRollback,
             self.inner.continue_update_rollback(stack, skip, token).await,
         )
     }
 
     async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String> {
-        self.count("DetectStackDrift", self.inner.detect_stack_drift(stack).await)
+        self.count(Action::DetectStackDrift, self.inner.detect_stack_drift(stack).await)
     }
 
     async fn drift_detection_status(&self, detection_id: &str) -> AwsResult<DriftDetection> {
         self.count(
-            "DescribeStackDriftDetectionStatus",
+            Action::DescribeStackDriftDetectionStatus,
             self.inner.drift_detection_status(detection_id).await,
         )
     }
 
     async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>> {
-        self.count("DescribeStackResourceDrifts", self.inner.resource_drifts(stack).await)
+        self.count(
+            Action::DescribeStackResourceDrifts,
+            self.inner.resource_drifts(stack).await,
+        )
     }
 }
 
@@ -149,7 +158,7 @@ impl TemplateStore for InstrumentedTemplateStore {
     async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
         count(
             &self.metrics,
-            "PutObject",
+            Action::PutObject,
             1,
             self.inner.put_template(bucket, key, body).await,
         )
@@ -183,7 +192,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::aws::fake::{ErrorInjection, FakeProvider, Operation, server_error, throttling_error};
+    use crate::aws::fake::{Action, ErrorInjection, FakeProvider, server_error, throttling_error};
 
     fn calls(metrics: &Metrics, operation: &'static str, outcome: &'static str) -> u64 {
         metrics
@@ -249,13 +258,13 @@ mod tests {
         }
         assert_eq!(calls(&metrics, "ContinueUpdateRollback", "validation"), 1);
 
-        fake.inject(ErrorInjection::new(throttling_error()).on(Operation::GetTemplate));
-        fake.inject(ErrorInjection::new(server_error()).on(Operation::GetTemplate));
+        fake.inject(ErrorInjection::new(throttling_error()).on(Action::GetTemplate));
+        fake.inject(ErrorInjection::new(server_error()).on(Action::GetTemplate));
         cf.get_template("s1").await.unwrap_err();
         cf.get_template("s1").await.unwrap_err();
         assert_eq!(calls(&metrics, "GetTemplate", "throttled"), 1);
         assert_eq!(calls(&metrics, "GetTemplate", "transient"), 1);
-        fake.inject(ErrorInjection::new(throttling_error()).on(Operation::DescribeStacks));
+        fake.inject(ErrorInjection::new(throttling_error()).on(Action::DescribeStacks));
         cf.describe_all_stacks().await.unwrap_err();
         assert_eq!(calls(&metrics, "DescribeStacks", "throttled"), 1);
     }

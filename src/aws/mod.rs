@@ -3,6 +3,7 @@
 //! the CRD schema or the reconcile logic. `fake/` implements the same trait
 //! in memory for unit tests and for behaviour no emulator has.
 
+mod action;
 pub mod budget;
 pub mod fake;
 pub mod fake_mode;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use action::Action;
 pub use stack_state::StackState;
 
 /// Where a CloudFormation call goes: one account (through an optional role)

@@ -6,66 +6,21 @@ use crate::aws::AwsResult;
 use super::errors::{next_unit, server_error, throttling_error};
 use super::model::State;
 
-/// The trait operations, named as the AWS API names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Operation {
-    DescribeStacks,
-    CreateChangeSet,
-    DescribeChangeSet,
-    ExecuteChangeSet,
-    UpdateStack,
-    DeleteChangeSet,
-    DeleteStack,
-    DescribeStackEvents,
-    GetTemplate,
-    UpdateTerminationProtection,
-    SetStackPolicy,
-    GetStackPolicy,
-    ContinueUpdateRollback,
-    DetectStackDrift,
-    DescribeStackDriftDetectionStatus,
-    DescribeStackResourceDrifts,
-    /// S3, through [`TemplateStore`](crate::aws::TemplateStore).
-    PutObject,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::DescribeStacks => "DescribeStacks",
-            Operation::CreateChangeSet => "CreateChangeSet",
-            Operation::DescribeChangeSet => "DescribeChangeSet",
-            Operation::ExecuteChangeSet => "ExecuteChangeSet",
-            Operation::UpdateStack => "UpdateStack",
-            Operation::DeleteChangeSet => "DeleteChangeSet",
-            Operation::DeleteStack => "DeleteStack",
-            Operation::DescribeStackEvents => "DescribeStackEvents",
-            Operation::GetTemplate => "GetTemplate",
-            Operation::UpdateTerminationProtection => "UpdateTerminationProtection",
-            Operation::SetStackPolicy => "SetStackPolicy",
-            Operation::GetStackPolicy => "GetStackPolicy",
-            Operation::ContinueUpdateRollback => "ContinueUpdateRollback",
-            Operation::DetectStackDrift => "DetectStackDrift",
-            Operation::DescribeStackDriftDetectionStatus => "DescribeStackDriftDetectionStatus",
-            Operation::DescribeStackResourceDrifts => "DescribeStackResourceDrifts",
-            Operation::PutObject => "PutObject",
-        }
-    }
-}
+pub use crate::aws::Action;
 
 /// One recorded call: operation, the stack as the caller named it (empty for
 /// the bulk read and `PutObject`; the run's stack for a drift status read),
 /// and the change set name where there is one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
-    pub operation: Operation,
+    pub operation: Action,
     pub stack: String,
     pub change_set: Option<String>,
 }
 
 impl State {
     /// Logs the call and applies error injection.
-    pub(super) fn enter(&mut self, operation: Operation, stack: &str, change_set: Option<&str>) -> AwsResult<()> {
+    pub(super) fn enter(&mut self, operation: Action, stack: &str, change_set: Option<&str>) -> AwsResult<()> {
         let call = Call {
             operation,
             stack: stack.to_string(),

@@ -7,7 +7,7 @@ use crate::aws::{
     AwsError, AwsErrorKind, AwsResult, Parameter, ResourceDrift, StackDescription, StackEvent, StackState,
 };
 
-use super::calls::{Call, Operation};
+use super::calls::{Action, Call};
 use super::errors::{ErrorInjection, FaultCounts, FaultRates};
 use super::model::{Content, FakeStack, State};
 use super::provider::FakeCloudFormation;
@@ -96,7 +96,7 @@ impl FakeCloudFormation {
     }
 
     /// The next call of `operation` fails with `error`.
-    pub fn fail_next(&self, operation: Operation, error: AwsError) {
+    pub fn fail_next(&self, operation: Action, error: AwsError) {
         self.inject(ErrorInjection::new(error).on(operation));
     }
 
@@ -159,7 +159,7 @@ impl FakeCloudFormation {
 
     /// Calls of `operation` since the last reset (counted even when the log
     /// is off, and including calls that failed by injection).
-    pub fn call_count(&self, operation: Operation) -> usize {
+    pub fn call_count(&self, operation: Action) -> usize {
         self.state().call_counts.get(&operation).copied().unwrap_or(0)
     }
 

@@ -115,7 +115,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::super::fixtures::{TEMPLATE, request, status};
-    use super::super::{FakeCloudFormation, Operation};
+    use super::super::{Action, FakeCloudFormation};
     use crate::aws::{
         AwsErrorKind, ChangeSetType, CloudFormation, DeploymentMode, DriftDetectionStatus, ResourceDrift,
         ResourceDriftStatus, StackDriftStatus, StackState,
@@ -218,7 +218,7 @@ mod tests {
         let failed = fake.drift_detection_status(&id).await.unwrap();
         assert_eq!(failed.status, DriftDetectionStatus::Failed);
         assert_eq!(failed.reason.as_deref(), Some("access denied on Queue"));
-        assert_eq!(fake.call_count(Operation::DetectStackDrift), 3);
+        assert_eq!(fake.call_count(Action::DetectStackDrift), 3);
     }
 
     #[tokio::test]
@@ -237,7 +237,7 @@ mod tests {
         fake.detect_stack_drift("s1").await.unwrap();
         fake.reset_calls();
         assert_eq!(fake.resource_drifts("s1").await.unwrap().len(), 149);
-        assert_eq!(fake.call_count(Operation::DescribeStackResourceDrifts), 2, "two pages");
+        assert_eq!(fake.call_count(Action::DescribeStackResourceDrifts), 2, "two pages");
 
         fake.set_status("s1", StackState::UpdateInProgress, None);
         let err = fake.detect_stack_drift("s1").await.unwrap_err();

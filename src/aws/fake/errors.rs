@@ -3,7 +3,7 @@
 
 use crate::aws::{AwsError, AwsErrorKind};
 
-use super::calls::{Call, Operation};
+use super::calls::{Action, Call};
 
 /// A throttling error as the SDK mapping reports it.
 pub fn throttling_error() -> AwsError {
@@ -51,7 +51,7 @@ pub struct FaultCounts {
 /// with a probability drawn from a seeded sequence (deterministic).
 #[derive(Clone, Debug)]
 pub struct ErrorInjection {
-    operation: Option<Operation>,
+    operation: Option<Action>,
     stack: Option<String>,
     pub(super) error: AwsError,
     mode: InjectionMode,
@@ -76,7 +76,7 @@ impl ErrorInjection {
     }
 
     /// Only calls of this operation.
-    pub fn on(mut self, operation: Operation) -> Self {
+    pub fn on(mut self, operation: Action) -> Self {
         self.operation = Some(operation);
         self
     }
@@ -146,7 +146,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::super::fixtures::TEMPLATE;
-    use super::super::{ErrorInjection, FakeCloudFormation, FakeProvider, FaultRates, Operation, throttling_error};
+    use super::super::{Action, ErrorInjection, FakeCloudFormation, FakeProvider, FaultRates, throttling_error};
     use crate::aws::{AwsErrorKind, AwsTarget, CloudFormation, CloudFormationProvider, StackState, TemplateStore};
 
     #[tokio::test]
@@ -165,7 +165,7 @@ mod tests {
 
         fake.inject(
             ErrorInjection::new(throttling_error())
-                .on(Operation::DescribeStacks)
+                .on(Action::DescribeStacks)
                 .times(2),
         );
         for _ in 0..2 {
@@ -190,8 +190,8 @@ mod tests {
         assert_eq!(a, pattern(7));
         let failures = a.iter().filter(|f| **f).count();
         assert!((5..=25).contains(&failures), "{failures} of 50");
-        assert_eq!(fake.call_count(Operation::DescribeStacks), 3);
-        assert_eq!(fake.calls()[0].operation, Operation::DescribeStackEvents);
+        assert_eq!(fake.call_count(Action::DescribeStacks), 3);
+        assert_eq!(fake.calls()[0].operation, Action::DescribeStackEvents);
     }
 
     #[tokio::test]

@@ -68,7 +68,7 @@ mod phases;
 mod provider;
 mod template;
 
-pub use calls::{Call, Operation};
+pub use calls::{Action, Call};
 pub use errors::{ErrorInjection, FaultCounts, FaultRates, server_error, throttling_error};
 pub use provider::{FakeCloudFormation, FakeProvider};
 

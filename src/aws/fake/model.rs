@@ -11,7 +11,7 @@ use crate::aws::{
 };
 
 use super::ACCOUNT_ID;
-use super::calls::{Call, Operation};
+use super::calls::{Action, Call};
 use super::drift::Detection;
 use super::errors::{ErrorInjection, FaultCounts, FaultRates, stack_not_found};
 use super::phases::{InFlight, StuckRollback};
@@ -65,7 +65,7 @@ pub(super) struct FakeStack {
     pub(super) events: Vec<StackEvent>,
     pub(super) change_sets: Vec<FakeChangeSet>,
     /// (operation, token) pairs already used.
-    pub(super) tokens: BTreeSet<(Operation, String)>,
+    pub(super) tokens: BTreeSet<(Action, String)>,
     pub(super) physical_ids: BTreeMap<String, String>,
     pub(super) in_flight: Option<InFlight>,
     pub(super) policy: Option<String>,
@@ -161,7 +161,7 @@ pub(super) struct State {
     pub(super) drift_failures: HashMap<String, String>,
     pub(super) record_calls: bool,
     pub(super) calls: Vec<Call>,
-    pub(super) call_counts: HashMap<Operation, usize>,
+    pub(super) call_counts: HashMap<Action, usize>,
     pub(super) counter: u64,
 }
 

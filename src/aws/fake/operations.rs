@@ -3,7 +3,7 @@
 
 use crate::aws::{AwsError, AwsErrorKind, AwsResult, ChangeSetType, ExecutionStatus, StackState};
 
-use super::calls::Operation;
+use super::calls::Action;
 use super::errors::{stack_not_found, validation};
 use super::model::State;
 use super::phases::{Phase, StuckRollback};
@@ -20,7 +20,7 @@ impl State {
         let Some(fake) = self.stacks.get_mut(&name) else {
             return Err(stack_not_found(stack));
         };
-        let key = (Operation::ExecuteChangeSet, token.to_string());
+        let key = (Action::ExecuteChangeSet, token.to_string());
         if !token.is_empty() && fake.tokens.contains(&key) {
             return Ok(());
         }
@@ -111,7 +111,7 @@ impl State {
         let Some(fake) = self.stacks.get_mut(&name) else {
             return Ok(());
         };
-        let key = (Operation::DeleteStack, token.to_string());
+        let key = (Action::DeleteStack, token.to_string());
         if !token.is_empty() && fake.tokens.contains(&key) {
             return Ok(());
         }
@@ -165,7 +165,7 @@ impl State {
         let name = self.resolve(stack).ok_or_else(|| stack_not_found(stack))?;
         let configured = self.failures.update_rollback.get(&name).cloned();
         let fake = self.live_mut(stack)?;
-        let key = (Operation::ContinueUpdateRollback, token.to_string());
+        let key = (Action::ContinueUpdateRollback, token.to_string());
         if !token.is_empty() && fake.tokens.contains(&key) {
             return Ok(());
         }
@@ -213,7 +213,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{TEMPLATE, create, request, status};
-    use super::super::{FakeCloudFormation, Operation};
+    use super::super::{Action, FakeCloudFormation};
     use crate::aws::{AwsErrorKind, ChangeSetType, CloudFormation, Parameter, StackState};
 
     #[tokio::test]
@@ -268,7 +268,7 @@ mod tests {
         while status(&fake, "s1").await.unwrap().is_in_progress() {}
         fake.delete_stack("s1", "del-1", &[]).await.unwrap();
         fake.delete_stack("s1", "del-1", &[]).await.unwrap();
-        assert_eq!(fake.call_count(Operation::DeleteStack), 2);
+        assert_eq!(fake.call_count(Action::DeleteStack), 2);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use crate::aws::{
     TemplateStore,
 };
 
-use super::calls::Operation;
+use super::calls::Action;
 use super::change_sets::{complete_change_set, describe_change_set};
 use super::errors::{FaultCounts, FaultRates, stack_not_found, validation};
 use super::model::{Failures, FakeStack, State};
@@ -77,7 +77,7 @@ impl FakeCloudFormation {
 impl CloudFormation for FakeCloudFormation {
     async fn describe_stack(&self, stack: &str) -> AwsResult<Option<StackDescription>> {
         let mut state = self.state();
-        state.enter(Operation::DescribeStacks, stack, None)?;
+        state.enter(Action::DescribeStacks, stack, None)?;
         match state.resolve(stack) {
             Some(name) => {
                 state.tick(&name);
@@ -94,7 +94,7 @@ impl CloudFormation for FakeCloudFormation {
     async fn create_change_set(&self, request: &ChangeSetRequest) -> AwsResult<String> {
         let mut state = self.state();
         state.enter(
-            Operation::CreateChangeSet,
+            Action::CreateChangeSet,
             &request.stack_name,
             Some(&request.change_set_name),
         )?;
@@ -103,7 +103,7 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn describe_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<Option<ChangeSetDescription>> {
         let mut state = self.state();
-        state.enter(Operation::DescribeChangeSet, stack, Some(change_set_name))?;
+        state.enter(Action::DescribeChangeSet, stack, Some(change_set_name))?;
         let Some(fake) = state.stack_mut(stack) else {
             return Ok(None);
         };
@@ -123,7 +123,7 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn execute_change_set(&self, stack: &str, change_set_name: &str, client_token: &str) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::ExecuteChangeSet, stack, Some(change_set_name))?;
+        state.enter(Action::ExecuteChangeSet, stack, Some(change_set_name))?;
         state.execute(stack, change_set_name, client_token)
     }
 
@@ -132,7 +132,7 @@ impl CloudFormation for FakeCloudFormation {
     /// updates are to be performed".
     async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::UpdateStack, &request.stack_name, None)?;
+        state.enter(Action::UpdateStack, &request.stack_name, None)?;
         let name = format!("update-{}", request.client_token);
         let internal = ChangeSetRequest {
             change_set_name: name.clone(),
@@ -158,7 +158,7 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn delete_change_set(&self, stack: &str, change_set_name: &str) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::DeleteChangeSet, stack, Some(change_set_name))?;
+        state.enter(Action::DeleteChangeSet, stack, Some(change_set_name))?;
         if let Some(fake) = state.stack_mut(stack) {
             fake.change_sets
                 .retain(|cs| cs.name != change_set_name && cs.id != change_set_name);
@@ -168,7 +168,7 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn delete_stack(&self, stack: &str, client_token: &str, retain_resources: &[String]) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::DeleteStack, stack, None)?;
+        state.enter(Action::DeleteStack, stack, None)?;
         state.delete_stack(stack, client_token, retain_resources)
     }
 
@@ -179,7 +179,7 @@ impl CloudFormation for FakeCloudFormation {
         limit: usize,
     ) -> AwsResult<Vec<StackEvent>> {
         let mut state = self.state();
-        state.enter(Operation::DescribeStackEvents, stack, None)?;
+        state.enter(Action::DescribeStackEvents, stack, None)?;
         let fake = state.find_any(stack).ok_or_else(|| stack_not_found(stack))?;
         Ok(fake
             .events
@@ -201,7 +201,7 @@ impl CloudFormation for FakeCloudFormation {
             .chunks(DESCRIBE_STACKS_PAGE)
             .chain(names.is_empty().then_some(&[][..]))
         {
-            state.enter(Operation::DescribeStacks, "", None)?;
+            state.enter(Action::DescribeStacks, "", None)?;
             listing.pages += 1;
             let page = state.stacks_page(chunk);
             listing.stacks.extend(page);
@@ -211,7 +211,7 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn get_template(&self, stack: &str) -> AwsResult<String> {
         let mut state = self.state();
-        state.enter(Operation::GetTemplate, stack, None)?;
+        state.enter(Action::GetTemplate, stack, None)?;
         let fake = state.find_any(stack).ok_or_else(|| stack_not_found(stack))?;
         match &fake.content {
             Some(content) => Ok(content.body.clone()),
@@ -224,14 +224,14 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::UpdateTerminationProtection, stack, None)?;
+        state.enter(Action::UpdateTerminationProtection, stack, None)?;
         state.live_mut(stack)?.termination_protection = enabled;
         Ok(())
     }
 
     async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::SetStackPolicy, stack, None)?;
+        state.enter(Action::SetStackPolicy, stack, None)?;
         let fake = state.live_mut(stack)?;
         if !serde_json::from_str::<Value>(policy_body).is_ok_and(|v| v.is_object()) {
             return Err(validation("Error validating stack policy: Invalid stack policy"));
@@ -242,7 +242,7 @@ impl CloudFormation for FakeCloudFormation {
 
     async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>> {
         let mut state = self.state();
-        state.enter(Operation::GetStackPolicy, stack, None)?;
+        state.enter(Action::GetStackPolicy, stack, None)?;
         Ok(state.live_mut(stack)?.policy.clone())
     }
 
@@ -253,13 +253,13 @@ impl CloudFormation for FakeCloudFormation {
         client_token: &str,
     ) -> AwsResult<()> {
         let mut state = self.state();
-        state.enter(Operation::ContinueUpdateRollback, stack, None)?;
+        state.enter(Action::ContinueUpdateRollback, stack, None)?;
         state.continue_update_rollback(stack, resources_to_skip, client_token)
     }
 
     async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String> {
         let mut state = self.state();
-        state.enter(Operation::DetectStackDrift, stack, None)?;
+        state.enter(Action::DetectStackDrift, stack, None)?;
         state.detect_stack_drift(stack)
     }
 
@@ -270,16 +270,16 @@ impl CloudFormation for FakeCloudFormation {
             .get(detection_id)
             .map(|d| d.stack.clone())
             .unwrap_or_default();
-        state.enter(Operation::DescribeStackDriftDetectionStatus, &stack, None)?;
+        state.enter(Action::DescribeStackDriftDetectionStatus, &stack, None)?;
         state.drift_detection_status(detection_id)
     }
 
     async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>> {
         let mut state = self.state();
-        state.enter(Operation::DescribeStackResourceDrifts, stack, None)?;
+        state.enter(Action::DescribeStackResourceDrifts, stack, None)?;
         let drifts = state.live_mut(stack)?.drift_results.clone();
         for _ in 1..drifts.len().div_ceil(RESOURCE_DRIFTS_PAGE) {
-            state.enter(Operation::DescribeStackResourceDrifts, stack, None)?;
+            state.enter(Action::DescribeStackResourceDrifts, stack, None)?;
         }
         Ok(drifts)
     }
@@ -291,7 +291,7 @@ impl TemplateStore for FakeCloudFormation {
     /// exists.
     async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
         let mut state = self.state();
-        state.enter(Operation::PutObject, "", None)?;
+        state.enter(Action::PutObject, "", None)?;
         let url = crate::aws::sdk::template_url(None, &state.region, bucket, key);
         state.templates_by_url.insert(url.clone(), body.to_string());
         Ok(url)
@@ -386,7 +386,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::super::fixtures::{TEMPLATE, request};
-    use super::super::{ErrorInjection, FakeCloudFormation, FakeProvider, Operation, throttling_error};
+    use super::super::{Action, ErrorInjection, FakeCloudFormation, FakeProvider, throttling_error};
     use crate::aws::{
         AwsErrorKind, AwsTarget, ChangeSetType, CloudFormation, CloudFormationProvider, Parameter, StackState,
         TemplateSource,
@@ -452,7 +452,7 @@ mod tests {
         fake.set_operation_steps(0);
         fake.delete_stack("s1", "d2", &[]).await.unwrap();
         assert_eq!(fake.get_template(&id).await.unwrap(), TEMPLATE);
-        assert_eq!(fake.call_count(Operation::GetTemplate), 3);
+        assert_eq!(fake.call_count(Action::GetTemplate), 3);
     }
 
     #[tokio::test]
@@ -469,7 +469,7 @@ mod tests {
         let all = fake.describe_all_stacks().await.unwrap();
         assert_eq!(all.pages, 3);
         assert_eq!(all.stacks.len(), 249, "deleted stacks are not listed");
-        assert_eq!(fake.call_count(Operation::DescribeStacks), 3);
+        assert_eq!(fake.call_count(Action::DescribeStacks), 3);
         assert_eq!(all.stacks[7], fake.stack("s007").unwrap(), "full descriptions");
         assert_eq!(all.stacks[7].outputs[0].value, "s007-QueueUrl");
         assert_eq!(all.stacks[7].tags["n"], "7");
@@ -493,7 +493,7 @@ mod tests {
         // A failed page fails the read.
         fake.inject(
             ErrorInjection::new(throttling_error())
-                .on(Operation::DescribeStacks)
+                .on(Action::DescribeStacks)
                 .times(1),
         );
         assert_eq!(
@@ -523,7 +523,7 @@ mod tests {
         let mut create = request("s1", "c1", ChangeSetType::Create, TEMPLATE);
         create.template = TemplateSource::Url(url);
         fake.create_change_set(&create).await.unwrap();
-        assert_eq!(fake.call_count(Operation::PutObject), 1);
+        assert_eq!(fake.call_count(Action::PutObject), 1);
         create.template = TemplateSource::Url("https://bucket.s3.eu-west-1.amazonaws.com/other".into());
         create.change_set_name = "c2".into();
         let err = fake.create_change_set(&create).await.unwrap_err();

@@ -32,7 +32,10 @@ pub use template_store::{SdkTemplateStore, template_url};
 /// never blocks a worker for long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SdkLimits {
-    /// Attempts per call, first try included (standard retry mode).
+    /// Attempts per STS and S3 call, first try included (standard retry
+    /// mode). CloudFormation calls make one attempt each: the per-account
+    /// call budget (`aws::budget`) decides their retries, so every request
+    /// on the wire spends a token.
     pub max_attempts: u32,
     /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
@@ -64,7 +67,8 @@ pub struct SdkProvider {
     stores: Mutex<HashMap<AwsTarget, Arc<SdkTemplateStore>>>,
 }
 
-/// Applies the retry and timeout bounds (to STS as well as CloudFormation).
+/// Applies the retry and timeout bounds (CloudFormation clients then turn
+/// retries off: see `build_client`).
 fn bounded(config: SdkConfig, limits: SdkLimits) -> SdkConfig {
     config
         .into_builder()
@@ -115,7 +119,10 @@ impl SdkProvider {
 
     fn build_client(&self, target: &AwsTarget) -> SdkCloudFormation {
         let region = Region::new(target.region.clone());
-        let mut config = aws_sdk_cloudformation::config::Builder::from(&self.base).region(region.clone());
+        // One attempt per call: retries go through the call budget.
+        let mut config = aws_sdk_cloudformation::config::Builder::from(&self.base)
+            .region(region.clone())
+            .retry_config(RetryConfig::disabled());
         if let Some(url) = &self.endpoint_url {
             config = config.endpoint_url(url);
         }
