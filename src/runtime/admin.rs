@@ -78,11 +78,12 @@ pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
 /// among stackpilot's own), so a renamed or missing metric is an error
 /// rather than a silent 0.
 pub fn sample_sum(exposition: &str, name: &str, fragments: &[&str]) -> Option<f64> {
-    let registered = super::metrics::is_known_sample(name) || exposition.lines().any(|line| {
-        line.strip_prefix("# TYPE ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|family| name == family || name.strip_prefix(family).is_some_and(|s| s.starts_with('_')))
-    });
+    let registered = super::metrics::is_known_sample(name)
+        || exposition.lines().any(|line| {
+            line.strip_prefix("# TYPE ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|family| name == family || name.strip_prefix(family).is_some_and(|s| s.starts_with('_')))
+        });
     registered.then(|| {
         exposition
             .lines()
