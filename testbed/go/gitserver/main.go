@@ -6,6 +6,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"log"
 	"net/http"
 	"net/http/cgi"
@@ -72,12 +73,41 @@ func main() {
 			}
 			mu.Unlock()
 		}
+		// net/http/cgi rejects chunked bodies (git sends packs over 1 MiB chunked): spool them.
+		if len(r.TransferEncoding) > 0 {
+			f, n, err := spool(r.Body)
+			if err != nil {
+				log.Printf("spooling request body: %v", err)
+				http.Error(w, "cannot read request body", http.StatusInternalServerError)
+				return
+			}
+			defer f.Close()
+			r.Body, r.ContentLength, r.TransferEncoding = f, n, nil
+		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		backend.ServeHTTP(rec, r)
 		log.Printf("%s %s?%s %d", r.Method, r.URL.Path, r.URL.RawQuery, rec.status)
 	})
 	log.Printf("serving %s on http://%s", absRoot, *addr)
 	log.Fatal(http.ListenAndServe(*addr, nil))
+}
+
+// spool copies body to an unlinked temporary file and returns it rewound, with its size.
+func spool(body io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp("", "gitserver-body-")
+	if err != nil {
+		return nil, 0, err
+	}
+	_ = os.Remove(f.Name())
+	n, err := io.Copy(f, body)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
 }
 
 type statusRecorder struct {
