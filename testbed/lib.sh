@@ -110,7 +110,7 @@ stop_components() { # <name>...
     deadline=$((SECONDS + 3))
     while [[ -e "/proc/$pid" ]] && ((SECONDS < deadline)); do sleep 0.1; done
   done
-  for name in "$@"; do rm -f "$STATE/run/$name".{pid,match,port}; done
+  for name in "$@"; do rm -f "$STATE/run/$name".{pid,match,port,health-port}; done
 }
 
 signal_group() { # <signal> <pid>: the whole group if the process leads one, else just the process
@@ -122,5 +122,6 @@ signal_group() { # <signal> <pid>: the whole group if the process leads one, els
 
 KUBE_COMPONENTS=(kube-controller-manager kube-apiserver etcd)
 POD_COMPONENTS=(kube-scheduler kwok)
-GITOPS_COMPONENTS=(kustomize-controller source-controller gitserver)
+FLUX_COMPONENTS=(kustomize-controller source-controller)
+GITOPS_COMPONENTS=("${FLUX_COMPONENTS[@]}" gitserver)
 AWS_COMPONENTS=(localstack moto)
