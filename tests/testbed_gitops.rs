@@ -12,7 +12,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -244,9 +244,10 @@ async fn git_push_reaches_flux_source_and_kustomize_controllers() {
     let git_url = bed_var("STACKPILOT_TEST_GIT_URL");
     let storage_url = bed_var("STACKPILOT_TEST_FLUX_STORAGE_URL");
     let suffix = unique_suffix();
-    let work = std::env::temp_dir().join(format!("stackpilot-gitops-{suffix}"));
+    // The working copy goes when this test ends, passed or not.
+    let work = WorkDir(std::env::temp_dir().join(format!("stackpilot-gitops-{suffix}")));
     let repo_url = format!("{git_url}/tb-{suffix}.git");
-    let work_for_body = work.clone();
+    let work_for_body = work.0.clone();
     in_namespace("tb-gitops", |client, ns| async move {
         let work = work_for_body;
         std::fs::create_dir_all(&work).unwrap();
@@ -353,5 +354,12 @@ async fn git_push_reaches_flux_source_and_kustomize_controllers() {
         );
     })
     .await;
-    let _ = std::fs::remove_dir_all(&work);
+}
+
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
