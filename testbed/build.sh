@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Build/install the testbed components into $STACKPILOT_CACHE (default ~/.cache/stackpilot),
 # each keyed by version; anything already there is skipped.
-#   kube-apiserver + kube-controller-manager, etcd, helm: built from the Go module proxy
+#   kube-apiserver + kube-controller-manager, kube-scheduler, etcd, helm, KWOK: built from the Go module proxy
+#   Flux source-controller + kustomize-controller (binaries and CRDs), gitserver: same (--no-gitops skips)
 #   LocalStack and moto: Python venvs from PyPI, pinned by python/*.lock.txt
-# Usage: build.sh [--no-aws | --only-aws]
+# Usage: build.sh [--no-aws | --only-aws] [--no-gitops]
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-want_kube=1 want_aws=1
+want_kube=1 want_aws=1 want_gitops=1
 for a in "$@"; do
   case "$a" in
     --no-aws) want_aws=0 ;;
     --only-aws) want_kube=0 ;;
-    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+    --no-gitops) want_gitops=0 ;;
+    -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
     *) die "unknown argument: $a" ;;
   esac
 done
@@ -73,6 +75,46 @@ build_helm() {
   )
 }
 
+build_kube_scheduler() {
+  if [[ -x "$KUBE_SCHEDULER_BIN/kube-scheduler" ]]; then log "skip kube-scheduler $KUBE_VERSION: it exists"; return 0; fi
+  local minor="${KUBE_VERSION#v*.}"
+  minor="${minor%%.*}"
+  # Same module, tags and flags as build_kube: after it, most packages come from GOCACHE.
+  (cd "$TESTBED_ROOT/go/kube" && timed "kube-scheduler $KUBE_VERSION" "$LOGS/kube-scheduler-build.log" \
+    go build -trimpath -tags=selinux,notest \
+    -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    -o "$KUBE_SCHEDULER_BIN/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler)
+}
+
+build_kwok() {
+  if [[ -x "$KWOK_BIN/kwok" ]]; then log "skip kwok $KWOK_VERSION: $KWOK_BIN/kwok exists"; return 0; fi
+  # KWOK's version string is a constant in its source; no -X needed.
+  (cd "$TESTBED_ROOT/go/kwok" && timed "kwok $KWOK_VERSION" "$LOGS/kwok-build.log" \
+    go build -trimpath -ldflags "-s -w" -o "$KWOK_BIN/kwok" sigs.k8s.io/kwok/cmd/kwok)
+}
+
+build_flux() { # <wrapper dir name> <module> <binary> <cache dir> <version>
+  local wrapper="$1" mod="$2" bin="$3" dir="$4" version="$5" src
+  if [[ -x "$dir/bin/$bin" && -d "$dir/crds" ]]; then log "skip $bin $version: $dir has bin/$bin and crds/"; return 0; fi
+  (
+    cd "$TESTBED_ROOT/go/$wrapper"
+    timed "$bin $version" "$LOGS/$bin-build.log" \
+      go build -trimpath -ldflags "-s -w" -o "$dir/bin/$bin" "$mod" || exit 1
+    # The CRDs of exactly this version, from the module source (not committed to the repo).
+    src="$(go list -m -f '{{.Dir}}' "$mod")" && [[ -d "$src/config/crd/bases" ]] || exit 1
+    rm -rf "$dir/crds.tmp"
+    mkdir -p "$dir/crds.tmp"
+    cp "$src"/config/crd/bases/*.yaml "$dir/crds.tmp/" && chmod -R u+w "$dir/crds.tmp" &&
+      rm -rf "$dir/crds" && mv "$dir/crds.tmp" "$dir/crds"
+  )
+}
+
+build_gitserver() {
+  if [[ -x "$GITSERVER_BIN/gitserver" ]]; then log "skip gitserver: $GITSERVER_BIN/gitserver exists"; return 0; fi
+  (cd "$TESTBED_ROOT/go/gitserver" && timed "gitserver ($GITSERVER_KEY)" "$LOGS/gitserver-build.log" \
+    go build -trimpath -ldflags "-s -w" -o "$GITSERVER_BIN/gitserver" .)
+}
+
 install_venv() { # <python> <venv dir> <lock file>
   "$1" -m venv "$2" &&
     "$2/bin/python" -m pip install --disable-pip-version-check --no-input --require-virtualenv -r "$3" &&
@@ -106,6 +148,13 @@ if ((want_kube)); then
   build_etcd || rc=1
   build_kube || rc=1
   build_helm || rc=1
+  build_kube_scheduler || rc=1
+  build_kwok || rc=1
+  if ((want_gitops)); then
+    build_gitserver || rc=1
+    build_flux flux-kustomize github.com/fluxcd/kustomize-controller kustomize-controller "$FLUX_KUSTOMIZE_DIR" "$FLUX_KUSTOMIZE_VERSION" || rc=1
+    build_flux flux-source github.com/fluxcd/source-controller source-controller "$FLUX_SOURCE_DIR" "$FLUX_SOURCE_VERSION" || rc=1
+  fi
 fi
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 ((rc == 0)) || die "build failed"

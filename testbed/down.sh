@@ -16,8 +16,9 @@ for a in "$@"; do
 done
 
 if [[ ! -d "$STATE" ]]; then log "nothing to stop: $STATE does not exist"; exit 0; fi
-# The API server goes before etcd; the rest have no order.
-stop_components kube-controller-manager kube-apiserver "${AWS_COMPONENTS[@]}"
+# API clients first (so they do not log the API server going away), the API server before etcd.
+stop_components "${GITOPS_COMPONENTS[@]}" "${POD_COMPONENTS[@]}" kube-controller-manager
+stop_components kube-apiserver "${AWS_COMPONENTS[@]}"
 stop_components etcd
 # Anything whose pid file names a process that is no longer the one we started is only reported.
 for f in "$STATE"/run/*.pid; do

@@ -12,12 +12,25 @@ gomod_version() { # <go.mod> <module path>
 KUBE_VERSION="$(gomod_version "$TESTBED_ROOT/go/kube/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(gomod_version "$TESTBED_ROOT/go/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 HELM_VERSION="$(gomod_version "$TESTBED_ROOT/go/helm/go.mod" helm.sh/helm/v3)"
+KWOK_VERSION="$(gomod_version "$TESTBED_ROOT/go/kwok/go.mod" sigs.k8s.io/kwok)"
+FLUX_SOURCE_VERSION="$(gomod_version "$TESTBED_ROOT/go/flux-source/go.mod" github.com/fluxcd/source-controller)"
+FLUX_KUSTOMIZE_VERSION="$(gomod_version "$TESTBED_ROOT/go/flux-kustomize/go.mod" github.com/fluxcd/kustomize-controller)"
+# Our own gitserver has no version: key it by its source and the Go toolchain.
+GITSERVER_KEY="$(cat "$TESTBED_ROOT/go/gitserver/go.mod" "$TESTBED_ROOT/go/gitserver/main.go" <(go env GOVERSION 2>/dev/null) | sha256sum | cut -c1-12)"
 LOCALSTACK_VERSION="$(sed -n 's/^localstack-core==//p' "$TESTBED_ROOT/python/localstack.lock.txt")"
 MOTO_VERSION="$(sed -n 's/^moto==//p' "$TESTBED_ROOT/python/moto.lock.txt")"
 
 KUBE_BIN="$STACKPILOT_CACHE/kube-$KUBE_VERSION/bin"
 ETCD_BIN="$STACKPILOT_CACHE/etcd-$ETCD_VERSION/bin"
 HELM_BIN="$STACKPILOT_CACHE/helm-$HELM_VERSION/bin"
+# kube-scheduler comes from the kube wrapper but has its own dir, so the kube build's skip check
+# (apiserver + controller-manager present) stays as it is.
+KUBE_SCHEDULER_BIN="$STACKPILOT_CACHE/kube-scheduler-$KUBE_VERSION/bin"
+KWOK_BIN="$STACKPILOT_CACHE/kwok-$KWOK_VERSION/bin"
+# Flux dirs hold bin/ and crds/ (copied from the module source at build time).
+FLUX_SOURCE_DIR="$STACKPILOT_CACHE/flux-source-$FLUX_SOURCE_VERSION"
+FLUX_KUSTOMIZE_DIR="$STACKPILOT_CACHE/flux-kustomize-$FLUX_KUSTOMIZE_VERSION"
+GITSERVER_BIN="$STACKPILOT_CACHE/gitserver-$GITSERVER_KEY/bin"
 LOCALSTACK_VENV="$STACKPILOT_CACHE/venv-localstack-$LOCALSTACK_VERSION"
 MOTO_VENV="$STACKPILOT_CACHE/venv-moto-$MOTO_VERSION"
 
@@ -97,7 +110,7 @@ stop_components() { # <name>...
     deadline=$((SECONDS + 3))
     while [[ -e "/proc/$pid" ]] && ((SECONDS < deadline)); do sleep 0.1; done
   done
-  for name in "$@"; do rm -f "$STATE/run/$name".{pid,match,port}; done
+  for name in "$@"; do rm -f "$STATE/run/$name".{pid,match,port,health-port}; done
 }
 
 signal_group() { # <signal> <pid>: the whole group if the process leads one, else just the process
@@ -108,4 +121,7 @@ signal_group() { # <signal> <pid>: the whole group if the process leads one, els
 }
 
 KUBE_COMPONENTS=(kube-controller-manager kube-apiserver etcd)
+POD_COMPONENTS=(kube-scheduler kwok)
+FLUX_COMPONENTS=(kustomize-controller source-controller)
+GITOPS_COMPONENTS=("${FLUX_COMPONENTS[@]}" gitserver)
 AWS_COMPONENTS=(localstack moto)

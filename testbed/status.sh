@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "state: $STATE"
 rc=0
-for name in etcd kube-apiserver kube-controller-manager localstack moto; do
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok gitserver source-controller kustomize-controller localstack moto; do
   [[ -e "$STATE/run/$name.pid" ]] || { printf '%-24s not started\n' "$name"; continue; }
   if pid="$(running_pid "$name")"; then
     rss="$(ps -o rss= -p "$pid" | tr -d ' ')"

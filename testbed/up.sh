@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Start the testbed on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager (garbage
-# collector + namespace controllers), LocalStack and moto_server. Binaries come from build.sh.
+# collector, namespace, job, ttl-after-finished, serviceaccount controllers), kube-scheduler,
+# KWOK with one fake node, a Git server and Flux (source- and kustomize-controller),
+# LocalStack and moto_server. Binaries come from build.sh.
 # State (certs, data, logs, pid files, kubeconfig, env) goes to $STACKPILOT_TESTBED_DIR
 # (default /tmp/stackpilot-testbed). Components already up and healthy are left alone.
-# Usage: up.sh [--no-aws | --only-aws]      then: source "$STACKPILOT_TESTBED_DIR/env"
+# Usage: up.sh [--no-aws | --only-aws] [--no-gitops]   then: source "$STACKPILOT_TESTBED_DIR/env"
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-want_kube=1 want_aws=1
+want_kube=1 want_aws=1 want_gitops=1
 for a in "$@"; do
   case "$a" in
     --no-aws) want_aws=0 ;;
     --only-aws) want_kube=0 ;;
-    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+    --no-gitops) want_gitops=0 ;;
+    -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
     *) die "unknown argument: $a" ;;
   esac
 done
@@ -164,6 +167,7 @@ up_kube() {
   if kube_healthy; then
     log "kube already up: https://127.0.0.1:$(port_of kube-apiserver)"; return 0
   fi
+  kube_fresh=1 # what talks to the API server must be restarted with it
   stop_components kube-controller-manager kube-apiserver etcd # leftovers of a partial start
   local b
   for b in "$ETCD_BIN/etcd" "$KUBE_BIN/kube-apiserver" "$KUBE_BIN/kube-controller-manager"; do
@@ -205,11 +209,122 @@ up_kube() {
   echo "$cp" >"$STATE/run/kube-controller-manager.port"
   start kube-controller-manager "$KUBE_BIN/kube-controller-manager" "$KUBE_BIN/kube-controller-manager" \
     --kubeconfig="$STATE/kubeconfig" \
-    --controllers=garbage-collector-controller,namespace-controller \
+    --controllers=garbage-collector-controller,namespace-controller,job-controller,ttl-after-finished-controller,serviceaccount-controller \
     --use-service-account-credentials=false --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port="$cp" --cert-dir="$STATE/kube-controller-manager"
   wait_for kube-controller-manager "/healthz ok on port $cp" kcm_healthy
   log "kube up: https://127.0.0.1:$ap ($KUBE_VERSION)"
+}
+
+kubectl_tb() { kubectl --kubeconfig="$STATE/kubeconfig" "$@"; }
+
+# ---------------------------------------------------------------- pods: kube-scheduler + KWOK
+KWOK_NODE=kwok-node-0
+scheduler_healthy() { [[ "$(curl -sfk --max-time 3 "https://127.0.0.1:$(port_of kube-scheduler)/healthz")" == ok ]]; }
+# KWOK serves nothing here (no --server-address); its work shows as the node's Ready condition.
+kwok_node_ready() {
+  [[ "$(kubectl_tb get node "$KWOK_NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+pods_healthy() {
+  running_pid kube-scheduler >/dev/null && running_pid kwok >/dev/null && scheduler_healthy && kwok_node_ready
+}
+
+up_pods() {
+  if ((!kube_fresh)) && pods_healthy; then log "kube-scheduler and kwok already up (node $KWOK_NODE)"; return 0; fi
+  stop_components "${POD_COMPONENTS[@]}"
+  local b sp
+  for b in "$KUBE_SCHEDULER_BIN/kube-scheduler" "$KWOK_BIN/kwok"; do
+    [[ -x "$b" ]] || die "$b is missing: run testbed/build.sh first"
+  done
+  command -v kubectl >/dev/null || die "kubectl is needed to register the KWOK node"
+  free_port sp
+  mkdir -p "$STATE/kube-scheduler"
+  echo "$sp" >"$STATE/run/kube-scheduler.port"
+  start kube-scheduler "$KUBE_SCHEDULER_BIN/kube-scheduler" "$KUBE_SCHEDULER_BIN/kube-scheduler" \
+    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$sp" --cert-dir="$STATE/kube-scheduler"
+  # A node KWOK manages (selected by annotation). No taint, so Pods need no toleration.
+  kubectl_tb apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $KWOK_NODE
+  annotations: {kwok.x-k8s.io/node: fake}
+  labels: {type: kwok, kubernetes.io/hostname: $KWOK_NODE, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+EOF
+  # Pod IPs from a range apart from the service range (KWOK's default, 10.0.0.0/24, is that range).
+  start kwok "$KWOK_BIN/kwok" "$KWOK_BIN/kwok" \
+    --kubeconfig="$STATE/kubeconfig" --config="$TESTBED_ROOT/kwok/stages.yaml" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+  wait_for kube-scheduler "/healthz ok on port $sp" scheduler_healthy
+  wait_for kwok "node $KWOK_NODE Ready" kwok_node_ready
+  # The API server taints every new node not-ready (admission TaintNodesByCondition); the node
+  # lifecycle controller would lift it, but it is not run (it would evict Pods whenever KWOK
+  # lags). Lift it here; nothing adds it again.
+  kubectl_tb taint node "$KWOK_NODE" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
+  [[ -z "$(kubectl_tb get node "$KWOK_NODE" -o 'jsonpath={.spec.taints}')" ]] || die "node $KWOK_NODE still has taints"
+  log "kube-scheduler and kwok up: node $KWOK_NODE ($KWOK_VERSION)"
+}
+
+# ---------------------------------------------------------------- GitOps: gitserver + Flux
+gitserver_healthy() { [[ "$(curl -sf --max-time 3 "http://127.0.0.1:$(port_of gitserver)/healthz")" == ok ]]; }
+flux_ready() { # <name>: controller-runtime's /readyz on the recorded health port
+  [[ "$(curl -sf --max-time 3 "http://127.0.0.1:$(cat "$STATE/run/$1.health-port" 2>/dev/null)/readyz")" == ok ]]
+}
+flux_healthy() {
+  local c
+  for c in "${FLUX_COMPONENTS[@]}"; do running_pid "$c" >/dev/null && flux_ready "$c" || return 1; done
+}
+
+up_gitserver() {
+  if running_pid gitserver >/dev/null && gitserver_healthy; then
+    log "gitserver already up: http://127.0.0.1:$(port_of gitserver)"; return 0
+  fi
+  stop_components gitserver
+  [[ -x "$GITSERVER_BIN/gitserver" ]] || die "$GITSERVER_BIN/gitserver is missing: run testbed/build.sh first"
+  local gp # not "p": free_port's own local would shadow it
+  free_port gp
+  echo "$gp" >"$STATE/run/gitserver.port"
+  # Bare repos in $STATE/git survive a restart of the server (not down.sh without --keep).
+  start gitserver "$GITSERVER_BIN/gitserver" "$GITSERVER_BIN/gitserver" -addr="127.0.0.1:$gp" -root="$STATE/git"
+  wait_for gitserver "/healthz on port $gp" gitserver_healthy
+  log "gitserver up: http://127.0.0.1:$gp (repos in $STATE/git)"
+}
+
+up_flux() {
+  if ((!kube_fresh)) && flux_healthy; then log "flux already up"; return 0; fi
+  stop_components "${FLUX_COMPONENTS[@]}"
+  local f sp sh kh
+  for f in "$FLUX_SOURCE_DIR/bin/source-controller" "$FLUX_KUSTOMIZE_DIR/bin/kustomize-controller" \
+    "$FLUX_SOURCE_DIR/crds" "$FLUX_KUSTOMIZE_DIR/crds"; do
+    [[ -e "$f" ]] || die "$f is missing: run testbed/build.sh first"
+  done
+  command -v kubectl >/dev/null || die "kubectl is needed to install the Flux CRDs"
+  kubectl_tb apply --server-side --force-conflicts --field-manager=stackpilot-testbed \
+    -f "$FLUX_SOURCE_DIR/crds" -f "$FLUX_KUSTOMIZE_DIR/crds" >/dev/null
+  kubectl_tb wait --for=condition=Established --timeout=60s \
+    -f "$FLUX_SOURCE_DIR/crds" -f "$FLUX_KUSTOMIZE_DIR/crds" >/dev/null
+  free_port sp
+  free_port sh
+  free_port kh
+  mkdir -p "$STATE/flux-artifacts"
+  echo "$sp" >"$STATE/run/source-controller.port"
+  echo "$sh" >"$STATE/run/source-controller.health-port"
+  echo "$kh" >"$STATE/run/kustomize-controller.health-port"
+  # Metrics off (0), no events receiver. All namespaces and no leader election are the defaults,
+  # given anyway so the command line says so. The artifact server listens on 127.0.0.1, and the
+  # artifact URLs in status name that address.
+  start source-controller "$FLUX_SOURCE_DIR/bin/source-controller" env KUBECONFIG="$STATE/kubeconfig" \
+    "$FLUX_SOURCE_DIR/bin/source-controller" --metrics-addr=0 --health-addr="127.0.0.1:$sh" \
+    --enable-leader-election=false --watch-all-namespaces=true --log-encoding=console \
+    --storage-path="$STATE/flux-artifacts" --storage-addr="127.0.0.1:$sp" --storage-adv-addr="127.0.0.1:$sp"
+  start kustomize-controller "$FLUX_KUSTOMIZE_DIR/bin/kustomize-controller" env KUBECONFIG="$STATE/kubeconfig" \
+    "$FLUX_KUSTOMIZE_DIR/bin/kustomize-controller" --metrics-addr=0 --health-addr="127.0.0.1:$kh" \
+    --enable-leader-election=false --watch-all-namespaces=true --log-encoding=console
+  wait_for source-controller "/readyz on port $sh" flux_ready source-controller
+  wait_for kustomize-controller "/readyz on port $kh" flux_ready kustomize-controller
+  log "flux up: source-controller $FLUX_SOURCE_VERSION (artifacts http://127.0.0.1:$sp), kustomize-controller $FLUX_KUSTOMIZE_VERSION"
 }
 
 # ---------------------------------------------------------------- AWS emulators
@@ -255,7 +370,15 @@ up_moto() { # <port to use if it has to start>
 }
 
 # ---------------------------------------------------------------- main
-if ((want_kube)); then up_kube; fi
+kube_fresh=0
+if ((want_kube)); then
+  up_kube
+  up_pods
+  if ((want_gitops)); then
+    up_gitserver
+    up_flux
+  fi
+fi
 if ((want_aws)); then
   # Both are Python and start in a few seconds; start them side by side.
   ls_port='' moto_port=''
@@ -279,6 +402,15 @@ fi
   if running_pid kube-apiserver >/dev/null; then echo "export KUBECONFIG='$STATE/kubeconfig'"; fi
   if running_pid localstack >/dev/null; then
     echo "export STACKPILOT_TEST_AWS_ENDPOINT='http://127.0.0.1:$(port_of localstack)'"
+  fi
+  if running_pid kwok >/dev/null && running_pid kube-scheduler >/dev/null; then
+    echo "export STACKPILOT_TEST_KWOK_NODE='$KWOK_NODE'"
+  fi
+  if running_pid gitserver >/dev/null; then
+    echo "export STACKPILOT_TEST_GIT_URL='http://127.0.0.1:$(port_of gitserver)'"
+  fi
+  if running_pid source-controller >/dev/null && running_pid kustomize-controller >/dev/null; then
+    echo "export STACKPILOT_TEST_FLUX_STORAGE_URL='http://127.0.0.1:$(port_of source-controller)'"
   fi
   if running_pid moto >/dev/null; then
     echo "export STACKPILOT_TEST_MOTO_ENDPOINT='http://127.0.0.1:$(port_of moto)'"

@@ -1,0 +1,3 @@
+module stackpilot.dev/testbed/gitserver
+
+go 1.26.0
