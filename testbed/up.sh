@@ -348,7 +348,7 @@ up_localstack() { # <port to use if it has to start>
   # gateway itself instead of *.localhost.localstack.cloud, which does not resolve offline.
   start localstack "localstack.runtime.main" env \
     OVERRIDE_IN_DOCKER=0 GATEWAY_LISTEN="127.0.0.1:$p" LOCALSTACK_HOST="127.0.0.1:$p" \
-    SERVICES="${STACKPILOT_LOCALSTACK_SERVICES:-cloudformation,s3,sqs,sns,sts,iam,ssm}" \
+    SERVICES="${STACKPILOT_LOCALSTACK_SERVICES:-cloudformation,s3,sqs,sns,sts,iam,ssm,cloudwatch}" \
     DNS_ADDRESS=0 SQS_ENDPOINT_STRATEGY=path SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
     FILESYSTEM_ROOT="$d/fs" TMPDIR="$d/tmp" XDG_CACHE_HOME="$d/cache" \
     "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main
