@@ -254,7 +254,12 @@ pub fn delete_stack(o: &Observed, plan: &mut Plan, token: &str, retain: Vec<Stri
 
 /// Whether the operation in flight is `action`.
 pub fn in_flight(status: &StackStatus, action: OperationAction) -> bool {
-    status.operation.as_ref().is_some_and(|op| op.action == action)
+    operation_of(status, action).is_some()
+}
+
+/// The operation in flight, if it is `action`.
+pub fn operation_of(status: &StackStatus, action: OperationAction) -> Option<&Operation> {
+    status.operation.as_ref().filter(|op| op.action == action)
 }
 
 pub fn reason_of(stack: &StackDescription) -> String {

@@ -9,8 +9,8 @@ use crate::aws::{ChangeSetDescription, ChangeSetStatus, ChangeSetType, Execution
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED, DRIFTED, Truth};
 
 use super::super::plan::{
-    DesiredStack, Lifecycle, Note, Observed, Plan, Step, change_set_name, classify, client_token, in_flight, reason_of,
-    record, report,
+    DesiredStack, Lifecycle, Note, Observed, Plan, Step, change_set_name, classify, client_token, in_flight,
+    operation_of, reason_of, record, report,
 };
 use super::approval::approve_or_execute;
 use super::drift::{configuration_drift, repair_configuration, set_drifted};
@@ -61,12 +61,7 @@ pub(super) fn finish_execution(
     failures: &[&StackEvent],
     plan: &mut Plan,
 ) -> bool {
-    let Some(op) = o
-        .previous
-        .operation
-        .as_ref()
-        .filter(|op| op.action == OperationAction::ExecuteChangeSet)
-    else {
+    let Some(op) = operation_of(o.previous, OperationAction::ExecuteChangeSet) else {
         return false;
     };
     let pending = o

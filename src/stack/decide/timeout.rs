@@ -13,7 +13,9 @@ use k8s_openapi::jiff::SignedDuration;
 use crate::api::{CreateFailureAction, ExecutionState, FailureRecord, OperationAction};
 use crate::aws::{StackDescription, StackState};
 
-use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, change_set_name, client_token, record, report};
+use super::super::plan::{
+    DesiredStack, Note, Observed, Plan, Step, change_set_name, client_token, operation_of, record, report,
+};
 use super::failed_states::recreate_wait;
 use super::stack_events::RECENT_FAILURES;
 
@@ -31,12 +33,7 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
     let Some(minutes) = o.spec.timeout_in_minutes.filter(|m| *m > 0) else {
         return false;
     };
-    let Some(op) = o
-        .previous
-        .operation
-        .as_ref()
-        .filter(|op| op.action == OperationAction::ExecuteChangeSet)
-    else {
+    let Some(op) = operation_of(o.previous, OperationAction::ExecuteChangeSet) else {
         return false;
     };
     if stack.status != StackState::CreateInProgress {

@@ -13,7 +13,9 @@ use crate::aws::{ChangeSetType, StackDescription, StackEvent};
 
 use crate::api::OperationAction;
 
-use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, client_token, reason_of, record, report};
+use super::super::plan::{
+    DesiredStack, Note, Observed, Plan, Step, client_token, operation_of, reason_of, record, report,
+};
 use super::approval::approved;
 use super::outcome::{record_applied, update_failed};
 use super::requests::{push_with_upload, request};
@@ -80,12 +82,7 @@ pub(super) fn finish(
     failures: &[&StackEvent],
     plan: &mut Plan,
 ) -> bool {
-    let Some(op) = o
-        .previous
-        .operation
-        .as_ref()
-        .filter(|op| op.action == OperationAction::UpdateStack)
-    else {
+    let Some(op) = operation_of(o.previous, OperationAction::UpdateStack) else {
         return false;
     };
     plan.status.operation = None;
