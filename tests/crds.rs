@@ -87,9 +87,11 @@ async fn crds_are_established_and_validate_objects() {
             "strategy": {"type": "Canary", "canary": {"steps": [{"targets": ["us"], "pause": {"duration": "10m"}}]}}
         }}),
         json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": {
-            "source": {"revision": "v1", "artifact": {"revision": "v1", "template": {"body": BODY}}},
+            "source": {"artifact": {"revision": "v1", "template": {"body": BODY}}},
             "stages": [{"name": "dev", "actions": [
-                {"name": "deploy", "deploy": {"region": "us-east-1"}},
+                {"name": "deploy", "deploy": {"stack": {"region": "us-east-1"}}},
+                {"name": "fleet", "deploy": {"deployment": {"targets": [{"name": "us", "region": "us-east-1"}],
+                    "strategy": {"type": "Rolling", "rolling": {"maxConcurrent": "50%", "failureTolerance": 1}}}}},
                 {"name": "approve", "runOrder": 2, "approval": {"timeout": "24h"}},
                 {"name": "smoke", "runOrder": 3, "test": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "t", "image": "busybox"}], "restartPolicy": "Never"}}}}}}
             ]}]
@@ -243,6 +245,30 @@ async fn crds_are_established_and_validate_objects() {
         "strategy": {"type": "Canary"}
     }})).await);
     assert!(message.contains("strategy.canary is required"), "{message}");
+    // Rolling without its settings.
+    let message = rejection(apply(&client, n, json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "StackDeployment", "metadata": {"name": "sd3"}, "spec": {
+        "artifact": {"revision": "v1", "template": {"body": BODY}}, "targets": [{"name": "a", "region": "us-east-1"}],
+        "strategy": {"type": "Rolling"}
+    }})).await);
+    assert!(message.contains("strategy.rolling is required"), "{message}");
+    // A deploy action is a stack or a deployment, not both.
+    let message = rejection(
+        apply(
+            &client,
+            n,
+            json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p4"}, "spec": {
+                "source": {"artifactRef": {"configMap": "a"}},
+                "stages": [{"name": "dev", "actions": [{"name": "a", "deploy": {
+                    "stack": {"region": "us-east-1"},
+                    "deployment": {"targets": [{"name": "us", "region": "us-east-1"}]}}}]}]
+            }}),
+        )
+        .await,
+    );
+    assert!(
+        message.contains("deploy needs exactly one of stack or deployment"),
+        "{message}"
+    );
 
     api(&client, n, "AwsAccount")
         .delete(&format!("acct-{n}"), &Default::default())
