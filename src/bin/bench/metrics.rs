@@ -98,4 +98,3 @@ pub(super) fn apiserver_writes(text: &str) -> BTreeMap<String, f64> {
     }
     writes
 }
-

@@ -14,7 +14,7 @@ use crate::api::{CreateFailureAction, ExecutionState, FailureRecord, OperationAc
 use crate::aws::{StackDescription, StackState};
 
 use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, change_set_name, client_token, record, report};
-use super::failed_states::recreate_wait;
+use super::failed_states::{count_create_failure, recreate_wait};
 use super::stack_events::RECENT_FAILURES;
 
 /// Marks the change set a timed-out create ran, so the same inputs are not
@@ -79,6 +79,7 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
         },
     );
     plan.status.recent_failures.truncate(RECENT_FAILURES);
+    count_create_failure(o, plan, op.generation, &reason);
     plan.notes.push(Note::warning(
         "CreateTimedOut",
         format!("stack {}: {reason}", stack.stack_name),
