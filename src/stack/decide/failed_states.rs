@@ -52,6 +52,13 @@ pub(super) fn recreate_wait(o: &Observed, plan: &Plan) -> Option<Duration> {
     (o.now < due).then(|| due.duration_since(o.now).unsigned_abs())
 }
 
+/// When a wait from now ends, for messages: a time, not a countdown, so the
+/// message (and so its Event) stays the same while it waits.
+pub(super) fn due(o: &Observed, wait: Duration) -> String {
+    let due = o.now + SignedDuration::try_from(wait).unwrap_or_default();
+    format!("{due:.0}")
+}
+
 /// The backoff doubles this many times at most (30 s -> 8 min).
 const MAX_DOUBLINGS: i64 = 4;
 
@@ -97,9 +104,9 @@ pub(super) fn create_failed(o: &Observed, stack: &StackDescription, failures: &[
         CreateFailureAction::Recreate => {
             if let Some(wait) = recreate_wait(o, plan) {
                 let message = format!(
-                    "stack {} failed to create: {why}. Recreating it in {}s",
+                    "stack {} failed to create: {why}. Recreating it at {}",
                     stack.stack_name,
-                    wait.as_secs()
+                    due(o, wait)
                 );
                 report(o, plan).waiting("CreateFailed", &message);
                 plan.requeue = wait;

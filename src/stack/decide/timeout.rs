@@ -14,7 +14,7 @@ use crate::api::{CreateFailureAction, ExecutionState, FailureRecord, OperationAc
 use crate::aws::{StackDescription, StackState};
 
 use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, change_set_name, client_token, record, report};
-use super::failed_states::{count_create_failure, recreate_wait};
+use super::failed_states::{count_create_failure, due, recreate_wait};
 use super::stack_events::RECENT_FAILURES;
 
 /// Marks the change set a timed-out create ran, so the same inputs are not
@@ -123,9 +123,9 @@ pub(super) fn hold_after_timeout(o: &Observed, desired: &DesiredStack, plan: &mu
                 return false;
             };
             let message = format!(
-                "stack {} did not finish creating within timeoutInMinutes; creating it again in {}s",
+                "stack {} did not finish creating within timeoutInMinutes; creating it again at {}",
                 desired.stack_name,
-                wait.as_secs()
+                due(o, wait)
             );
             report(o, plan).waiting("CreateTimedOut", &message);
             plan.requeue = wait;
