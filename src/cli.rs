@@ -61,8 +61,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "STACKPILOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Let Stacks without `accountRef` use the operator's own AWS credentials.
-    #[arg(long, env = "STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Let Stacks without `accountRef` use the operator's own AWS credentials
+    /// (off unless asked for, as in the chart).
+    #[arg(long, env = "STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_operator_credentials: bool,
     /// Verify AwsAccounts (one replica per cluster should).
     #[arg(long, env = "STACKPILOT_ACCOUNT_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]

@@ -227,7 +227,7 @@ async fn a_foreign_stack_is_refused_untouched_until_adopted() {
         "{}",
         refused.message
     );
-    wait_event(&f, "legacy", "Warning", "NotReady", "StackNotOwned").await;
+    wait_event(&f, "legacy", "Warning", "StackNotOwned", "adoption: Adopt").await;
 
     // It stays refused over three 2 s polls (6 s): nothing is written to the stack.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -297,7 +297,14 @@ async fn a_stack_of_another_stack_object_is_never_adopted_nor_deleted() {
     let expected = format!("managed by another Stack object ({}/owner)", f.ns.name);
     assert!(ready(&stack).message.contains(&expected), "{}", ready(&stack).message);
     assert_eq!(condition(&stack, "Stalled").map(|c| c.status.as_str()), Some("True"));
-    wait_event(&f, "intruder", "Warning", "NotReady", "StackNotOwned").await;
+    wait_event(
+        &f,
+        "intruder",
+        "Warning",
+        "StackNotOwned",
+        "managed by another Stack object",
+    )
+    .await;
 
     // Three 2 s polls later (6 s): still refused, and the stack is as the owner left it.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -375,7 +382,7 @@ async fn expect_refused(f: &Fixture, name: &str, reason: &str, fragment: &str, s
         "{name}: {:?}",
         stack.status
     );
-    wait_event(f, name, "Warning", "NotReady", reason).await;
+    wait_event(f, name, "Warning", reason, "").await;
 }
 
 /// Over 6 s, three 2 s polls of each object: no AWS call at all, and no

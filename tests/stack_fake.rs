@@ -404,9 +404,9 @@ async fn update_rollback_failed_is_retained_by_default() {
         "says what failed and what to do: {message}"
     );
     assert_eq!(condition(&stuck, "Ready").unwrap().status, "False");
-    let (kind, note) = h.event("app", "NotReady").await;
+    let (kind, note) = h.event("app", "UpdateRollbackFailed").await;
     assert_eq!(kind, "Warning");
-    assert!(note.contains("UpdateRollbackFailed"), "{note}");
+    assert!(note.contains("Queue cannot be rolled back"), "{note}");
 
     h.wait_reconciles(&stack, 2).await;
     assert_eq!(h.calls(Action::ContinueUpdateRollback, &stack), 0);

@@ -132,6 +132,10 @@ async fn secret_and_config_map_changes_update_the_stack_and_secrets_never_leak()
     let log = std::fs::read_to_string(&f.operator.log).unwrap_or_default();
     assert!(!log.is_empty(), "operator log exists");
     assert!(!log.contains(&secret_value), "secret in the operator log");
+    assert!(
+        !log.contains('\u{1b}'),
+        "terminal colour codes in a log written to a file"
+    );
 
     f.stacks().delete("tagged", &DeleteParams::default()).await.unwrap();
     f.wait_gone("tagged").await;
@@ -501,5 +505,45 @@ async fn a_template_edited_outside_kubernetes_is_found_at_the_next_drift_check()
     f.wait_condition("tpl", "Ready", "True").await;
     f.stacks().delete("tpl", &DeleteParams::default()).await.unwrap();
     f.wait_gone("tpl").await;
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn relabelling_a_namespace_grants_its_stacks_at_once() {
+    // A resync far beyond the test's timeout: only the namespace watch can help.
+    let env = [
+        ("STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", "false"),
+        ("STACKPILOT_RESYNC_SECONDS", "3600"),
+    ];
+    let f = Fixture::with_env("relabel", &env).await;
+    let ns = f.ns.name.clone();
+    let accounts: Api<AwsAccount> = Api::all(f.client.clone());
+    let account_name = format!("acct-{ns}");
+    let account: AwsAccount = serde_json::from_value(json!({
+        "apiVersion": "stackpilot.dev/v1alpha1", "kind": "AwsAccount",
+        "metadata": {"name": account_name, "labels": {"stackpilot.dev/test-namespace": ns}},
+        "spec": {"accountId": "111111111111", "roleArn": "arn:aws:iam::111111111111:role/deployer",
+            "allowedRegions": ["us-east-1"], "namespaceSelector": {"matchLabels": {"granted": ns}}}
+    }))
+    .unwrap();
+    accounts.create(&PostParams::default(), &account).await.unwrap();
+    let body = "Resources:\n  Q: {Type: AWS::SQS::Queue}\n";
+    f.apply(
+        "late",
+        json!({"region": "us-east-1", "accountRef": {"name": account_name}, "template": {"body": body}}),
+    )
+    .await;
+    let stack = f.wait_condition("late", "Stalled", "True").await;
+    assert_eq!(ready(&stack).reason, "NamespaceNotAllowed", "{}", ready(&stack).message);
+
+    // Granting the namespace by a label is acted on at once, not at the next resync.
+    let namespaces: Api<Namespace> = Api::all(f.client.clone());
+    let label = json!({"metadata": {"labels": {"granted": ns.clone()}}});
+    namespaces
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    f.wait_condition("late", "Ready", "True").await;
+    accounts.delete(&account_name, &DeleteParams::default()).await.unwrap();
     f.finish().await;
 }

@@ -2,6 +2,7 @@
 
 mod aws_account;
 mod duration;
+mod failures;
 mod pipeline;
 mod stack;
 mod stack_deployment;

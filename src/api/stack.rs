@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::failures::{CreateFailures, FailureRecord};
 use super::template::{AccountRef, Capability, LocalRef, StackParameter, TemplateSpec};
 
 /// One CloudFormation stack in one account and region, created and kept in
@@ -26,7 +27,7 @@ use super::template::{AccountRef, Capability, LocalRef, StackParameter, Template
     printcolumn = r#"{"name":"Drifted","type":"string","jsonPath":".status.conditions[?(@.type==\"Drifted\")].status"}"#,
     printcolumn = r#"{"name":"Stack","type":"string","priority":1,"jsonPath":".status.stackName"}"#,
     printcolumn = r#"{"name":"Region","type":"string","priority":1,"jsonPath":".spec.region"}"#,
-    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -294,6 +295,9 @@ pub struct StackStatus {
     /// The last few failures, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_failures: Vec<FailureRecord>,
+    /// Creates that failed in a row (the backoff of `onCreateFailure: Recreate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_failures: Option<CreateFailures>,
     /// How many times a stack changed outside Kubernetes was brought back
     /// to the spec.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -413,23 +417,6 @@ pub struct AppliedRevision {
     /// "Ready at the revision I wrote" from "Ready at an older one".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-}
-
-/// One failure, from the stack events.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FailureRecord {
-    /// When it happened.
-    pub time: Time,
-    /// The resource that failed (or the stack itself).
-    pub logical_id: String,
-    /// Its resource type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
-    /// Resource status, e.g. `CREATE_FAILED`.
-    pub status: String,
-    /// CloudFormation's reason.
-    pub reason: String,
 }
 
 /// Resource drift found by CloudFormation drift detection.

@@ -4,7 +4,8 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tracing::warn;
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
 
 use super::conditions::truncate;
 
@@ -71,19 +72,61 @@ impl Events {
 
     /// Publishes one Event; a failure to publish is logged, not fatal.
     pub async fn publish(&self, regarding: &ObjectReference, note: &Note) {
-        let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.clone(),
-            note: Some(truncate(&note.message, MAX_MESSAGE)),
-            action: note.reason.clone(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
-            warn!(%error, reason = %note.reason, "could not publish event");
+        let event = event(note);
+        match self.recorder.publish(&event, regarding).await {
+            Ok(()) => {}
+            // Nothing can be published in a namespace being deleted, and
+            // every object in it would say so.
+            Err(error) if namespace_terminating(&error) => {
+                debug!(%error, reason = %note.reason, "could not publish event");
+            }
+            Err(error) => warn!(%error, reason = %note.reason, "could not publish event"),
         }
+    }
+}
+
+/// The Event of a note. kube's recorder counts an Event with the same type,
+/// reason and action as a repeat of the last one (`x2`) and keeps the old
+/// text, so the action carries a digest of the message: a different message
+/// is always an Event of its own.
+fn event(note: &Note) -> Event {
+    let message = truncate(&note.message, MAX_MESSAGE);
+    let digest = hex::encode(&Sha256::digest(message.as_bytes())[..4]);
+    Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(message),
+        action: format!("{}-{digest}", truncate(&note.reason, 100)),
+        secondary: None,
+    }
+}
+
+fn namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(response) if response.message.contains("being terminated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn different_messages_are_never_the_same_event() {
+        let first = event(&Note::warning("NotReady", "DependencyNotReady: net is not Ready"));
+        let second = event(&Note::warning(
+            "NotReady",
+            "InsufficientCapabilities: needs CAPABILITY_IAM",
+        ));
+        assert_eq!(first.reason, second.reason);
+        assert_ne!(
+            first.action, second.action,
+            "the recorder would count the second as the first"
+        );
+        let again = event(&Note::warning("NotReady", "DependencyNotReady: net is not Ready"));
+        assert_eq!(first.action, again.action, "a repeat is counted, not duplicated");
+        assert!(first.action.len() <= 128, "{}", first.action);
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -117,6 +117,19 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff();
+    // Relabelling a namespace grants or revokes AwsAccounts: only label changes matter.
+    let namespace_config = match ns {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    };
+    let namespaces = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        namespace_config,
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::labels, Default::default());
+    let namespace_store = store.clone();
     let readers = Readers::default();
     let dependents_store = store.clone();
     let dependents_readers = readers.clone();
@@ -136,6 +149,15 @@ pub async fn run(
         )
         // Every Stack change keeps the readers index current and wakes the
         // Stacks that depend on the changed one.
+        .watches_stream(namespaces, move |namespace: PartialObjectMeta<Namespace>| {
+            let name = namespace.name_any();
+            namespace_store
+                .state()
+                .iter()
+                .filter(|stack| stack.namespace().as_deref() == Some(name.as_str()))
+                .map(|stack| ObjectRef::from_obj(stack.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches_shared_stream(dependents, move |changed: Arc<Stack>| {
             dependents_readers.update(&changed);
             dependents_readers.readers(

@@ -191,6 +191,8 @@ impl Operator {
             // so a "no more calls" window of a few seconds covers several
             // polls and can fail.
             .env("STACKPILOT_RESYNC_SECONDS", "2")
+            // Most tests use LocalStack's credentials directly (off by default).
+            .env("STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", "true")
             // Each test's operator verifies only the AwsAccounts its test labels.
             .env(
                 "STACKPILOT_ACCOUNT_SELECTOR",

@@ -115,6 +115,10 @@ RBAC rules for cluster-scoped resources; always in a ClusterRole.
 - apiGroups: ["stackpilot.dev"]
   resources: ["awsaccounts/finalizers"]
   verbs: ["update"]
+# AwsAccount namespaceSelector: a namespace's labels, and relabelling requeues its Stacks.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 # Wait at start-up until the operator's own CRDs are Established. Limited to those four
 # names: list/watch must then use the field selector metadata.name=<crd>.
 - apiGroups: ["apiextensions.k8s.io"]

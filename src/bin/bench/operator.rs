@@ -31,6 +31,7 @@ pub(super) async fn start_operator(
         .env("STACKPILOT_NAMESPACE", namespace)
         .env("STACKPILOT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
         .env("STACKPILOT_RESYNC_SECONDS", args.resync_seconds.to_string())
+        .env("STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", "true")
         .env(
             "STACKPILOT_IN_FLIGHT_POLL_SECONDS",
             args.in_flight_poll_seconds.to_string(),

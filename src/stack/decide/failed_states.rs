@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 
-use crate::api::{CreateFailureAction, ExecutionState, OperationAction, UpdateRollbackFailureAction};
+use crate::api::{CreateFailureAction, CreateFailures, ExecutionState, OperationAction, UpdateRollbackFailureAction};
 use crate::aws::{StackDescription, StackEvent};
 
-use super::super::plan::{
-    Note, Observed, Plan, Step, client_token, delete_stack, in_flight, reason_of, record, report,
-};
+use super::super::plan::{Note, Observed, Plan, Step, client_token, delete_stack, reason_of, record, report};
 use super::stack_events::explain;
 
 /// Our change set ran and the update failed (and so did its rollback):
@@ -38,26 +37,53 @@ pub(super) fn execution_failed(plan: &mut Plan, stack: &StackDescription, why: &
 }
 
 /// How long a failed create still waits before it is created again:
-/// exponential in the recent failures, from the newest one.
+/// exponential in the failed creates in a row (not in the rows of
+/// `status.recentFailures`, of which one failure writes several), from the
+/// newest one. New inputs (a generation or a requested reconcile the failure
+/// did not see) are tried at once.
 pub(super) fn recreate_wait(o: &Observed, plan: &Plan) -> Option<Duration> {
-    let attempts = plan.status.recent_failures.len().max(1) as u32;
-    let delay = o.timing.recreate_backoff * 2u32.pow(attempts.min(6) - 1);
-    let last = plan.status.recent_failures.first().map(|f| f.time.0).unwrap_or(o.now);
-    let due = last + SignedDuration::try_from(delay).unwrap_or_default();
+    let failed = plan.status.create_failures.as_ref()?;
+    if failed.generation != o.generation || failed.requested.as_deref() != o.requested {
+        return None;
+    }
+    let attempts = failed.count.clamp(1, MAX_DOUBLINGS + 1) as u32;
+    let delay = o.timing.recreate_backoff * 2u32.pow(attempts - 1);
+    let due = failed.last_failed_at.0 + SignedDuration::try_from(delay).unwrap_or_default();
     (o.now < due).then(|| due.duration_since(o.now).unsigned_abs())
+}
+
+/// When a wait from now ends, for messages: a time, not a countdown, so the
+/// message (and so its Event) stays the same while it waits.
+pub(super) fn due(o: &Observed, wait: Duration) -> String {
+    let due = o.now + SignedDuration::try_from(wait).unwrap_or_default();
+    format!("{due:.0}")
+}
+
+/// The backoff doubles this many times at most (30 s -> 8 min).
+const MAX_DOUBLINGS: i64 = 4;
+
+/// Counts one failed create, made at `generation`, explained by `reason`.
+pub(super) fn count_create_failure(o: &Observed, plan: &mut Plan, generation: i64, reason: &str) {
+    let count = plan.status.create_failures.as_ref().map_or(0, |f| f.count) + 1;
+    plan.status.create_failures = Some(CreateFailures {
+        count,
+        last_failed_at: Time(o.now),
+        generation,
+        requested: o.requested.map(str::to_string),
+        reason: reason.to_string(),
+    });
 }
 
 pub(super) fn create_failed(o: &Observed, stack: &StackDescription, failures: &[&StackEvent], plan: &mut Plan) {
     let why = explain(failures, &stack.stack_name)
-        .or_else(|| {
-            plan.status
-                .recent_failures
-                .first()
-                .map(|f| format!("{} {}: {}", f.logical_id, f.status, f.reason))
-        })
+        .or_else(|| plan.status.create_failures.as_ref().map(|f| f.reason.clone()))
         .unwrap_or_else(|| reason_of(stack));
-    if in_flight(&plan.status, OperationAction::ExecuteChangeSet) {
-        plan.status.operation = None;
+    if let Some(op) = plan
+        .status
+        .operation
+        .take_if(|op| op.action == OperationAction::ExecuteChangeSet)
+    {
+        count_create_failure(o, plan, op.generation, &why);
         if let Some(cs) = plan.status.change_set.as_mut() {
             cs.execution_status = Some(ExecutionState::ExecuteFailed);
             cs.status_reason = Some(why.clone());
@@ -78,19 +104,16 @@ pub(super) fn create_failed(o: &Observed, stack: &StackDescription, failures: &[
         CreateFailureAction::Recreate => {
             if let Some(wait) = recreate_wait(o, plan) {
                 let message = format!(
-                    "stack {} failed to create: {why}. Recreating it in {}s",
+                    "stack {} failed to create: {why}. Recreating it at {}",
                     stack.stack_name,
-                    wait.as_secs()
+                    due(o, wait)
                 );
                 report(o, plan).waiting("CreateFailed", &message);
                 plan.requeue = wait;
                 return;
             }
-            let token = client_token(
-                o.uid,
-                "recreate",
-                &format!("{}-{}", o.generation, plan.status.recent_failures.len()),
-            );
+            let failed = plan.status.create_failures.as_ref().map_or(0, |f| f.count);
+            let token = client_token(o.uid, "recreate", &format!("{}-{failed}", o.generation));
             plan.notes.push(Note::warning(
                 "Recreating",
                 format!("deleting failed stack {} to create it again: {why}", stack.stack_name),

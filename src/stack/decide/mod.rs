@@ -132,6 +132,8 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
         }
         Lifecycle::Review => change_sets::change_set_flow(o, desired, stack, ChangeSetType::Create, plan),
         Lifecycle::Settled { last_update_failed } => {
+            // The stack was created: failed creates no longer count.
+            plan.status.create_failures = None;
             if in_flight(&plan.status, OperationAction::ContinueUpdateRollback) {
                 plan.status.operation = None;
                 plan.notes.push(Note::normal(

@@ -48,10 +48,19 @@ pub fn explain(failures: &[&StackEvent], stack_name: &str) -> Option<String> {
     ))
 }
 
+/// The stack's own event with no reason says nothing its resources' events
+/// do not: not worth one of the few rows.
+fn says_something(event: &StackEvent) -> bool {
+    event.resource_type != STACK_TYPE || event.reason.as_deref().is_some_and(|r| !r.trim().is_empty())
+}
+
+const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
+
 /// Adds new failures to `status.recentFailures`, newest first, bounded.
 pub fn record_failures(status: &mut StackStatus, failures: &[&StackEvent]) {
     let mut fresh: Vec<FailureRecord> = failures
         .iter()
+        .filter(|e| says_something(e))
         .map(|e| FailureRecord {
             time: chrono_to_time(e.timestamp),
             logical_id: e.logical_id.clone(),

@@ -16,7 +16,7 @@ use crate::aws::{StackDescription, StackState};
 use super::super::plan::{
     DesiredStack, Note, Observed, Plan, Step, change_set_name, client_token, operation_of, record, report,
 };
-use super::failed_states::recreate_wait;
+use super::failed_states::{count_create_failure, due, recreate_wait};
 use super::stack_events::RECENT_FAILURES;
 
 /// Marks the change set a timed-out create ran, so the same inputs are not
@@ -76,6 +76,7 @@ pub(super) fn cancel_late_create(o: &Observed, stack: &StackDescription, plan: &
         },
     );
     plan.status.recent_failures.truncate(RECENT_FAILURES);
+    count_create_failure(o, plan, op.generation, &reason);
     plan.notes.push(Note::warning(
         "CreateTimedOut",
         format!("stack {}: {reason}", stack.stack_name),
@@ -119,9 +120,9 @@ pub(super) fn hold_after_timeout(o: &Observed, desired: &DesiredStack, plan: &mu
                 return false;
             };
             let message = format!(
-                "stack {} did not finish creating within timeoutInMinutes; creating it again in {}s",
+                "stack {} did not finish creating within timeoutInMinutes; creating it again at {}",
                 desired.stack_name,
-                wait.as_secs()
+                due(o, wait)
             );
             report(o, plan).waiting("CreateTimedOut", &message);
             plan.requeue = wait;

@@ -120,7 +120,7 @@ fn a_finished_execution_is_recorded_as_applied_and_ready() {
     assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
     assert_eq!(condition(&plan, READY).unwrap().0, "True");
     assert!(plan.notes.iter().any(|n| n.reason == "ChangeSetExecuted"));
-    assert!(plan.notes.iter().any(|n| n.reason == "Ready"));
+    assert!(plan.notes.iter().any(|n| n.reason == "Succeeded" && !n.warning));
 }
 
 #[test]

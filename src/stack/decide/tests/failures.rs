@@ -87,13 +87,13 @@ fn a_failed_create_is_kept_by_default_and_recreated_with_backoff_on_request() {
     let mut recreate = Case::new();
     recreate.spec.failure_policy.on_create_failure = CreateFailureAction::Recreate;
     recreate.stack = Some(stack(Cfn::RollbackComplete));
-    recreate.previous.recent_failures = vec![FailureRecord {
-        time: Time(Timestamp::from_second(NOW - 10).unwrap()),
-        logical_id: "Q".into(),
-        resource_type: None,
-        status: "CREATE_FAILED".into(),
-        reason: "bad".into(),
-    }];
+    recreate.previous.create_failures = Some(CreateFailures {
+        count: 1,
+        last_failed_at: Time(Timestamp::from_second(NOW - 10).unwrap()),
+        generation: 1,
+        requested: None,
+        reason: "Q (AWS::SQS::Queue) CREATE_FAILED: bad".into(),
+    });
     let plan = recreate.decide();
     assert!(plan.steps.is_empty(), "still in backoff");
     assert!(

@@ -11,8 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide;
 use crate::api::{
-    Adoption, AppliedRevision, Approval, ChangeSetKind, ChangeSetSummary, CreateFailureAction, DeleteFailureAction,
-    DeletionPolicy, DriftState, ExecutionState, FailureRecord, Operation, OperationAction, Stack, StackSpec,
+    Adoption, AppliedRevision, Approval, ChangeSetKind, ChangeSetSummary, CreateFailureAction, CreateFailures,
+    DeleteFailureAction, DeletionPolicy, DriftState, ExecutionState, Operation, OperationAction, Stack, StackSpec,
     StackStatus,
 };
 use crate::aws::{
@@ -34,6 +34,7 @@ mod failures;
 mod imports;
 mod inputs;
 mod outside_changes;
+mod recreate;
 mod settings;
 
 pub(super) const UID: &str = "3f2b5c1e-0000-4000-8000-000000000001";
@@ -143,6 +144,7 @@ pub(super) struct Case {
     pub(super) drift: DriftObservation,
     pub(super) live_template: Option<String>,
     pub(super) deleting: bool,
+    pub(super) generation: i64,
     pub(super) now: i64,
 }
 
@@ -168,6 +170,7 @@ impl Case {
             drift: Default::default(),
             live_template: None,
             deleting: false,
+            generation: 1,
             now: NOW,
         }
     }
@@ -177,7 +180,7 @@ impl Case {
         let mut object = Stack::new("web", self.spec.clone());
         object.metadata.namespace = Some("team-a".into());
         object.metadata.uid = Some(UID.into());
-        object.metadata.generation = Some(1);
+        object.metadata.generation = Some(self.generation);
         let annotations = object.metadata.annotations.get_or_insert_with(BTreeMap::new);
         if let Some(approval) = &self.approval {
             annotations.insert(APPROVE_ANNOTATION.into(), approval.clone());
