@@ -44,6 +44,16 @@ fn count<T>(metrics: &Metrics, operation: &'static str, calls: u64, result: AwsR
     result
 }
 
+/// Counts one call of `operation` made outside the CloudFormation trait
+/// (CloudWatch's DescribeAlarms).
+pub fn count_call<T>(metrics: &Metrics, operation: &'static str, result: &AwsResult<T>) {
+    let labels = AwsCallLabels {
+        operation,
+        outcome: outcome(result),
+    };
+    metrics.aws_calls.get_or_create(&labels).inc();
+}
+
 impl Instrumented {
     fn count<T>(&self, operation: &'static str, result: AwsResult<T>) -> AwsResult<T> {
         count(&self.metrics, operation, 1, result)

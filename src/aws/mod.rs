@@ -3,6 +3,7 @@
 //! the CRD schema or the reconcile logic. `fake/` implements the same trait
 //! in memory for unit tests and for behaviour no emulator has.
 
+pub mod alarms;
 pub mod budget;
 pub mod fake;
 pub mod fake_mode;
