@@ -14,17 +14,17 @@ use tracing::{error, info};
 use crate::account;
 use crate::aws::CloudFormationProvider;
 use crate::aws::alarms::{AlarmsProvider, CountedAlarms};
-use crate::aws::fake::FakeAlarms;
 use crate::aws::budget::BudgetProvider;
+use crate::aws::fake::FakeAlarms;
 use crate::aws::fake_mode::FakeAws;
 use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::{SdkAlarms, SdkProvider};
 use crate::cli::RunArgs;
+use crate::deployment::{self, DeploymentContext, DeploymentSettings};
 use crate::runtime::context::Shared;
 use crate::runtime::leader::{Elector, LeaseSettings};
 use crate::runtime::metrics::Metrics;
-use crate::deployment::{self, DeploymentContext, DeploymentSettings};
 use crate::stack::{self, SharedStacks, StackContext, StackSettings, Timing};
 
 /// What the controllers are built from, each time this replica leads.

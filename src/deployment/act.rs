@@ -15,8 +15,8 @@ use serde_json::json;
 use tracing::info;
 
 use crate::api::{
-    Approval, ChangesSpec, RollbackTriggers, Stack, StackDeployment, StackDeploymentStatus, StackParameter,
-    StackSpec, parse_duration,
+    Approval, ChangesSpec, RollbackTriggers, Stack, StackDeployment, StackDeploymentStatus, StackParameter, StackSpec,
+    parse_duration,
 };
 use crate::runtime::error::Result;
 use crate::runtime::status;

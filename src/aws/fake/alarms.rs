@@ -39,7 +39,11 @@ impl FakeAlarms {
     /// Creates or changes alarm `name` in the account of `role` (`None`: the
     /// operator's own) and `region`.
     pub fn set_alarm(&self, role: Option<&str>, region: &str, name: &str, state: AlarmStateValue, reason: &str) {
-        let key = (role.unwrap_or_default().to_string(), region.to_string(), name.to_string());
+        let key = (
+            role.unwrap_or_default().to_string(),
+            region.to_string(),
+            name.to_string(),
+        );
         let alarm = AlarmState {
             name: name.to_string(),
             state,
@@ -73,7 +77,11 @@ impl Alarms for Reader {
         self.alarms.with(|s| {
             s.calls += 1;
             if let Some(message) = s.failing.get(&(self.account.clone(), self.region.clone())) {
-                return Err(AwsError::new(AwsErrorKind::AccessDenied, "AccessDenied", message.clone()));
+                return Err(AwsError::new(
+                    AwsErrorKind::AccessDenied,
+                    "AccessDenied",
+                    message.clone(),
+                ));
             }
             Ok(names
                 .iter()

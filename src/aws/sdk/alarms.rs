@@ -41,8 +41,7 @@ impl AlarmsProvider for SdkAlarms {
             return client.clone();
         }
         let region = Region::new(target.region.clone());
-        let mut config =
-            aws_sdk_cloudwatch::config::Builder::from(self.provider.base_config()).region(region.clone());
+        let mut config = aws_sdk_cloudwatch::config::Builder::from(self.provider.base_config()).region(region.clone());
         if let Some(url) = &self.provider.endpoint_url {
             config = config.endpoint_url(url);
         }

@@ -88,7 +88,11 @@ pub fn refused(o: &Observed, reason: &'static str, message: &str, transient: boo
         deletes: Vec::new(),
         delete_revisions: Vec::new(),
         events: Vec::new(),
-        requeue: if transient { o.timing.progressing } else { o.timing.resync },
+        requeue: if transient {
+            o.timing.progressing
+        } else {
+            o.timing.resync
+        },
     };
     plan.status.observed_generation = Some(o.generation);
     plan.status.update_revision = Some(revisions::spec_revision(o));
