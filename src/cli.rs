@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod deployment;
+
+pub use deployment::DeploymentRef;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stackpilot",
@@ -31,6 +35,33 @@ pub enum Command {
         #[arg(long)]
         change_set: Option<String>,
     },
+    /// Show a StackDeployment as a tree of waves and targets.
+    Status(DeploymentRef),
+    /// End the current pause of a StackDeployment (`--full`: skip every remaining pause and bake).
+    Promote {
+        #[command(flatten)]
+        target: DeploymentRef,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Hold a StackDeployment's rollout where it is.
+    Pause(DeploymentRef),
+    /// Let a paused StackDeployment go on.
+    Resume(DeploymentRef),
+    /// Stop the running rollout and roll it back.
+    Abort(DeploymentRef),
+    /// Roll a rejected revision out again.
+    Retry(DeploymentRef),
+    /// Roll every target back to a kept revision.
+    Rollback {
+        #[command(flatten)]
+        target: DeploymentRef,
+        /// The revision label or hash (see `stackpilot history`).
+        #[arg(long)]
+        to: String,
+    },
+    /// The kept revisions of a StackDeployment, newest first.
+    History(DeploymentRef),
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
     Crd {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.

@@ -13,12 +13,15 @@ use tracing::{error, info};
 
 use crate::account;
 use crate::aws::CloudFormationProvider;
+use crate::aws::alarms::{AlarmsProvider, CountedAlarms};
 use crate::aws::budget::BudgetProvider;
+use crate::aws::fake::FakeAlarms;
 use crate::aws::fake_mode::FakeAws;
 use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
-use crate::aws::sdk::SdkProvider;
+use crate::aws::sdk::{SdkAlarms, SdkProvider};
 use crate::cli::RunArgs;
+use crate::deployment::{self, DeploymentContext, DeploymentSettings};
 use crate::runtime::context::Shared;
 use crate::runtime::leader::{Elector, LeaseSettings};
 use crate::runtime::metrics::Metrics;
@@ -29,6 +32,10 @@ struct Parts {
     shared: Arc<Shared>,
     aws: Arc<dyn CloudFormationProvider>,
     identity: Arc<dyn AccountIdentity>,
+    /// CloudWatch, for the StackDeployment health gates.
+    alarms: Arc<dyn AlarmsProvider>,
+    /// `None` with the fake AWS: the operator's own account id is unknown.
+    own_identity: Option<Arc<dyn AccountIdentity>>,
     settings: StackSettings,
 }
 
@@ -44,7 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         sdk.clone()
     };
-    let aws = Arc::new(BudgetProvider::new(
+    let budget = Arc::new(BudgetProvider::new(
         Arc::new(InstrumentedProvider {
             inner: cloudformation,
             metrics: metrics.clone(),
@@ -52,6 +59,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.aws_budget.settings(),
         metrics.clone(),
     ));
+    let aws: Arc<dyn CloudFormationProvider> = budget.clone();
+    let cloudwatch: Arc<dyn AlarmsProvider> = if args.fake_aws.enabled {
+        Arc::new(FakeAlarms::default())
+    } else {
+        Arc::new(SdkAlarms::new(sdk.clone()))
+    };
+    let alarms = Arc::new(CountedAlarms {
+        inner: cloudwatch,
+        metrics: metrics.clone(),
+        budget: Some(budget),
+    });
     let identity = Arc::new(InstrumentedIdentity {
         inner: Arc::new(SdkIdentity::new(sdk)),
         metrics: metrics.clone(),
@@ -66,10 +84,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         concurrency: usize::from(args.concurrency),
     };
+    let own_identity: Option<Arc<dyn AccountIdentity>> = (!args.fake_aws.enabled).then(|| identity.clone() as _);
     let parts = Parts {
         shared: shared.clone(),
         aws,
         identity,
+        alarms,
+        own_identity,
         settings,
     };
 
@@ -145,11 +166,33 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
     // one to sync cannot make the replica ready alone.
     let readiness = &parts.shared.readiness;
     readiness.register(stack::CACHE);
+    readiness.register(deployment::CACHE);
     if args.account_controller {
         readiness.register(account::CACHE);
     }
     let accounts = start_accounts(&args, &parts, &stop_rx);
     let stacks = SharedStacks::new(parts.shared.client.clone(), namespace.as_deref());
+    let deployments = Arc::new(DeploymentContext::new(
+        parts.shared.clone(),
+        parts.alarms,
+        parts.own_identity,
+        stacks.store.clone(),
+        DeploymentSettings {
+            allow_operator_credentials: parts.settings.allow_operator_credentials,
+            timing: deployment::plan::Timing {
+                progressing: parts.settings.timing.in_flight,
+                resync: parts.settings.timing.resync,
+            },
+        },
+    ));
+    // Subscribed before the Stack cache runs (inside `stack::run`).
+    let children = stacks.subscribe();
+    let deployment_controller = tokio::spawn(deployment::run(
+        deployments,
+        children,
+        namespace.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let ctx = Arc::new(StackContext::new(
         parts.shared,
         parts.aws,
@@ -157,6 +200,7 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
         stacks.store.clone(),
     ));
     stack::run(ctx, stacks, namespace, stopped(stop_rx)).await;
+    let _ = deployment_controller.await;
     if let Some(accounts) = accounts {
         let _ = accounts.await;
     }

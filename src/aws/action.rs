@@ -50,6 +50,8 @@ actions! {
     DescribeStackResourceDrifts => false,
     // S3, through `TemplateStore`.
     PutObject => true,
+    // CloudWatch, for StackDeployment health gates.
+    DescribeAlarms => false,
 }
 
 impl Action {

@@ -185,6 +185,20 @@ impl BudgetProvider {
         }
     }
 
+    /// Spends a token of `target`'s account and region for a call made
+    /// outside the CloudFormation trait (CloudWatch), waiting when needed.
+    pub async fn wait_for_token(&self, target: &AwsTarget) {
+        let wait = self
+            .bucket(target)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(Instant::now());
+        if !wait.is_zero() {
+            self.metrics.aws_budget_wait_seconds.inc_by(wait.as_secs_f64());
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     fn bucket(&self, target: &AwsTarget) -> Arc<Mutex<Bucket>> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets

@@ -44,6 +44,16 @@ fn count<T>(metrics: &Metrics, operation: Action, calls: u64, result: AwsResult<
     result
 }
 
+/// Counts one call of `operation` made outside the CloudFormation trait
+/// (CloudWatch's DescribeAlarms).
+pub fn count_call<T>(metrics: &Metrics, operation: Action, result: &AwsResult<T>) {
+    let labels = AwsCallLabels {
+        operation: operation.as_str(),
+        outcome: outcome(result),
+    };
+    metrics.aws_calls.get_or_create(&labels).inc();
+}
+
 impl Instrumented {
     fn count<T>(&self, operation: Action, result: AwsResult<T>) -> AwsResult<T> {
         count(&self.metrics, operation, 1, result)

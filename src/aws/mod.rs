@@ -4,6 +4,7 @@
 //! in memory for unit tests and for behaviour no emulator has.
 
 mod action;
+pub mod alarms;
 pub mod budget;
 pub mod fake;
 pub mod fake_mode;

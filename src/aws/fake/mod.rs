@@ -55,6 +55,7 @@
 //! - Fault rates ([`FakeCloudFormation::set_fault_rates`]) throttle and fail
 //!   (HTTP 5xx) fixed fractions of every call, drawn from a seeded sequence.
 
+mod alarms;
 mod calls;
 mod change_sets;
 mod controls;
@@ -68,6 +69,7 @@ mod phases;
 mod provider;
 mod template;
 
+pub use alarms::FakeAlarms;
 pub use calls::{Action, Call};
 pub use errors::{ErrorInjection, FaultCounts, FaultRates, server_error, throttling_error};
 pub use provider::{FakeCloudFormation, FakeProvider};

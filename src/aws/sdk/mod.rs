@@ -16,12 +16,14 @@ use aws_sdk_cloudformation::Client;
 
 use crate::aws::{AwsTarget, CloudFormation, CloudFormationProvider, TemplateStore};
 
+mod alarms;
 mod cloudformation;
 mod conversions;
 mod credentials;
 mod errors;
 mod template_store;
 
+pub use alarms::SdkAlarms;
 pub use cloudformation::SdkCloudFormation;
 pub use credentials::{DEFAULT_SESSION_NAME, sanitize_session_name};
 pub use errors::classify;
@@ -142,7 +144,7 @@ impl SdkProvider {
 /// Without a role, session name and tags mean nothing: every object of a
 /// region shares one client (and its connections). With a role, each object
 /// has its own session, so CloudTrail names the object that acted.
-fn cache_key(target: &AwsTarget) -> AwsTarget {
+pub(super) fn cache_key(target: &AwsTarget) -> AwsTarget {
     match target.role_arn {
         Some(_) => target.clone(),
         None => AwsTarget {

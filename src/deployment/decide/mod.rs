@@ -76,3 +76,30 @@ fn desired(o: &Observed, update: &RevisionId) -> (RevisionId, RolloutKind) {
         None => (update.clone(), RolloutKind::Update),
     }
 }
+
+/// The deployment may not act where a target says (a refused account
+/// grant): shown like invalid input, nothing written; retried soon when
+/// time alone can fix it (an account not verified yet).
+pub fn refused(o: &Observed, reason: &'static str, message: &str, transient: bool) -> Plan {
+    let mut plan = Plan {
+        status: o.previous.clone(),
+        create_revisions: Vec::new(),
+        writes: Vec::new(),
+        deletes: Vec::new(),
+        delete_revisions: Vec::new(),
+        events: Vec::new(),
+        requeue: if transient {
+            o.timing.progressing
+        } else {
+            o.timing.resync
+        },
+    };
+    plan.status.observed_generation = Some(o.generation);
+    plan.status.update_revision = Some(revisions::spec_revision(o));
+    let problem = targets::Problem {
+        reason,
+        message: message.to_string(),
+    };
+    status::invalid(o, &mut plan, &problem);
+    plan
+}

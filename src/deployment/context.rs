@@ -1,0 +1,65 @@
+//! What a StackDeployment reconcile needs beyond the shared runtime: the
+//! shared Stack cache (its children), the CloudWatch door for the health
+//! gates, the operator's own account id (alarm ARNs) and timings.
+
+use std::sync::Arc;
+
+use kube::runtime::reflector::Store;
+use tokio::sync::OnceCell;
+
+use crate::api::Stack;
+use crate::aws::AwsTarget;
+use crate::aws::alarms::AlarmsProvider;
+use crate::aws::identity::AccountIdentity;
+use crate::runtime::context::Shared;
+
+use super::plan::Timing;
+
+/// StackDeployment controller settings from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct DeploymentSettings {
+    /// Targets without `accountRef` may use the operator's own credentials.
+    pub allow_operator_credentials: bool,
+    pub timing: Timing,
+}
+
+pub struct DeploymentContext {
+    pub shared: Arc<Shared>,
+    pub alarms: Arc<dyn AlarmsProvider>,
+    /// Who the operator's own credentials are, for the alarm ARNs of targets
+    /// without `accountRef` (`None`: not known, no rollback triggers there).
+    pub identity: Option<Arc<dyn AccountIdentity>>,
+    own_account: OnceCell<String>,
+    /// The shared Stack cache the Stack controller fills.
+    pub stacks: Store<Stack>,
+    pub settings: DeploymentSettings,
+}
+
+impl DeploymentContext {
+    pub fn new(
+        shared: Arc<Shared>,
+        alarms: Arc<dyn AlarmsProvider>,
+        identity: Option<Arc<dyn AccountIdentity>>,
+        stacks: Store<Stack>,
+        settings: DeploymentSettings,
+    ) -> Self {
+        Self {
+            shared,
+            alarms,
+            identity,
+            own_account: OnceCell::new(),
+            stacks,
+            settings,
+        }
+    }
+
+    /// The operator's own account id, asked of STS once per process.
+    pub async fn own_account(&self) -> Option<String> {
+        let identity = self.identity.as_ref()?;
+        self.own_account
+            .get_or_try_init(|| async { identity.account_id(&AwsTarget::default()).await })
+            .await
+            .ok()
+            .cloned()
+    }
+}

@@ -1,0 +1,195 @@
+//! The observe step: the account grant of every placement (no AWS call for
+//! a refused one), the kept ControllerRevisions, the child Stacks from the
+//! shared cache and one batched alarm read per account and region.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+
+use crate::account::{self, tenancy::Grant};
+use crate::api::{Stack, StackDeployment};
+use crate::aws::alarms::AlarmStateValue;
+use crate::runtime::error::Result;
+use crate::runtime::problem::Problem;
+
+use super::context::DeploymentContext;
+use super::decide::artifact_hash;
+use super::plan::{
+    AlarmReading, AlarmState, AlarmValue, Artifact, KeptRevision, ObservedChild, Placement, TARGET_LABEL,
+};
+
+/// Label on a ControllerRevision: the revision's content hash.
+pub const HASH_LABEL: &str = "stackpilot.dev/revision-hash";
+/// Annotation (and, when it is a valid label value, label) on a
+/// ControllerRevision: the `artifact.revision` it was created with.
+pub const REVISION_LABEL: &str = "stackpilot.dev/revision";
+
+/// Everything read for one decision.
+pub struct Observations {
+    pub revisions: Vec<KeptRevision>,
+    /// Each kept revision's artifact, by hash.
+    pub artifacts: BTreeMap<String, Artifact>,
+    pub children: BTreeMap<String, ObservedChild>,
+    /// The child Stack objects as cached, by target.
+    pub child_objects: BTreeMap<String, Arc<Stack>>,
+    pub alarms: BTreeMap<Placement, BTreeMap<String, AlarmReading>>,
+    /// AwsAccount name (`""`: the operator's own) -> account id.
+    pub account_ids: BTreeMap<String, String>,
+}
+
+/// The grant of every placement the targets name, or the first refusal
+/// (with the target it concerns).
+pub async fn grants(
+    ctx: &DeploymentContext,
+    deployment: &StackDeployment,
+    namespace: &str,
+) -> Result<Result<BTreeMap<Placement, Grant>, Problem>> {
+    let mut grants = BTreeMap::new();
+    for target in &deployment.spec.targets {
+        let placement = Placement::of(target);
+        if grants.contains_key(&placement) {
+            continue;
+        }
+        let grant = account::grant_for(
+            &ctx.shared.client,
+            ctx.settings.allow_operator_credentials,
+            namespace,
+            placement.account.as_deref(),
+            &placement.region,
+            None,
+        )
+        .await?;
+        match grant {
+            Ok(grant) => grants.insert(placement, grant),
+            Err(refusal) => {
+                let message = format!("target {}: {}", target.name, refusal.message);
+                return Ok(Err(Problem { message, ..refusal }));
+            }
+        };
+    }
+    Ok(Ok(grants))
+}
+
+/// The ControllerRevisions owned by the deployment, and their artifacts.
+pub async fn revisions(
+    ctx: &DeploymentContext,
+    deployment: &StackDeployment,
+    namespace: &str,
+) -> Result<(Vec<KeptRevision>, BTreeMap<String, Artifact>)> {
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.shared.client.clone(), namespace);
+    let uid = deployment.meta().uid.clone().unwrap_or_default();
+    let listed = api.list(&ListParams::default().labels(HASH_LABEL)).await?;
+    let mut kept = Vec::new();
+    let mut artifacts = BTreeMap::new();
+    for revision in listed.items.iter().filter(|r| owned_by(r.meta(), &uid)) {
+        let Some(artifact) = revision
+            .data
+            .as_ref()
+            .and_then(|d| serde_json::from_value::<Artifact>(d.0.clone()).ok())
+        else {
+            continue;
+        };
+        let hash = revision
+            .labels()
+            .get(HASH_LABEL)
+            .cloned()
+            .unwrap_or_else(|| artifact_hash(&artifact));
+        kept.push(KeptRevision {
+            name: revision.name_any(),
+            hash: hash.clone(),
+            label: artifact.revision.clone(),
+            number: revision.revision,
+            created: revision
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        });
+        artifacts.insert(hash, artifact);
+    }
+    Ok((kept, artifacts))
+}
+
+pub fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| r.uid == uid && r.controller == Some(true)))
+}
+
+/// The deployment's child Stacks from the shared cache, by target label.
+pub fn children(
+    ctx: &DeploymentContext,
+    deployment: &StackDeployment,
+    namespace: &str,
+) -> BTreeMap<String, Arc<Stack>> {
+    let uid = deployment.meta().uid.clone().unwrap_or_default();
+    ctx.stacks
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace) && owned_by(s.meta(), &uid))
+        .filter_map(|s| s.labels().get(TARGET_LABEL).cloned().map(|t| (t, s)))
+        .collect()
+}
+
+/// Account ids by AwsAccount name (`""` for the operator's own).
+pub async fn account_ids(ctx: &DeploymentContext, grants: &BTreeMap<Placement, Grant>) -> BTreeMap<String, String> {
+    let mut ids = BTreeMap::new();
+    for (placement, grant) in grants {
+        let name = placement.account.clone().unwrap_or_default();
+        let id = match &grant.account_id {
+            Some(id) => Some(id.clone()),
+            None if placement.account.is_none() => ctx.own_account().await,
+            None => None,
+        };
+        if let Some(id) = id {
+            ids.insert(name, id);
+        }
+    }
+    ids
+}
+
+/// One DescribeAlarms per account and region for `names`; a failed read
+/// marks every name of that placement unreadable (the gate decides).
+pub async fn alarms(
+    ctx: &DeploymentContext,
+    deployment: &StackDeployment,
+    grants: &BTreeMap<Placement, Grant>,
+) -> BTreeMap<Placement, BTreeMap<String, AlarmReading>> {
+    let names = &deployment.spec.health.alarms;
+    let mut readings = BTreeMap::new();
+    if names.is_empty() {
+        return readings;
+    }
+    for (placement, grant) in grants {
+        let target = grant.target(&deployment.name_any());
+        let read = ctx.alarms.alarms(&target).describe_alarms(names).await;
+        let by_name = match read {
+            Ok(found) => found
+                .into_iter()
+                .map(|a| {
+                    let state = AlarmState {
+                        value: match a.state {
+                            AlarmStateValue::Ok => AlarmValue::Ok,
+                            AlarmStateValue::Alarm => AlarmValue::Alarm,
+                            AlarmStateValue::InsufficientData => AlarmValue::InsufficientData,
+                        },
+                        reason: a.reason,
+                        changed_at: Timestamp::from_millisecond(a.updated.timestamp_millis())
+                            .unwrap_or(Timestamp::UNIX_EPOCH),
+                    };
+                    (a.name, Ok(state))
+                })
+                .collect(),
+            Err(error) => names
+                .iter()
+                .map(|n| (n.clone(), Err(format!("cannot read alarm {n}: {error}"))))
+                .collect(),
+        };
+        readings.insert(placement.clone(), by_name);
+    }
+    readings
+}

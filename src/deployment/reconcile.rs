@@ -1,0 +1,152 @@
+//! One StackDeployment reconcile, one path: finalizer -> grants (tenancy,
+//! no AWS call when refused) -> observe -> decide -> act.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use crate::api::{Stack, StackDeployment};
+use crate::runtime::error::{Error, Result};
+use crate::runtime::{finalizer, reconciler};
+
+use super::act::{FINALIZER, act};
+use super::context::DeploymentContext;
+use super::decide::{artifact_hash, decide, refused};
+use super::observe::{self, Observations};
+use super::plan::{
+    ABORT_ANNOTATION, Observed, ObservedChild, PROMOTE_ANNOTATION, PROMOTE_FULL_ANNOTATION, RETRY_ANNOTATION,
+    ROLLBACK_TO_ANNOTATION,
+};
+
+pub async fn reconcile(deployment: Arc<StackDeployment>, ctx: Arc<DeploymentContext>) -> Result<Action> {
+    reconciler::instrumented(&ctx.shared, deployment.as_ref(), reconcile_inner(&deployment, &ctx)).await
+}
+
+pub fn error_policy(deployment: Arc<StackDeployment>, error: &Error, ctx: Arc<DeploymentContext>) -> Action {
+    reconciler::error_policy(&ctx.shared, deployment.as_ref(), error)
+}
+
+async fn reconcile_inner(deployment: &StackDeployment, ctx: &DeploymentContext) -> Result<Action> {
+    let namespace = deployment
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<StackDeployment> = Api::namespaced(ctx.shared.client.clone(), &namespace);
+    if deployment.meta().deletion_timestamp.is_some() {
+        return delete_children(deployment, &api, ctx, &namespace).await;
+    }
+    if !finalizer::has(deployment, FINALIZER) {
+        let patched = finalizer::add(&api, deployment, FINALIZER).await?;
+        return Box::pin(reconcile_inner(&patched, ctx)).await;
+    }
+
+    let (revisions, artifacts) = observe::revisions(ctx, deployment, &namespace).await?;
+    let child_objects = observe::children(ctx, deployment, &namespace);
+    let children: BTreeMap<String, ObservedChild> = child_objects
+        .iter()
+        .map(|(t, s)| (t.clone(), ObservedChild::from_stack(s)))
+        .collect();
+    let grants = observe::grants(ctx, deployment, &namespace).await?;
+    let mut seen = Observations {
+        revisions,
+        artifacts,
+        children,
+        child_objects,
+        alarms: BTreeMap::new(),
+        account_ids: BTreeMap::new(),
+    };
+    if let Ok(grants) = &grants {
+        seen.account_ids = observe::account_ids(ctx, grants).await;
+        if alarms_matter(deployment) {
+            seen.alarms = observe::alarms(ctx, deployment, grants).await;
+        }
+    }
+    let previous = deployment.status.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let o = Observed {
+        namespace: &namespace,
+        name: &deployment.name_any(),
+        generation: deployment.meta().generation.unwrap_or(0),
+        spec: &deployment.spec,
+        annotations: deployment.meta().annotations.as_ref().unwrap_or(&empty),
+        previous: &previous,
+        revisions: &seen.revisions,
+        children: &seen.children,
+        alarms: &seen.alarms,
+        account_ids: &seen.account_ids,
+        now: Timestamp::now(),
+        timing: ctx.settings.timing,
+    };
+    let plan = match &grants {
+        Ok(_) => decide(&o),
+        Err(problem) => refused(&o, problem.reason, &problem.message, problem.transient),
+    };
+    act(deployment, ctx, &seen, plan).await
+}
+
+/// Alarms are read only while something may be rolling out: a finished
+/// rollout of the spec's revision with no request pending needs none.
+fn alarms_matter(deployment: &StackDeployment) -> bool {
+    let spec_hash = artifact_hash(&deployment.spec.artifact);
+    let settled = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.rollout.as_ref())
+        .is_some_and(|r| !r.phase.is_active() && r.revision.hash == spec_hash);
+    let requests = [
+        PROMOTE_ANNOTATION,
+        PROMOTE_FULL_ANNOTATION,
+        ABORT_ANNOTATION,
+        RETRY_ANNOTATION,
+        ROLLBACK_TO_ANNOTATION,
+    ];
+    let handled = deployment.status.as_ref().map(|s| &s.handled);
+    let pending = requests.iter().any(|key| {
+        let value = deployment.annotations().get(*key);
+        value.is_some() && handled.is_none_or(|h| !handled_value(h, key, value))
+    });
+    !settled || deployment.spec.rollback_to.is_some() || pending
+}
+
+fn handled_value(handled: &crate::api::HandledRequests, key: &str, value: Option<&String>) -> bool {
+    let seen = match key {
+        PROMOTE_ANNOTATION => &handled.promote,
+        PROMOTE_FULL_ANNOTATION => &handled.promote_full,
+        ABORT_ANNOTATION => &handled.abort,
+        RETRY_ANNOTATION => &handled.retry,
+        _ => &handled.rollback_to,
+    };
+    seen.as_ref() == value
+}
+
+/// Deleting the deployment deletes every child Stack first (each honours
+/// its own `deletionPolicy`), then lets the deployment go.
+async fn delete_children(
+    deployment: &StackDeployment,
+    api: &Api<StackDeployment>,
+    ctx: &DeploymentContext,
+    namespace: &str,
+) -> Result<Action> {
+    if !finalizer::has(deployment, FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let children = observe::children(ctx, deployment, namespace);
+    let stacks: Api<Stack> = Api::namespaced(ctx.shared.client.clone(), namespace);
+    for child in children.values().filter(|c| c.meta().deletion_timestamp.is_none()) {
+        match stacks.delete(&child.name_any(), &DeleteParams::background()).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    if children.is_empty() {
+        finalizer::remove(api, deployment, FINALIZER).await?;
+        return Ok(Action::await_change());
+    }
+    // Each child's deletion wakes the deployment; this is the safety net.
+    Ok(Action::requeue(ctx.settings.timing.progressing))
+}
