@@ -9,13 +9,19 @@ use crate::api::Stack;
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED};
 use crate::stack::APPROVE_ANNOTATION;
 
+/// Without `-n`, the namespace is the kubeconfig context's (as kubectl).
 pub async fn approve(stack: &str, namespace: Option<&str>, change_set: Option<&str>) -> anyhow::Result<String> {
     let client = Client::try_default().await?;
     let namespace = namespace
         .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
     let api: Api<Stack> = Api::namespaced(client, &namespace);
-    let object = api.get(stack).await?;
+    let object = match api.get(stack).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            anyhow::bail!("stack {stack} not found in namespace {namespace}")
+        }
+        other => other?,
+    };
     let status = object.status.clone().unwrap_or_default();
     let pending = status.change_set.as_ref().map(|c| c.name.clone());
     let waiting = conditions::is_true(&status.conditions, APPROVAL_REQUIRED);

@@ -108,8 +108,8 @@ use stackpilot::aws::sdk::{SdkLimits, SdkProvider};
 use stackpilot::aws::{
     AwsError, AwsErrorKind, AwsTarget, ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, ChangeSetType,
     CloudFormation, CloudFormationProvider, DeploymentMode, DifferenceKind, DriftDetectionStatus, ExecutionStatus,
-    MAX_TEMPLATE_BODY_BYTES, Parameter, ResourceDriftStatus, StackDescription, StackDriftStatus, StackState,
-    TemplateSource,
+    MAX_TEMPLATE_BODY_BYTES, Parameter, ResourceDriftStatus, StackDescription, StackDriftStatus, StackOptions,
+    StackState, TemplateSource,
 };
 use stackpilot::runtime::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -202,15 +202,13 @@ fn request(stack: &str, change_set: &str, kind: ChangeSetType, body: &str) -> Ch
             key: "Env".into(),
             value: "one".into(),
         }],
-        tags: BTreeMap::from([
-            ("stackpilot.dev/owner".into(), "test".into()),
-            ("team".into(), "platform".into()),
-        ]),
-        capabilities: vec![],
-        role_arn: None,
-        notification_arns: vec![],
-        rollback_triggers: vec![],
-        rollback_monitoring_minutes: None,
+        options: StackOptions {
+            tags: BTreeMap::from([
+                ("stackpilot.dev/owner".into(), "test".into()),
+                ("team".into(), "platform".into()),
+            ]),
+            ..StackOptions::default()
+        },
         client_token: format!("{change_set}-token"),
         description: Some("stackpilot integration test".into()),
         deployment_mode: None,

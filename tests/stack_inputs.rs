@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use stackpilot::api::AwsAccount;
-use stackpilot::aws::{ChangeSetRequest, ChangeSetType, Parameter, TemplateSource};
+use stackpilot::aws::{ChangeSetRequest, ChangeSetType, Parameter, StackOptions, TemplateSource};
 use support::eventually;
 use support::fixture::{Fixture, TIMEOUT, condition, ready};
 
@@ -391,12 +391,10 @@ async fn a_stack_changed_outside_kubernetes_is_brought_back() {
             key: "Visibility".into(),
             value: "99".into(),
         }],
-        tags,
-        capabilities: vec![],
-        role_arn: None,
-        notification_arns: vec![],
-        rollback_triggers: vec![],
-        rollback_monitoring_minutes: None,
+        options: StackOptions {
+            tags,
+            ..StackOptions::default()
+        },
         client_token: "manual-change".into(),
         description: None,
         deployment_mode: None,
@@ -467,12 +465,10 @@ async fn a_template_edited_outside_kubernetes_is_found_at_the_next_drift_check()
         change_set_type: ChangeSetType::Update,
         template: TemplateSource::Body(edited.clone()),
         parameters: vec![],
-        tags: current.tags.clone(),
-        capabilities: vec![],
-        role_arn: None,
-        notification_arns: vec![],
-        rollback_triggers: vec![],
-        rollback_monitoring_minutes: None,
+        options: StackOptions {
+            tags: current.tags.clone(),
+            ..StackOptions::default()
+        },
         client_token: "manual-template".into(),
         description: None,
         deployment_mode: None,

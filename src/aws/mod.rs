@@ -80,18 +80,26 @@ pub struct ChangeSetRequest {
     pub change_set_type: ChangeSetType,
     pub template: TemplateSource,
     pub parameters: Vec<Parameter>,
-    pub tags: BTreeMap<String, String>,
-    pub capabilities: Vec<String>,
-    pub role_arn: Option<String>,
-    pub notification_arns: Vec<String>,
-    pub rollback_triggers: Vec<RollbackTrigger>,
-    pub rollback_monitoring_minutes: Option<i32>,
+    pub options: StackOptions,
     /// Idempotency token for CreateChangeSet (`ClientToken`).
     pub client_token: String,
     pub description: Option<String>,
     /// `None` is a plain change set; `RevertDrift` also brings drifted
     /// resources back to their template definition (drift-aware change set).
     pub deployment_mode: Option<DeploymentMode>,
+}
+
+/// What CloudFormation applies to a stack besides its template and
+/// parameters (the console's "stack options"). The desired stack holds one
+/// and every request made from it carries it whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StackOptions {
+    pub tags: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub role_arn: Option<String>,
+    pub notification_arns: Vec<String>,
+    pub rollback_triggers: Vec<RollbackTrigger>,
+    pub rollback_monitoring_minutes: Option<i32>,
 }
 
 /// CreateChangeSet `DeploymentMode`.

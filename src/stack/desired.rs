@@ -1,10 +1,9 @@
 //! The desired stack: the Stack spec with every reference resolved. Built by
 //! `inputs.rs` (IO), consumed by `decide.rs` (pure).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::aws::{DeploymentMode, Parameter, RollbackTrigger, TemplateSource};
+use crate::aws::{DeploymentMode, Parameter, StackOptions, TemplateSource};
 
 use super::names::Fingerprint;
 
@@ -33,13 +32,9 @@ pub struct DesiredStack {
     pub stack_name: String,
     pub template: TemplateSource,
     pub parameters: Vec<ResolvedParameter>,
-    /// User tags plus ownership tags.
-    pub tags: BTreeMap<String, String>,
-    pub capabilities: Vec<String>,
-    pub role_arn: Option<String>,
-    pub notification_arns: Vec<String>,
-    pub rollback_triggers: Vec<RollbackTrigger>,
-    pub rollback_monitoring_minutes: Option<i32>,
+    /// Tags (the user's plus ownership tags), capabilities, service role,
+    /// notification topics and rollback triggers.
+    pub options: StackOptions,
     /// Termination protection wanted on the stack (kept in sync directly,
     /// not through change sets).
     pub termination_protection: bool,
@@ -64,20 +59,24 @@ impl DesiredStack {
         for p in &self.parameters {
             print.field("param", &p.name).field("value", &p.value);
         }
-        for (k, v) in &self.tags {
+        let options = &self.options;
+        for (k, v) in &options.tags {
             print.field("tag", k).field("tagvalue", v);
         }
-        for c in &self.capabilities {
+        for c in &options.capabilities {
             print.field("capability", c);
         }
-        print.field("role", self.role_arn.as_deref().unwrap_or(""));
-        for n in &self.notification_arns {
+        print.field("role", options.role_arn.as_deref().unwrap_or(""));
+        for n in &options.notification_arns {
             print.field("notify", n);
         }
-        for t in &self.rollback_triggers {
+        for t in &options.rollback_triggers {
             print.field("trigger", &t.alarm_arn);
         }
-        print.field("monitor", &self.rollback_monitoring_minutes.unwrap_or(-1).to_string());
+        print.field(
+            "monitor",
+            &options.rollback_monitoring_minutes.unwrap_or(-1).to_string(),
+        );
         print.field("policy", self.stack_policy.as_deref().unwrap_or(""));
         print.field("nonce", retry_nonce);
         self.fingerprint = print.finish();

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 
 use crate::account::tenancy::Grant;
 use crate::api::{KeyRef, ParameterSource, Stack, StackParameter};
-use crate::aws::{RollbackTrigger, TemplateSource};
+use crate::aws::{RollbackTrigger, StackOptions, TemplateSource};
 use crate::runtime::conditions::{self, READY};
 use crate::runtime::problem::Problem;
 
@@ -91,19 +91,21 @@ pub async fn resolve(
         stack_name: name,
         template,
         parameters,
-        tags,
-        capabilities,
-        role_arn: stack.spec.service_role_arn.clone(),
-        notification_arns: stack.spec.notification_arns.clone(),
-        rollback_triggers: triggers
-            .map(|t| {
-                t.alarms
-                    .iter()
-                    .map(|a| RollbackTrigger { alarm_arn: a.clone() })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        rollback_monitoring_minutes: triggers.and_then(|t| t.monitoring_time_in_minutes),
+        options: StackOptions {
+            tags,
+            capabilities,
+            role_arn: stack.spec.service_role_arn.clone(),
+            notification_arns: stack.spec.notification_arns.clone(),
+            rollback_triggers: triggers
+                .map(|t| {
+                    t.alarms
+                        .iter()
+                        .map(|a| RollbackTrigger { alarm_arn: a.clone() })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            rollback_monitoring_minutes: triggers.and_then(|t| t.monitoring_time_in_minutes),
+        },
         termination_protection: stack.spec.termination_protection,
         stack_policy: stack.spec.stack_policy.clone(),
         upload,

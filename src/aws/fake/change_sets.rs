@@ -110,6 +110,7 @@ impl State {
             .values()
             .any(|r| r.resource_type.starts_with("AWS::IAM::"));
         let has_iam = request
+            .options
             .capabilities
             .iter()
             .any(|c| c == "CAPABILITY_IAM" || c == "CAPABILITY_NAMED_IAM");
@@ -133,9 +134,9 @@ impl State {
             template,
             body,
             parameters,
-            tags: request.tags.clone(),
-            capabilities: request.capabilities.clone(),
-            role_arn: request.role_arn.clone(),
+            tags: request.options.tags.clone(),
+            capabilities: request.options.capabilities.clone(),
+            role_arn: request.options.role_arn.clone(),
         };
         let revert_drift = request.deployment_mode == Some(DeploymentMode::RevertDrift);
         let (changes, empty) = self.diff(&name, &content, request.change_set_type, revert_drift);

@@ -181,7 +181,7 @@ mod tests {
         fake.set_change_set_delay(0);
         fake.set_operation_steps(0);
         let mut plain = request("s1", "plain", ChangeSetType::Update, TEMPLATE);
-        plain.tags = BTreeMap::new();
+        plain.options.tags = BTreeMap::new();
         fake.create_change_set(&plain).await.unwrap();
         assert!(
             fake.describe_change_set("s1", "plain")
@@ -191,7 +191,7 @@ mod tests {
                 .is_empty_failure()
         );
         let mut revert = request("s1", "revert", ChangeSetType::Update, TEMPLATE);
-        revert.tags = BTreeMap::new();
+        revert.options.tags = BTreeMap::new();
         revert.deployment_mode = Some(DeploymentMode::RevertDrift);
         fake.create_change_set(&revert).await.unwrap();
         let cs = fake.describe_change_set("s1", "revert").await.unwrap().unwrap();

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::aws::{ChangeSetRequest, ChangeSetStatus, ChangeSetType, CloudFormation, StackState, TemplateSource};
+use crate::aws::{
+    ChangeSetRequest, ChangeSetStatus, ChangeSetType, CloudFormation, StackOptions, StackState, TemplateSource,
+};
 
 use super::FakeCloudFormation;
 
@@ -31,12 +33,10 @@ pub(super) fn request(stack: &str, cs: &str, kind: ChangeSetType, body: &str) ->
         change_set_type: kind,
         template: TemplateSource::Body(body.into()),
         parameters: vec![],
-        tags: BTreeMap::from([("team".into(), "a".into())]),
-        capabilities: vec![],
-        role_arn: None,
-        notification_arns: vec![],
-        rollback_triggers: vec![],
-        rollback_monitoring_minutes: None,
+        options: StackOptions {
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            ..StackOptions::default()
+        },
         client_token: format!("{cs}-token"),
         description: None,
         deployment_mode: None,

@@ -8,7 +8,7 @@ use aws_sdk_cloudformation::types as sdk;
 
 use crate::aws::{
     AwsResult, ChangeSetDescription, ChangeSetRequest, ChangeSetType, CloudFormation, DeploymentMode, DriftDetection,
-    ResourceDrift, StackDescription, StackEvent, StackListing, StackState, TemplateSource,
+    ResourceDrift, StackDescription, StackEvent, StackListing, StackOptions, StackState, TemplateSource,
 };
 
 use super::conversions::{
@@ -63,16 +63,19 @@ impl CloudFormation for SdkCloudFormation {
             change_set_type,
             template,
             parameters: _,
+            options,
+            client_token,
+            description,
+            deployment_mode,
+        } = request;
+        let StackOptions {
             tags: _,
             capabilities: _,
             role_arn,
             notification_arns,
             rollback_triggers,
             rollback_monitoring_minutes,
-            client_token,
-            description,
-            deployment_mode,
-        } = request;
+        } = options;
         let settings = Settings::of(request);
         let mut call = self
             .client
@@ -160,9 +163,9 @@ impl CloudFormation for SdkCloudFormation {
             .set_parameters(Some(settings.parameters))
             .set_tags(Some(settings.tags))
             .set_capabilities(Some(settings.capabilities))
-            .set_role_arn(request.role_arn.clone())
+            .set_role_arn(request.options.role_arn.clone())
             // Always sent: left out, AWS keeps the previous ones.
-            .set_notification_arns(Some(request.notification_arns.clone()))
+            .set_notification_arns(Some(request.options.notification_arns.clone()))
             .rollback_configuration(settings.rollback);
         call = match &request.template {
             TemplateSource::Body(body) => call.template_body(body),

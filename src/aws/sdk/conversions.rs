@@ -33,16 +33,19 @@ impl Settings {
             })
             .collect();
         let tags = request
+            .options
             .tags
             .iter()
             .map(|(k, v)| sdk::Tag::builder().key(k).value(v).build())
             .collect();
         let capabilities = request
+            .options
             .capabilities
             .iter()
             .map(|c| sdk::Capability::from(c.as_str()))
             .collect();
         let triggers = request
+            .options
             .rollback_triggers
             .iter()
             .map(|t| {
@@ -55,7 +58,7 @@ impl Settings {
         // No monitoring time means none, not "the previous one".
         let rollback = sdk::RollbackConfiguration::builder()
             .set_rollback_triggers(Some(triggers))
-            .monitoring_time_in_minutes(request.rollback_monitoring_minutes.unwrap_or(0))
+            .monitoring_time_in_minutes(request.options.rollback_monitoring_minutes.unwrap_or(0))
             .build();
         Settings {
             parameters,

@@ -18,9 +18,12 @@ pub(super) fn approved(o: &Observed, name: &str, plans: &str, plan: &mut Plan) -
             .push(Note::normal("ChangeSetApproved", format!("change set {name} approved")));
         return true;
     }
+    // The namespace is spelled out: the hint is pasted into shells whose
+    // current namespace is another one.
     let mut message = format!(
-        "{plans}. Approve it with: kubectl annotate stack/{} {APPROVE_ANNOTATION}={name} --overwrite",
-        o.name
+        "{plans}. Approve it with: stackpilot approve {stack} -n {ns} --change-set {name} (or kubectl annotate -n {ns} stack/{stack} {APPROVE_ANNOTATION}={name} --overwrite)",
+        stack = o.name,
+        ns = o.namespace,
     );
     if let Some(other) = o.approval {
         message.push_str(&format!(

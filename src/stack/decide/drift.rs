@@ -259,6 +259,7 @@ pub(super) fn configuration_drift(
         .collect();
     let visible = |k: &&String| !k.starts_with("aws:");
     let mut tags: Vec<&str> = desired
+        .options
         .tags
         .iter()
         .filter(|(k, v)| stack.tags.get(*k) != Some(v))
@@ -269,7 +270,7 @@ pub(super) fn configuration_drift(
             .tags
             .keys()
             .filter(visible)
-            .filter(|k| !desired.tags.contains_key(*k))
+            .filter(|k| !desired.options.tags.contains_key(*k))
             .map(String::as_str),
     );
     let template_changed = match (&desired.template, live_template) {

@@ -20,12 +20,7 @@ pub(super) fn request(
         change_set_type: kind,
         template: desired.template.clone(),
         parameters: desired.aws_parameters(),
-        tags: desired.tags.clone(),
-        capabilities: desired.capabilities.clone(),
-        role_arn: desired.role_arn.clone(),
-        notification_arns: desired.notification_arns.clone(),
-        rollback_triggers: desired.rollback_triggers.clone(),
-        rollback_monitoring_minutes: desired.rollback_monitoring_minutes,
+        options: desired.options.clone(),
         client_token: token.to_string(),
         description: Some(format!(
             "stackpilot {}/{} generation {}",

@@ -27,11 +27,16 @@ use super::stack_events::explain;
 /// one UpdateStack that finds nothing to do.
 pub(super) fn needed(desired: &DesiredStack, stack: &StackDescription) -> bool {
     let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
-    let role = desired.role_arn.is_some() && desired.role_arn != stack.role_arn;
-    let topics = set(&desired.notification_arns) != set(&stack.notification_arns);
-    let alarms: Vec<String> = desired.rollback_triggers.iter().map(|t| t.alarm_arn.clone()).collect();
+    let role = desired.options.role_arn.is_some() && desired.options.role_arn != stack.role_arn;
+    let topics = set(&desired.options.notification_arns) != set(&stack.notification_arns);
+    let alarms: Vec<String> = desired
+        .options
+        .rollback_triggers
+        .iter()
+        .map(|t| t.alarm_arn.clone())
+        .collect();
     let triggers = set(&alarms) != set(&stack.rollback_triggers)
-        || desired.rollback_monitoring_minutes.unwrap_or(0) != stack.rollback_monitoring_minutes.unwrap_or(0);
+        || desired.options.rollback_monitoring_minutes.unwrap_or(0) != stack.rollback_monitoring_minutes.unwrap_or(0);
     let parameters = desired
         .parameters
         .iter()

@@ -89,11 +89,11 @@ fn manual_approval_waits_for_the_exact_change_set() {
         plan.steps.is_empty(),
         "an approval of another change set must not run this one"
     );
+    let hint = condition(&plan, APPROVAL_REQUIRED).unwrap().2;
+    assert!(hint.contains("not this change set"), "{hint}");
     assert!(
-        condition(&plan, APPROVAL_REQUIRED)
-            .unwrap()
-            .2
-            .contains("not this change set")
+        hint.contains("stackpilot approve web -n team-a --change-set") && hint.contains("kubectl annotate -n team-a"),
+        "the hint works from any namespace: {hint}"
     );
 
     case.approval = Some(wanted());
@@ -241,11 +241,9 @@ fn an_empty_change_set_is_applied_with_update_stack_and_then_is_success() {
     assert_eq!(status, "True");
     assert!(message.contains("no changes"), "{message}");
     // A new notification topic is something the stack does not have.
-    let topic = DesiredStack {
-        notification_arns: vec!["arn:aws:sns:us-east-1:123456789012:ops".into()],
-        ..desired()
-    }
-    .seal("");
+    let mut topic = desired();
+    topic.options.notification_arns = vec!["arn:aws:sns:us-east-1:123456789012:ops".into()];
+    let topic = topic.seal("");
     let name = change_set_name(1, &topic.fingerprint);
     noop.desired = Ok(topic);
     noop.previous.change_set = Some(pending(&name, ChangeSetKind::Update));

@@ -253,11 +253,9 @@ fn a_create_past_its_timeout_is_cancelled_then_held_or_recreated() {
     gone.previous = held.status.clone();
     assert!(gone.decide().steps.is_empty(), "held until the inputs change");
     // New inputs (a spec change or a requested reconcile) try again.
-    gone.desired = Ok(DesiredStack {
-        capabilities: vec!["CAPABILITY_IAM".into()],
-        ..desired()
-    }
-    .seal(""));
+    let mut iam = desired();
+    iam.options.capabilities = vec!["CAPABILITY_IAM".into()];
+    gone.desired = Ok(iam.seal(""));
     assert!(matches!(gone.decide().steps.as_slice(), [Step::CreateChangeSet(_)]));
 
     // Under Recreate: created again once the backoff from the timeout passed.

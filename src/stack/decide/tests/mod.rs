@@ -16,7 +16,7 @@ use crate::api::{
     StackStatus,
 };
 use crate::aws::{
-    ChangeSetDescription, ChangeSetStatus, ExecutionStatus, ResourceChange, StackDescription, StackEvent,
+    ChangeSetDescription, ChangeSetStatus, ExecutionStatus, ResourceChange, StackDescription, StackEvent, StackOptions,
     StackState as Cfn, TemplateSource,
 };
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED, READY, RECONCILING, STALLED};
@@ -49,12 +49,10 @@ pub(super) fn desired() -> DesiredStack {
             value: "s3cret".into(),
             secret: true,
         }],
-        tags: BTreeMap::from([(TAG_UID.to_string(), UID.to_string())]),
-        capabilities: vec![],
-        role_arn: None,
-        notification_arns: vec![],
-        rollback_triggers: vec![],
-        rollback_monitoring_minutes: None,
+        options: StackOptions {
+            tags: BTreeMap::from([(TAG_UID.to_string(), UID.to_string())]),
+            ..StackOptions::default()
+        },
         termination_protection: false,
         stack_policy: None,
         upload: None,
