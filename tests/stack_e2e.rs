@@ -266,7 +266,7 @@ async fn manual_approval_waits_for_that_change_set() {
 
     // The CLI refuses a change set that is not the one waiting, then approves.
     let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_stackpilot"))
+        std::process::Command::new(support::binary())
             .args(args)
             .env("KUBECONFIG", &f.bed.kubeconfig)
             .output()

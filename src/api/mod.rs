@@ -6,6 +6,7 @@ mod failures;
 mod pipeline;
 mod stack;
 mod stack_deployment;
+mod stack_deployment_status;
 mod template;
 
 pub use aws_account::*;
@@ -13,6 +14,7 @@ pub use duration::parse_duration;
 pub use pipeline::*;
 pub use stack::*;
 pub use stack_deployment::*;
+pub use stack_deployment_status::*;
 pub use template::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -175,7 +175,7 @@ impl Operator {
             std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
         let log_path = PathBuf::from(log_dir).join(format!("operator-{namespace}-{port}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stackpilot"));
+        let mut command = Command::new(binary());
         command
             .arg("run")
             .env("KUBECONFIG", &bed.kubeconfig)
@@ -258,6 +258,13 @@ impl Operator {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// The operator binary under test: cargo's build of this tree, or
+/// `STACKPILOT_TEST_BINARY` (a build kept apart, e.g. when several work
+/// trees share one cargo target directory and its `target/debug`).
+pub fn binary() -> String {
+    std::env::var("STACKPILOT_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stackpilot").to_string())
 }
 
 /// A plain HTTP GET over loopback (status, body): the operator's own.
