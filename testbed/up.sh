@@ -70,7 +70,9 @@ wait_for() { # <name> <description> <check command...>
   local name="$1" what="$2" deadline=$((SECONDS + START_TIMEOUT))
   shift 2
   until "$@" >/dev/null 2>&1; do
-    if ! running_pid "$name" >/dev/null; then
+    # Asked twice: a process in the middle of exec (env -> the binary)
+    # shows an empty command line for a moment.
+    if ! running_pid "$name" >/dev/null && ! { sleep 0.5 && running_pid "$name" >/dev/null; }; then
       log "$name exited before $what; last lines of $STATE/logs/$name.log:"
       tail -n 40 "$STATE/logs/$name.log" >&2
       return 1
