@@ -163,7 +163,7 @@ async fn outputs_flow_to_dependents_and_to_secrets_and_config_maps() {
     )
     .await;
     let net = f.wait_condition("net", "Ready", "True").await;
-    let app = f.wait_condition("app", "Ready", "True").await;
+    f.wait_condition("app", "Ready", "True").await;
     let arn = net.status.as_ref().unwrap().outputs.get("QueueArn").unwrap().clone();
     let described = f.aws.describe_stack(&format!("{ns}-app")).await.unwrap().unwrap();
     assert_eq!(
@@ -187,7 +187,17 @@ async fn outputs_flow_to_dependents_and_to_secrets_and_config_maps() {
         .await
         .unwrap();
     assert!(config_map.data.unwrap().contains_key("QueueArn"));
-    assert!(app.status.unwrap().written_outputs.is_some());
+    // Status records what was written (the write that made Ready may come
+    // before the one that mirrors the outputs).
+    let stacks = f.stacks();
+    eventually(Duration::from_secs(30), "app's written outputs in status", || {
+        let stacks = stacks.clone();
+        async move {
+            let app = stacks.get("app").await.ok()?;
+            app.status?.written_outputs.map(|_| ())
+        }
+    })
+    .await;
 
     // An output change reaches the Secret.
     f.apply(

@@ -9,8 +9,10 @@ use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use stackpilot::api::Stack;
+use stackpilot::aws::budget::{BudgetProvider, BudgetSettings};
 use stackpilot::aws::sdk::SdkProvider;
 use stackpilot::aws::{AwsTarget, CloudFormation, CloudFormationProvider};
+use stackpilot::runtime::metrics::Metrics;
 
 use super::{Operator, TestBed, TestNamespace, eventually, install_crds};
 
@@ -48,7 +50,15 @@ impl Fixture {
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, prefix).await;
         let operator = Operator::start(&bed, &ns.name, endpoint, env).await;
-        let provider = SdkProvider::from_env(Some(endpoint.to_string()), Some("us-east-1".into())).await;
+        let sdk = SdkProvider::from_env(Some(endpoint.to_string()), Some("us-east-1".into())).await;
+        // Through a (generous) call budget, as the operator calls AWS: the
+        // SDK's CloudFormation clients make one attempt, the budget retries
+        // passing faults.
+        let budget = BudgetSettings {
+            calls_per_second: 1000.0,
+            burst: 1000.0,
+        };
+        let provider = BudgetProvider::new(Arc::new(sdk), budget, Arc::new(Metrics::default()));
         let aws = provider.client(&AwsTarget {
             region: "us-east-1".into(),
             role_arn: None,
