@@ -177,6 +177,19 @@ fn targets(first: &str, second: &str) -> Value {
     Value::Array(targets)
 }
 
+/// The Stalled condition of a deployment refused as invalid at v1.
+impl Bed {
+    async fn stalled(&self, name: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        let d = self.wait_phase(name, DeploymentPhase::Invalid, "v1").await;
+        d.status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Stalled")
+            .expect("Stalled")
+    }
+}
+
 fn artifact(revision: &str, visibility: &str) -> Value {
     json!({"revision": revision, "template": {"body": TEMPLATE},
         "parameters": [{"name": "Visibility", "value": visibility}]})
@@ -305,14 +318,7 @@ async fn bad_input_is_a_condition_with_no_aws_call() {
     ]);
     t.apply("dup", json!({"artifact": artifact("v1", "30"), "targets": duplicate}))
         .await;
-    let d = t.wait_phase("dup", DeploymentPhase::Invalid, "v1").await;
-    let stalled = d
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("Stalled");
+    let stalled = t.stalled("dup").await;
     assert_eq!(stalled.reason, "DuplicateTarget");
     assert!(
         stalled.message.contains("one") && stalled.message.contains("two"),
@@ -327,14 +333,7 @@ async fn bad_input_is_a_condition_with_no_aws_call() {
         json!({"artifact": artifact("v1", "30"), "targets": one, "strategy": unknown}),
     )
     .await;
-    let d = t.wait_phase("canary", DeploymentPhase::Invalid, "v1").await;
-    let stalled = d
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("Stalled");
+    let stalled = t.stalled("canary").await;
     assert_eq!(stalled.reason, "UnknownCanaryTarget");
 
     // A percentage out of range: a Stalled condition from the controller
@@ -345,14 +344,7 @@ async fn bad_input_is_a_condition_with_no_aws_call() {
         json!({"artifact": artifact("v1", "30"), "targets": one, "strategy": bad}),
     )
     .await;
-    let d = t.wait_phase("pct", DeploymentPhase::Invalid, "v1").await;
-    let stalled = d
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("Stalled");
+    let stalled = t.stalled("pct").await;
     assert_eq!(stalled.reason, "InvalidStrategy");
     assert!(stalled.message.contains("150%"), "{}", stalled.message);
 
@@ -369,14 +361,7 @@ async fn bad_input_is_a_condition_with_no_aws_call() {
         json!({"artifact": artifact("v1", "30"), "targets": elsewhere}),
     )
     .await;
-    let d = t.wait_phase("tenant", DeploymentPhase::Invalid, "v1").await;
-    let stalled = d
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("Stalled");
+    let stalled = t.stalled("tenant").await;
     assert!(stalled.message.contains("target one"), "{}", stalled.message);
 
     tokio::time::sleep(Duration::from_secs(3)).await;
