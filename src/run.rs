@@ -19,6 +19,7 @@ use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::SdkProvider;
 use crate::cli::RunArgs;
+use crate::pipeline;
 use crate::runtime::context::Shared;
 use crate::runtime::leader::{Elector, LeaseSettings};
 use crate::runtime::metrics::Metrics;
@@ -145,11 +146,23 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
     // one to sync cannot make the replica ready alone.
     let readiness = &parts.shared.readiness;
     readiness.register(stack::CACHE);
+    for cache in pipeline::CACHES {
+        readiness.register(cache);
+    }
     if args.account_controller {
         readiness.register(account::CACHE);
     }
     let accounts = start_accounts(&args, &parts, &stop_rx);
     let stacks = SharedStacks::new(parts.shared.client.clone(), namespace.as_deref());
+    // Subscribed before the Stack cache runs: child Stacks wake their pipeline.
+    let pipelines = tokio::spawn(pipeline::run(
+        parts.shared.clone(),
+        stacks.subscribe(),
+        stacks.store.clone(),
+        namespace.clone(),
+        pipeline::Timing::default(),
+        stopped(stop_rx.clone()),
+    ));
     let ctx = Arc::new(StackContext::new(
         parts.shared,
         parts.aws,
@@ -157,6 +170,7 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
         stacks.store.clone(),
     ));
     stack::run(ctx, stacks, namespace, stopped(stop_rx)).await;
+    let _ = pipelines.await;
     if let Some(accounts) = accounts {
         let _ = accounts.await;
     }
