@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod pipeline;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stackpilot",
@@ -20,16 +22,68 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers.
     Run(Box<RunArgs>),
-    /// Approve the change set a Stack waits on (changes.approval: Manual).
+    /// Approve the change set a Stack waits on (changes.approval: Manual), or
+    /// the approval action a pipeline waits on now (`pipeline/<name>`).
     Approve {
-        /// The Stack object.
-        stack: String,
+        /// A Stack object, or `pipeline/<name>`.
+        target: String,
         /// Its namespace (default: the kubeconfig's).
         #[arg(long, short)]
         namespace: Option<String>,
         /// Approve only if this is the change set waiting (as shown in status.changeSet.name).
         #[arg(long)]
         change_set: Option<String>,
+        /// A pipeline approval's comment.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject the approval action a pipeline waits on now.
+    Reject {
+        /// `pipeline/<name>`.
+        target: String,
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Retry the failed actions (or, with --all, every action) of the stage
+    /// where a pipeline's execution failed or stopped.
+    Retry {
+        /// `pipeline/<name>`.
+        target: String,
+        #[arg(long, short)]
+        namespace: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop a pipeline's running execution: running actions finish (or, with
+    /// --abandon, are left running) and nothing more starts.
+    Stop {
+        /// `pipeline/<name>`.
+        target: String,
+        #[arg(long, short)]
+        namespace: Option<String>,
+        #[arg(long)]
+        abandon: bool,
+        /// Why (shown in status).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show a pipeline's current execution as a tree of stages, action
+    /// groups and actions with phases and durations.
+    Get {
+        /// `pipeline/<name>`.
+        target: String,
+        #[arg(long, short)]
+        namespace: Option<String>,
+    },
+    /// List a pipeline's executions, newest first.
+    History {
+        /// `pipeline/<name>`.
+        target: String,
+        #[arg(long, short)]
+        namespace: Option<String>,
     },
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
     Crd {

@@ -1,38 +1,60 @@
 use std::io::Write;
 
 use clap::Parser;
+use stackpilot::cli::pipeline::{self, target};
 use stackpilot::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let done = match cli.command {
         Command::Run(args) => {
             stackpilot::runtime::telemetry::init(args.log_format);
-            stackpilot::run::run(*args).await
+            return stackpilot::run::run(*args).await;
         }
         Command::Approve {
-            stack,
+            target: object,
             namespace,
             change_set,
-        } => {
-            let done = stackpilot::approve::approve(&stack, namespace.as_deref(), change_set.as_deref()).await?;
-            println!("{done}");
-            Ok(())
-        }
+            comment,
+        } => match pipeline::pipeline_name(&object) {
+            Some(name) => pipeline::decide(name, namespace.as_deref(), true, comment).await?,
+            None => stackpilot::approve::approve(&object, namespace.as_deref(), change_set.as_deref()).await?,
+        },
+        Command::Reject {
+            target: t,
+            namespace,
+            comment,
+        } => pipeline::decide(target(&t)?, namespace.as_deref(), false, comment).await?,
+        Command::Retry {
+            target: t,
+            namespace,
+            all,
+        } => pipeline::retry(target(&t)?, namespace.as_deref(), all).await?,
+        Command::Stop {
+            target: t,
+            namespace,
+            abandon,
+            reason,
+        } => pipeline::stop(target(&t)?, namespace.as_deref(), abandon, reason).await?,
+        Command::Get { target: t, namespace } => pipeline::get(target(&t)?, namespace.as_deref()).await?,
+        Command::History { target: t, namespace } => pipeline::show_history(target(&t)?, namespace.as_deref()).await?,
         Command::Crd { out_dir: Some(dir) } => {
             std::fs::create_dir_all(&dir)?;
             for (file, crd) in stackpilot::api::crds() {
                 std::fs::write(dir.join(file), stackpilot::api::crd_yaml(&crd))?;
             }
-            Ok(())
+            return Ok(());
         }
         Command::Crd { out_dir: None } => {
             let mut out = std::io::stdout().lock();
             for (_, crd) in stackpilot::api::crds() {
                 writeln!(out, "---\n{}", stackpilot::api::crd_yaml(&crd))?;
             }
-            Ok(())
+            return Ok(());
         }
-    }
+    };
+    print!("{}", done.trim_end());
+    println!();
+    Ok(())
 }
