@@ -1,12 +1,23 @@
 use std::io::Write;
+use std::process::ExitCode;
 
 use clap::Parser;
 use stackpilot::cli::pipeline::{self, target};
 use stackpilot::cli::{Cli, Command};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // One line, causes included, never a backtrace.
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let done = match cli.command {
         Command::Run(args) => {
             stackpilot::runtime::telemetry::init(args.log_format);

@@ -175,7 +175,7 @@ impl Operator {
             std::env::var("STACKPILOT_TEST_LOG_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
         let log_path = PathBuf::from(log_dir).join(format!("operator-{namespace}-{port}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stackpilot"));
+        let mut command = Command::new(binary());
         command
             .arg("run")
             .env("KUBECONFIG", &bed.kubeconfig)
@@ -260,6 +260,16 @@ impl Operator {
 
 /// A plain HTTP GET over loopback (status, body): the operator's own.
 pub use stackpilot::runtime::admin::http_get;
+
+/// The operator binary: `STACKPILOT_TEST_BINARY` when set (a copy taken
+/// right after the build: with a target directory shared between worktrees,
+/// `target/debug/stackpilot` may be another worktree's by the time a test
+/// runs), else the one cargo built for this test.
+pub fn binary() -> PathBuf {
+    std::env::var_os("STACKPILOT_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stackpilot")))
+}
 
 /// Polls `check` until it returns Some, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
