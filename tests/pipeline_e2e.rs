@@ -139,9 +139,29 @@ fn env_of(job: &Job) -> Vec<(String, String)> {
 /// How many times the operator applied the child `child` (its log lines).
 fn child_writes(f: &Fixture, child: &str) -> usize {
     let log = std::fs::read_to_string(&f.operator.log).unwrap_or_default();
-    log.lines()
+    let plain = without_colours(&log);
+    plain
+        .lines()
         .filter(|l| l.contains("child applied") && l.contains(&format!("child={child} ")))
         .count()
+}
+
+/// The log without terminal colour codes.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[tokio::test]
@@ -224,6 +244,8 @@ async fn dev_test_approval_prod_with_the_cli() {
             "{name}: {status}"
         );
     }
+    assert_eq!(child_writes(&f, "web-dev-app"), 1, "one apply per deploy action");
+    assert_eq!(child_writes(&f, "web-prod-app"), 1, "one apply per deploy action");
     let (ok, out) = cli(&f, &["history", "pipeline/web"]);
     assert!(ok && out.contains(&execution.id) && out.contains("Succeeded"), "{out}");
     let (ok, out) = cli(&f, &["get", "pipeline/nope"]);
@@ -267,6 +289,7 @@ async fn a_failed_test_retried_alone_turns_green() {
     );
     let dev_generation = f.stacks().get("web-dev-app").await.unwrap().metadata.generation;
     let writes_before = child_writes(&f, "web-dev-app");
+    assert_eq!(writes_before, 1);
 
     // Fix the test, then retry the failed action alone.
     apply(&f, "web", spec("v1", "30", "succeed")).await;
