@@ -506,5 +506,24 @@ async fn bad_input_is_a_clear_condition() {
         settled(&f, name).await;
     }
     assert!(f.stacks().list(&ListParams::default()).await.unwrap().items.is_empty());
+
+    // Creating the ConfigMap starts an execution at once (its watch wakes the pipeline).
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(f.client.clone(), &f.ns.name);
+    let config_map = serde_json::from_value(json!({"metadata": {"name": "missing"},
+        "data": {"template": QUEUE_TEMPLATE, "parameters.json": r#"[{"name":"Visibility","value":"45"}]"#}}))
+    .unwrap();
+    config_maps.create(&Default::default(), &config_map).await.unwrap();
+    let created = Instant::now();
+    let running = wait_pipeline(&f, "no-configmap", "an execution starts", |p| {
+        p.status.as_ref().is_some_and(|s| s.current_execution.is_some())
+    })
+    .await;
+    assert!(
+        created.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        created.elapsed()
+    );
+    let revision = running.status.unwrap().current_execution.unwrap().revision;
+    assert!(revision.starts_with("cm-"), "{revision}");
     f.finish().await;
 }

@@ -14,8 +14,12 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use tracing::warn;
 
@@ -44,6 +48,28 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The pipelines whose source is this ConfigMap.
+fn reading(
+    pipelines: &reflector::Store<Pipeline>,
+    config_map: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<Pipeline>> {
+    let namespace = config_map.namespace();
+    let name = config_map.name_any();
+    pipelines
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == namespace)
+        .filter(|p| {
+            p.spec
+                .source
+                .artifact_ref
+                .as_ref()
+                .is_some_and(|r| r.config_map == name)
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
 }
 
 /// Runs the Pipeline controller until `shutdown` resolves. `stacks` is a
@@ -108,7 +134,17 @@ pub async fn run(
         jobs,
         timing,
     ));
+    // Only metadata of ConfigMaps: a source ConfigMap created or changed
+    // wakes the pipelines that read it; its content is read when they reconcile.
+    let config_maps = watcher(
+        scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let readers = pipelines.clone();
     Controller::for_stream(pipeline_stream, pipelines)
+        .watches_stream(config_maps, move |config_map| reading(&readers, &config_map))
         .owns_shared_stream(stacks)
         .owns_stream(deployment_stream)
         .owns_stream(job_stream)
