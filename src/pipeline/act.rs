@@ -102,7 +102,13 @@ pub async fn act(pipeline: &Pipeline, ctx: &PipelineContext, found: Found<'_>, p
             ));
             continue;
         };
+        let key = format!("{namespace}/{}", write.name);
+        let what = format!("{}/{}", write.deploy_revision, write.retry_request);
+        if ctx.just_applied(&key, &what) {
+            continue;
+        }
         apply_child(ctx, pipeline, &namespace, write, artifact).await?;
+        ctx.record_applied(key, what);
         info!(pipeline = %name, child = %write.name, revision = %write.deploy_revision, "child applied");
     }
 
