@@ -16,7 +16,6 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -25,7 +24,7 @@ use tracing::warn;
 
 use crate::api::{Pipeline, Stack, StackDeployment};
 use crate::runtime::context::Shared;
-use crate::runtime::watch::ConstantBackoff;
+use crate::runtime::watch::{ConstantBackoff, scoped};
 
 pub use act::{FIELD_MANAGER, FINALIZER};
 pub use context::PipelineContext;
@@ -39,16 +38,6 @@ pub use plan::{
 
 /// The caches of the Pipeline controller, in `/readyz`.
 pub const CACHES: [&str; 3] = ["pipelines", "stackdeployments", "jobs"];
-
-fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
 
 /// The pipelines whose source is this ConfigMap.
 fn reading(
