@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod deployment;
+pub mod object;
+pub mod pipeline;
 
-pub use deployment::DeploymentRef;
+pub use object::ObjectRef;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,44 +26,78 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers.
     Run(Box<RunArgs>),
-    /// Approve the change set a Stack waits on (changes.approval: Manual).
+    /// Approve the change set a Stack waits on (`<stack>` or `stack/<name>`,
+    /// changes.approval: Manual), or the approval action a pipeline waits on
+    /// now (`pipeline/<name>`).
     Approve {
-        /// The Stack object.
-        stack: String,
-        /// Its namespace (default: the kubeconfig's).
-        #[arg(long, short)]
-        namespace: Option<String>,
-        /// Approve only if this is the change set waiting (as shown in status.changeSet.name).
+        #[command(flatten)]
+        target: ObjectRef,
+        /// A Stack: approve only if this is the change set waiting (as shown
+        /// in status.changeSet.name).
         #[arg(long)]
         change_set: Option<String>,
+        /// A pipeline approval's comment.
+        #[arg(long)]
+        comment: Option<String>,
     },
-    /// Show a StackDeployment as a tree of waves and targets.
-    Status(DeploymentRef),
-    /// End the current pause of a StackDeployment (`--full`: skip every remaining pause and bake).
+    /// Reject the approval action a pipeline waits on now (`pipeline/<name>`).
+    Reject {
+        #[command(flatten)]
+        target: ObjectRef,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// `stackdeployment/<name>`: roll a rejected revision out again.
+    /// `pipeline/<name>`: retry the failed actions (or, with --all, every
+    /// action) of the stage where the execution failed or stopped.
+    Retry {
+        #[command(flatten)]
+        target: ObjectRef,
+        /// A pipeline: retry every action of the stage, not only the failed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop a pipeline's running execution: running actions finish (or, with
+    /// --abandon, are left running) and nothing more starts.
+    Stop {
+        #[command(flatten)]
+        target: ObjectRef,
+        #[arg(long)]
+        abandon: bool,
+        /// Why (shown in status).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show a StackDeployment as a tree of waves and targets, or a pipeline's
+    /// current execution as a tree of stages and actions.
+    #[command(visible_alias = "get")]
+    Status(ObjectRef),
+    /// The kept revisions of a StackDeployment, or a pipeline's executions,
+    /// newest first.
+    History(ObjectRef),
+    /// End the current pause of a StackDeployment (`--full`: skip every
+    /// remaining pause and bake).
     Promote {
         #[command(flatten)]
-        target: DeploymentRef,
+        target: ObjectRef,
         #[arg(long)]
         full: bool,
     },
     /// Hold a StackDeployment's rollout where it is.
-    Pause(DeploymentRef),
+    Pause(ObjectRef),
     /// Let a paused StackDeployment go on.
-    Resume(DeploymentRef),
-    /// Stop the running rollout and roll it back.
-    Abort(DeploymentRef),
-    /// Roll a rejected revision out again.
-    Retry(DeploymentRef),
-    /// Roll every target back to a kept revision.
+    Resume(ObjectRef),
+    /// Stop a StackDeployment's running rollout and roll it back.
+    Abort(ObjectRef),
+    /// Roll every target of a StackDeployment back to a kept revision.
     Rollback {
         #[command(flatten)]
-        target: DeploymentRef,
+        target: ObjectRef,
         /// The revision label or hash (see `stackpilot history`).
         #[arg(long)]
         to: String,
     },
-    /// The kept revisions of a StackDeployment, newest first.
-    History(DeploymentRef),
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
     Crd {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.

@@ -22,6 +22,7 @@ use crate::aws::instrumented::InstrumentedProvider;
 use crate::aws::sdk::{SdkAlarms, SdkProvider};
 use crate::cli::RunArgs;
 use crate::deployment::{self, DeploymentContext, DeploymentSettings};
+use crate::pipeline;
 use crate::runtime::context::Shared;
 use crate::runtime::leader::{Elector, LeaseSettings};
 use crate::runtime::metrics::Metrics;
@@ -167,6 +168,9 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
     let readiness = &parts.shared.readiness;
     readiness.register(stack::CACHE);
     readiness.register(deployment::CACHE);
+    for cache in pipeline::CACHES {
+        readiness.register(cache);
+    }
     if args.account_controller {
         readiness.register(account::CACHE);
     }
@@ -193,6 +197,15 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
         namespace.clone(),
         stopped(stop_rx.clone()),
     ));
+    // Subscribed before the Stack cache runs: child Stacks wake their pipeline.
+    let pipelines = tokio::spawn(pipeline::run(
+        parts.shared.clone(),
+        stacks.subscribe(),
+        stacks.store.clone(),
+        namespace.clone(),
+        pipeline::Timing::default(),
+        stopped(stop_rx.clone()),
+    ));
     let ctx = Arc::new(StackContext::new(
         parts.shared,
         parts.aws,
@@ -201,6 +214,7 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
     ));
     stack::run(ctx, stacks, namespace, stopped(stop_rx)).await;
     let _ = deployment_controller.await;
+    let _ = pipelines.await;
     if let Some(accounts) = accounts {
         let _ = accounts.await;
     }

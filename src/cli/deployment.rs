@@ -17,16 +17,6 @@ use crate::deployment::plan::{
     ROLLBACK_TO_ANNOTATION, RolloutPhase,
 };
 
-/// Which StackDeployment a command is about.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DeploymentRef {
-    /// `stackdeployment/<name>` (also `sdep/<name>`, or the bare name).
-    pub object: String,
-    /// Its namespace (default: the kubeconfig's, like kubectl).
-    #[arg(long, short)]
-    pub namespace: Option<String>,
-}
-
 /// What to do with it.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -40,28 +30,11 @@ pub enum Request {
     RollbackTo(String),
 }
 
-/// The object name from `kind/name`; other kinds are refused.
-pub fn object_name(object: &str) -> anyhow::Result<&str> {
-    match object.split_once('/') {
-        None => Ok(object),
-        Some((kind, name)) if is_deployment_kind(kind) && !name.is_empty() => Ok(name),
-        Some((kind, _)) => bail!("{kind} is not a StackDeployment: use stackdeployment/<name>"),
-    }
-}
-
-fn is_deployment_kind(kind: &str) -> bool {
-    let kind = kind.to_ascii_lowercase();
-    let kind = kind.strip_suffix(".stackpilot.dev").unwrap_or(&kind);
-    matches!(kind, "stackdeployment" | "stackdeployments" | "sdep")
-}
-
-pub async fn run(target: &DeploymentRef, request: Request) -> anyhow::Result<String> {
+pub async fn run(name: &str, namespace: Option<&str>, request: Request) -> anyhow::Result<String> {
     let client = Client::try_default().await.context("no Kubernetes connection")?;
-    let namespace = target
-        .namespace
-        .clone()
+    let namespace = namespace
+        .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let name = object_name(&target.object)?;
     let api: Api<StackDeployment> = Api::namespaced(client, &namespace);
     let object = match api.get_opt(name).await {
         Ok(Some(object)) => object,
@@ -283,24 +256,4 @@ pub fn history(status: &StackDeploymentStatus) -> String {
         );
     }
     out.trim_end().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn object_names_take_the_kinds_kubectl_takes() {
-        assert_eq!(object_name("stackdeployment/web").unwrap(), "web");
-        assert_eq!(object_name("sdep/web").unwrap(), "web");
-        assert_eq!(object_name("stackdeployments.stackpilot.dev/web").unwrap(), "web");
-        assert_eq!(object_name("web").unwrap(), "web");
-        assert!(
-            object_name("stack/web")
-                .unwrap_err()
-                .to_string()
-                .contains("not a StackDeployment")
-        );
-        assert!(object_name("stackdeployment/").is_err());
-    }
 }

@@ -415,3 +415,9 @@ pub fn action_entry<'e>(execution: &'e mut Execution, stage: &str, action: &str)
 pub fn find_stage<'s>(spec: &'s PipelineSpec, name: &str) -> Option<&'s Stage> {
     spec.stages.iter().find(|s| s.name == name)
 }
+
+/// The ControllerRevision that keeps one artifact of a pipeline.
+pub fn snapshot_name(pipeline: &str, hash: &str) -> String {
+    let suffix = format!("-{hash}");
+    format!("{}{suffix}", fit(pipeline, 253 - suffix.len()))
+}

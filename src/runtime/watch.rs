@@ -39,3 +39,14 @@ impl Iterator for ConstantBackoff {
 impl kube::runtime::utils::Backoff for ConstantBackoff {
     fn reset(&mut self) {}
 }
+
+/// An API of a namespaced kind in `namespace`, or in every namespace.
+pub fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}

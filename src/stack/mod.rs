@@ -32,7 +32,7 @@ use tracing::warn;
 
 use crate::api::{AwsAccount, OperationAction, Stack};
 use crate::runtime::slots::Priority;
-use crate::runtime::watch::{ConstantBackoff, changed_only};
+use crate::runtime::watch::{ConstantBackoff, changed_only, scoped};
 use triggers::{Readers, Source};
 
 pub use act::FINALIZER;
@@ -53,16 +53,6 @@ fn mapper<K: kube::Resource>(
     source: Source,
 ) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<Stack>> {
     move |object| readers.readers(&store, source, object.metadata.namespace.as_deref(), &object.name_any())
-}
-
-fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Runs the Stack controller on the shared Stack cache until `shutdown`
