@@ -15,7 +15,6 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
-use tracing::warn;
 
 use crate::api::AwsAccount;
 use crate::aws::identity::AccountIdentity;
@@ -77,14 +76,9 @@ pub async fn run_selected(
             Default::default(),
         );
     let context = Arc::new(AccountContext { shared, identity });
-    Controller::for_stream(stream, reader)
+    let results = Controller::for_stream(stream, reader)
         .with_config(Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "awsaccount controller");
-            }
-        })
-        .await;
+        .run(reconcile::reconcile, reconcile::error_policy, context);
+    crate::runtime::reconciler::drain(results, "awsaccount").await;
 }

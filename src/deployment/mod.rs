@@ -17,7 +17,6 @@ use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
-use tracing::warn;
 
 use crate::api::{Stack, StackDeployment};
 
@@ -40,10 +39,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.shared.client.clone();
-    let api: Api<StackDeployment> = match namespace.as_deref() {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
+    let api: Api<StackDeployment> = crate::runtime::watch::scoped(&client, namespace.as_deref());
     let (store, writer) = reflector::store();
     let synced = ctx.shared.readiness.register(CACHE);
     // Our own status writes change none of these, so they do not wake us.
@@ -58,14 +54,9 @@ pub async fn run(
                 .combine(predicates::finalizers),
             Default::default(),
         );
-    Controller::for_stream(deployments, store)
+    let results = Controller::for_stream(deployments, store)
         .owns_shared_stream(stacks)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "stackdeployment controller");
-            }
-        })
-        .await;
+        .run(reconcile::reconcile, reconcile::error_policy, ctx);
+    crate::runtime::reconciler::drain(results, "stackdeployment").await;
 }

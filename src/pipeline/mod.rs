@@ -20,7 +20,6 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
-use tracing::warn;
 
 use crate::api::{Pipeline, Stack, StackDeployment};
 use crate::runtime::context::Shared;
@@ -132,7 +131,7 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let readers = pipelines.clone();
-    Controller::for_stream(pipeline_stream, pipelines)
+    let results = Controller::for_stream(pipeline_stream, pipelines)
         .watches_stream(config_maps, move |config_map| reading(&readers, &config_map))
         .owns_shared_stream(stacks)
         .owns_stream(deployment_stream)
@@ -140,11 +139,6 @@ pub async fn run(
         .with_config(Config::default().concurrency(16))
         .trigger_backoff(ConstantBackoff(Duration::from_millis(100)))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "pipeline controller");
-            }
-        })
-        .await;
+        .run(reconcile::reconcile, reconcile::error_policy, ctx);
+    crate::runtime::reconciler::drain(results, "pipeline").await;
 }

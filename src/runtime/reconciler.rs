@@ -82,3 +82,19 @@ where
     shared.events.publish_later(object.object_ref(&()), vec![note]);
     Action::requeue(delay)
 }
+
+/// Drives a controller's result stream to its end, logging what the
+/// controller itself could not do (reconcile errors have their own Events).
+pub async fn drain<T, E: std::fmt::Display>(
+    results: impl futures::Stream<Item = std::result::Result<T, E>>,
+    controller: &str,
+) {
+    use futures::StreamExt;
+    results
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, controller, "controller");
+            }
+        })
+        .await;
+}

@@ -20,7 +20,6 @@ mod triggers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
@@ -28,7 +27,6 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
-use tracing::warn;
 
 use crate::api::{AwsAccount, OperationAction, Stack};
 use crate::runtime::slots::Priority;
@@ -124,7 +122,7 @@ pub async fn run(
     let dependents_store = store.clone();
     let dependents_readers = readers.clone();
     let slots_ctx = ctx.clone();
-    Controller::for_shared_stream(trigger, store.clone())
+    let results = Controller::for_shared_stream(trigger, store.clone())
         .watches_stream(
             config_maps.touched_objects(),
             mapper(store.clone(), readers.clone(), Source::ConfigMap),
@@ -174,13 +172,8 @@ pub async fn run(
             },
             reconcile::error_policy,
             ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "stack controller");
-            }
-        })
-        .await;
+        );
+    crate::runtime::reconciler::drain(results, "stack").await;
     cache.abort();
 }
 
