@@ -12,7 +12,7 @@
 //! LocalStack makes this meaningful: it has no `ClientRequestToken`
 //! idempotency, CreateChangeSet with an existing name makes a second change
 //! set, and executing an executed change set fails `InvalidChangeSetStatus`
-//! (see tests/aws_sdk.rs). A repeated write that AWS would have absorbed
+//! (see tests/aws_sdk/). A repeated write that AWS would have absorbed
 //! shows up here.
 //!
 //! The workload runs in rounds of `STACKPILOT_FAULT_KILLS_PER_ROUND` kills

@@ -280,7 +280,6 @@ async fn localstack_assumes_the_target_role() {
     assert_eq!(cf.describe_stack(&unique("role")).await.unwrap(), None);
 }
 
-
 #[tokio::test]
 async fn localstack_template_protection_bulk_read_and_missing_operations() {
     let endpoint = endpoint("STACKPILOT_TEST_AWS_ENDPOINT");
@@ -428,4 +427,3 @@ async fn localstack_large_template_goes_through_s3() {
     let _ = s3.delete_object().bucket(&bucket).key(&key).send().await;
     let _ = s3.delete_bucket().bucket(&bucket).send().await;
 }
-

@@ -92,7 +92,6 @@
 //!   deleted between pages breaks the read; the paging test uses a region of
 //!   its own.
 
-
 mod localstack;
 mod moto;
 mod wire;
@@ -118,7 +117,6 @@ use stackpilot::aws::{
 };
 use stackpilot::runtime::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 
 const REGION: &str = "us-east-1";
 
@@ -269,7 +267,6 @@ async fn gone(cf: &Arc<dyn CloudFormation>, stack: &str) {
     }
 }
 
-
 async fn client_in(endpoint: &str, region: &str, limits: SdkLimits) -> Arc<dyn CloudFormation> {
     provider_with(endpoint, limits).await.client(&AwsTarget {
         region: region.into(),
@@ -310,4 +307,3 @@ fn assert_unimplemented(err: &AwsError, emulator: &str) {
         _ => assert_eq!(err.kind, AwsErrorKind::Transient, "{err}"),
     }
 }
-

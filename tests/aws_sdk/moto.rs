@@ -137,4 +137,3 @@ async fn moto_bulk_read_follows_every_page() {
     })
     .await;
 }
-

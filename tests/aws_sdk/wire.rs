@@ -502,4 +502,3 @@ async fn write_calls_send_their_parameters() {
         seen[7]
     );
 }
-
