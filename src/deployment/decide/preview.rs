@@ -114,7 +114,7 @@ pub fn approval_message(o: &Observed, plan: &Plan) -> Option<String> {
         ),
     };
     let mut message = format!(
-        "{plans}. Approve it with: kubectl annotate stackdeployment/{name} -n {ns} {APPROVE_REVISION_ANNOTATION}={hash} --overwrite, or: stackpilot deployment approve {name} -n {ns} --revision {hash}",
+        "{plans}. Approve it with: kubectl annotate stackdeployment/{name} -n {ns} {APPROVE_REVISION_ANNOTATION}={hash} --overwrite, or: stackpilot approve stackdeployment/{name} -n {ns} --revision {hash}",
         name = o.name,
         ns = o.namespace,
     );

@@ -47,7 +47,7 @@ fn manual_plans_every_target_before_any_executes() {
         "{message}"
     );
     assert!(
-        message.contains("stackpilot deployment approve web -n team"),
+        message.contains("stackpilot approve stackdeployment/web -n team"),
         "{message}"
     );
     assert!(message.contains("t2: Database"), "{message}");
