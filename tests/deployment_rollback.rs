@@ -15,7 +15,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use stackpilot::api::{DeploymentPhase, RolloutKind, RolloutPhase, Stack, StackDeploymentStatus, WavePhase};
 use support::deployment::{
-    Bed, OTHER_ACCOUNT, TEMPLATE, artifact, cloudwatch, condition, every_placement, put_alarm, set_alarm, target_name,
+    Bed, OTHER_ACCOUNT, artifact, cloudwatch, condition, every_placement, put_alarm, set_alarm, target_name,
     targets, wait_visibility,
 };
 use support::unique_suffix;
@@ -162,12 +162,12 @@ async fn an_alarm_during_the_second_wave_rolls_every_updated_target_back_for_goo
     t.finish().await;
 }
 
-/// v1 has a topic; v2 adds a queue whose name CloudFormation refuses, only
-/// in us-west-2 of 222222222222 (a resource that fails in one place).
-const BROKEN: &str = "  Broken:\n    Type: AWS::SQS::Queue\n    Condition: Here\n    Properties: {QueueName: \"not a valid name!\"}\nConditions:\n  Here: !And [!Equals [!Ref \"AWS::Region\", us-west-2], !Equals [!Ref \"AWS::AccountId\", \"222222222222\"]]\n";
+/// v2 of the template: a queue whose name CloudFormation refuses is added,
+/// only in us-west-2 of 222222222222 (a resource that fails in one place).
+const BROKEN: &str = "Parameters:\n  Visibility: {Type: Number}\nConditions:\n  Here: !And [!Equals [!Ref \"AWS::Region\", us-west-2], !Equals [!Ref \"AWS::AccountId\", \"222222222222\"]]\nResources:\n  Topic:\n    Type: AWS::SNS::Topic\n  Broken:\n    Type: AWS::SQS::Queue\n    Condition: Here\n    Properties: {QueueName: \"not a valid name!\"}\nOutputs:\n  Seen: {Value: !Ref Visibility}\n";
 
 fn broken_artifact(revision: &str, visibility: &str) -> Value {
-    json!({"revision": revision, "template": {"body": format!("{TEMPLATE}{BROKEN}")},
+    json!({"revision": revision, "template": {"body": BROKEN},
         "parameters": [{"name": "Visibility", "value": visibility}]})
 }
 

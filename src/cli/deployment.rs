@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::api::{StackDeployment, StackDeploymentStatus};
 use crate::deployment::plan::{
     ABORT_ANNOTATION, APPROVE_REVISION_ANNOTATION, DeploymentPhase, PAUSE_ANNOTATION, PROMOTE_ANNOTATION,
-    PROMOTE_FULL_ANNOTATION, RETRY_ANNOTATION, ROLLBACK_TO_ANNOTATION, RolloutPhase,
+    PROMOTE_FULL_ANNOTATION, RETRY_ANNOTATION, ROLLBACK_TO_ANNOTATION, RolloutPhase, WavePhase,
 };
 
 /// What to do with it.
@@ -96,7 +96,9 @@ fn annotation(
             )
         }
         Request::Promote { full: false } => {
-            if rollout.is_none_or(|r| r.phase != RolloutPhase::Paused) {
+            // A wave pauses; the rollout stays active (Progressing) meanwhile.
+            let wave = active.and_then(|r| status.waves.get(usize::try_from(r.wave).unwrap_or(usize::MAX)));
+            if wave.is_none_or(|w| w.phase != WavePhase::Paused) {
                 bail!("{who}: nothing is paused (phase {})", phase(status));
             }
             (PROMOTE_ANNOTATION, json!(token()), format!("{who}: promoted"))
