@@ -27,8 +27,9 @@ pub enum Command {
     /// Run the controllers.
     Run(Box<RunArgs>),
     /// Approve the change set a Stack waits on (`<stack>` or `stack/<name>`,
-    /// changes.approval: Manual), or the approval action a pipeline waits on
-    /// now (`pipeline/<name>`).
+    /// changes.approval: Manual), the revision a StackDeployment's fleet
+    /// preview waits on (`stackdeployment/<name>`), or the approval action a
+    /// pipeline waits on now (`pipeline/<name>`).
     Approve {
         #[command(flatten)]
         target: ObjectRef,
@@ -36,6 +37,10 @@ pub enum Command {
         /// in status.changeSet.name).
         #[arg(long)]
         change_set: Option<String>,
+        /// A StackDeployment: approve only if this revision (hash or label,
+        /// as shown by `stackpilot status`) is the one waiting.
+        #[arg(long)]
+        revision: Option<String>,
         /// A pipeline approval's comment.
         #[arg(long)]
         comment: Option<String>,
@@ -192,6 +197,10 @@ pub struct FakeAws {
     /// Seed of the fault sequence.
     #[arg(long = "fake-aws-seed", env = "STACKPILOT_FAKE_AWS_SEED", default_value_t = 1)]
     pub seed: u64,
+    /// CloudWatch alarms (comma-separated names) that exist, in state OK, in
+    /// every account and region of the fake.
+    #[arg(long = "fake-aws-alarms", env = "STACKPILOT_FAKE_AWS_ALARMS", value_delimiter = ',')]
+    pub alarms: Vec<String>,
 }
 
 impl AwsBudget {

@@ -30,11 +30,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approve {
             target: ObjectRef { object, namespace },
             change_set,
+            revision,
             comment,
         } => {
             let ns = namespace.as_deref();
-            match parse(&object, "approve", &[Kind::Stack, Kind::Pipeline], Some(Kind::Stack))? {
+            let kinds = [Kind::Stack, Kind::StackDeployment, Kind::Pipeline];
+            match parse(&object, "approve", &kinds, Some(Kind::Stack))? {
                 (Kind::Pipeline, name) => pipeline::decide(name, ns, true, comment).await?,
+                (Kind::StackDeployment, name) => deployment::run(name, ns, Request::Approve { revision }).await?,
                 (_, name) => stackpilot::approve::approve(name, ns, change_set.as_deref()).await?,
             }
         }

@@ -62,7 +62,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     let aws: Arc<dyn CloudFormationProvider> = budget.clone();
     let cloudwatch: Arc<dyn AlarmsProvider> = if args.fake_aws.enabled {
-        Arc::new(FakeAlarms::default())
+        Arc::new(FakeAlarms::everywhere(&args.fake_aws.alarms))
     } else {
         Arc::new(SdkAlarms::new(sdk.clone()))
     };

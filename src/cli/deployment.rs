@@ -1,4 +1,4 @@
-//! `stackpilot status|promote|pause|resume|abort|retry|rollback|history
+//! `stackpilot status|approve|promote|pause|resume|abort|retry|rollback|history
 //! stackdeployment/<name>`: read a StackDeployment, or set the request
 //! annotation the controller acts on (with a request token, so the same
 //! request twice is two requests). Each command refuses what does not apply.
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::api::{StackDeployment, StackDeploymentStatus};
 use crate::deployment::plan::{
-    ABORT_ANNOTATION, DeploymentPhase, PAUSE_ANNOTATION, PROMOTE_ANNOTATION, PROMOTE_FULL_ANNOTATION, RETRY_ANNOTATION,
-    ROLLBACK_TO_ANNOTATION, RolloutPhase,
+    ABORT_ANNOTATION, APPROVE_REVISION_ANNOTATION, DeploymentPhase, PAUSE_ANNOTATION, PROMOTE_ANNOTATION,
+    PROMOTE_FULL_ANNOTATION, RETRY_ANNOTATION, ROLLBACK_TO_ANNOTATION, RolloutPhase, WavePhase,
 };
 
 /// What to do with it.
@@ -22,7 +22,13 @@ use crate::deployment::plan::{
 pub enum Request {
     Status,
     History,
-    Promote { full: bool },
+    /// Approve the revision waiting (only `revision`, when given).
+    Approve {
+        revision: Option<String>,
+    },
+    Promote {
+        full: bool,
+    },
     Pause,
     Resume,
     Abort,
@@ -72,8 +78,27 @@ fn annotation(
     let active = rollout.filter(|r| r.phase.is_active());
     let paused = object.annotations().contains_key(PAUSE_ANNOTATION);
     Ok(match request {
+        Request::Approve { revision } => {
+            let Some(r) = rollout.filter(|r| r.phase == RolloutPhase::WaitingForApproval) else {
+                bail!("{who}: no revision waits for approval (phase {})", phase(status));
+            };
+            if let Some(wanted) = revision.filter(|w| w != &r.revision.hash && w != &r.revision.revision) {
+                bail!(
+                    "{who}: revision {wanted} does not wait for approval; {} ({}) does",
+                    r.revision.revision,
+                    r.revision.hash
+                );
+            }
+            (
+                APPROVE_REVISION_ANNOTATION,
+                json!(r.revision.hash),
+                format!("{who}: approved {} ({})", r.revision.revision, short(&r.revision.hash)),
+            )
+        }
         Request::Promote { full: false } => {
-            if rollout.is_none_or(|r| r.phase != RolloutPhase::Paused) {
+            // A wave pauses; the rollout stays active (Progressing) meanwhile.
+            let wave = active.and_then(|r| status.waves.get(usize::try_from(r.wave).unwrap_or(usize::MAX)));
+            if wave.is_none_or(|w| w.phase != WavePhase::Paused) {
                 bail!("{who}: nothing is paused (phase {})", phase(status));
             }
             (PROMOTE_ANNOTATION, json!(token()), format!("{who}: promoted"))

@@ -220,6 +220,15 @@ impl ObservedChild {
         self.at(revision) && self.stalled.as_ref().is_some_and(ChildCondition::is_true)
     }
 
+    /// It has run (or is running) change set `name` at `revision`, or runs
+    /// that revision already: an approval of it has been used.
+    pub fn used(&self, name: &str, revision: &str) -> bool {
+        let ran = self.change_set.as_ref().is_some_and(|c| {
+            c.name == name && !matches!(c.state, ChangeSetState::Planning | ChangeSetState::Available)
+        });
+        self.revision.as_deref() == Some(revision) && (ran || self.applied_revision.as_deref() == Some(revision))
+    }
+
     /// The change set planned for its current spec, waiting to be released.
     pub fn available_change_set(&self) -> Option<&ChildChangeSet> {
         self.change_set

@@ -3,6 +3,7 @@
 //! and LocalStack / moto on 127.0.0.1. Every test gets its own namespace.
 #![allow(dead_code)]
 
+pub mod deployment;
 pub mod fixture;
 pub mod workload;
 

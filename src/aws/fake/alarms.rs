@@ -18,6 +18,8 @@ struct State {
     alarms: HashMap<Key, AlarmState>,
     /// (role, region) whose reads fail.
     failing: HashMap<(String, String), String>,
+    /// Alarms found in every account and region not given its own state.
+    everywhere: HashMap<String, AlarmState>,
     calls: u64,
 }
 
@@ -51,6 +53,24 @@ impl FakeAlarms {
             updated: Utc::now(),
         };
         self.with(|s| s.alarms.insert(key, alarm));
+    }
+
+    /// Alarms `names` in state OK in every account and region (benchmarks
+    /// with health gates: `--fake-aws-alarms`).
+    pub fn everywhere(names: &[String]) -> Self {
+        let fake = FakeAlarms::default();
+        fake.with(|s| {
+            for name in names {
+                let alarm = AlarmState {
+                    name: name.clone(),
+                    state: AlarmStateValue::Ok,
+                    reason: "fake: always OK".to_string(),
+                    updated: Utc::now(),
+                };
+                s.everywhere.insert(name.clone(), alarm);
+            }
+        });
+        fake
     }
 
     /// Makes every read of that account and region fail with `message`.
@@ -88,6 +108,7 @@ impl Alarms for Reader {
                 .filter_map(|n| {
                     s.alarms
                         .get(&(self.account.clone(), self.region.clone(), n.clone()))
+                        .or_else(|| s.everywhere.get(n))
                         .cloned()
                 })
                 .collect())

@@ -15,6 +15,8 @@
 //! scripts/bench --quick               # N = 100, about 1.5 minutes
 //! # with a test bed already up (source its env first):
 //! cargo build --release --bins && target/release/bench --stacks 100,1000
+//! # StackDeployments (see deployments.rs): 10 of 100 targets each
+//! target/release/bench deployments --deployments 10 --targets 100
 //! ```
 //!
 //! "First AWS write" is seen as the first `status.operation`: the operator
@@ -32,6 +34,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 mod cluster;
+mod deployments;
 mod measure;
 mod metrics;
 mod operator;
@@ -45,6 +48,8 @@ use report::{MIB, Report};
 #[derive(Debug, Parser)]
 #[command(name = "bench", about = "stackpilot at scale: AWS call budget, latency, memory")]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Sizes to run, one after the other.
     #[arg(long, value_delimiter = ',', default_value = "100")]
     stacks: Vec<usize>,
@@ -88,6 +93,29 @@ struct Args {
     log_dir: PathBuf,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// StackDeployments instead of Stacks: wave hand-over, rollback, reads
+    /// per poll interval, memory, steady status writes (fake AWS only).
+    Deployments(DeploymentArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DeploymentArgs {
+    /// StackDeployments.
+    #[arg(long, default_value_t = 10)]
+    deployments: usize,
+    /// Targets per deployment (one region each).
+    #[arg(long, default_value_t = 100)]
+    targets: usize,
+    /// Targets per wave of the rolling update.
+    #[arg(long, default_value_t = 10)]
+    max_concurrent: usize,
+    /// Deployments whose rollback is timed (one after the other).
+    #[arg(long, default_value_t = 3)]
+    rollbacks: usize,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -105,6 +133,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("kube client (is KUBECONFIG set? source the test bed's env)")?;
     install_crds(&client).await?;
+    if let Some(Mode::Deployments(d)) = &args.mode {
+        if args.localstack {
+            bail!("bench deployments runs on the fake AWS only");
+        }
+        let passed = deployments::run(&args, d, &client, &operator).await?;
+        println!("bench deployments: {}", if passed { "PASS" } else { "FAIL" });
+        std::process::exit(if passed { 0 } else { 1 });
+    }
     let mut reports = Vec::new();
     for &n in &args.stacks {
         let report = run_size(&args, &client, &operator, n).await?;
@@ -165,7 +201,7 @@ async fn run_size(args: &Args, client: &Client, operator: &std::path::Path, n: u
         "operator: concurrency {}, poll interval (resync) {} s, in-flight poll {} s, AWS budget {} calls/s per account+region; Stacks: drift.interval {}",
         args.concurrency, args.resync_seconds, args.in_flight_poll_seconds, calls_per_second, args.drift_interval
     );
-    let mut child = start_operator(args, operator, &namespace, calls_per_second).await?;
+    let mut child = start_operator(args, operator, &namespace, calls_per_second, &[]).await?;
     let pid = child.process.id().context("operator pid")?;
     let result = measure(args, client, &child, pid, &namespace, n, mode, settings).await;
     cleanup(client, &namespace, n).await;

@@ -21,6 +21,7 @@ pub(super) async fn start_operator(
     binary: &std::path::Path,
     namespace: &str,
     calls_per_second: f64,
+    extra_env: &[(&str, &str)],
 ) -> anyhow::Result<Operator> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log_path = args.log_dir.join(format!("bench-operator-{namespace}.log"));
@@ -54,6 +55,7 @@ pub(super) async fn start_operator(
     } else {
         command.env("STACKPILOT_FAKE_AWS", "true");
     }
+    command.envs(extra_env.iter().copied());
     let process = command.spawn().context("start the operator")?;
     let operator = Operator {
         process,

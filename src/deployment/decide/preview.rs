@@ -5,7 +5,7 @@
 //! replacements show in status before they run.
 
 use crate::deployment::plan::{
-    APPROVE_REVISION_ANNOTATION, Approval, FleetPreview, Note, Observed, Plan, RolloutKind, RolloutPhase,
+    APPROVE_REVISION_ANNOTATION, Approval, ChangeSetState, FleetPreview, Note, Observed, Plan, RolloutKind, RolloutPhase,
     TargetPreview, bound_hash, describe,
 };
 
@@ -33,7 +33,12 @@ pub fn summarise(o: &Observed, plan: &mut Plan) {
     };
     for name in names {
         let child = o.children.get(&name).filter(|c| c.at(hash));
-        let change_set = child.and_then(|c| c.change_set.as_ref().filter(|s| s.generation == c.generation));
+        // A change set still being planned has no changes listed yet.
+        let change_set = child.and_then(|c| {
+            c.change_set
+                .as_ref()
+                .filter(|s| s.generation == c.generation && s.state != ChangeSetState::Planning)
+        });
         let mut row = TargetPreview {
             name: name.clone(),
             ..TargetPreview::default()
@@ -114,7 +119,7 @@ pub fn approval_message(o: &Observed, plan: &Plan) -> Option<String> {
         ),
     };
     let mut message = format!(
-        "{plans}. Approve it with: kubectl annotate stackdeployment/{name} -n {ns} {APPROVE_REVISION_ANNOTATION}={hash} --overwrite, or: stackpilot deployment approve {name} -n {ns} --revision {hash}",
+        "{plans}. Approve it with: kubectl annotate stackdeployment/{name} -n {ns} {APPROVE_REVISION_ANNOTATION}={hash} --overwrite, or: stackpilot approve stackdeployment/{name} -n {ns} --revision {hash}",
         name = o.name,
         ns = o.namespace,
     );

@@ -219,8 +219,17 @@ pub fn write_children(o: &Observed, requests: &Requests, plan: &mut Plan) {
             });
             approve = Some(change_set.name.clone());
         }
-        let same =
-            child.is_some_and(|c| c.revision.as_deref() == Some(revision.as_str()) && c.approved_change_set == approve);
+        // Once the child has run the released change set it clears its
+        // approve annotation: that is not a reason to write it again.
+        let used = approve
+            .as_deref()
+            .is_some_and(|name| child.is_some_and(|c| c.used(name, &revision)));
+        if used {
+            approve = None;
+        }
+        let same = child.is_some_and(|c| {
+            c.revision.as_deref() == Some(revision.as_str()) && (used || c.approved_change_set == approve)
+        });
         if !same {
             plan.writes.push(ChildWrite {
                 target: target.name.clone(),

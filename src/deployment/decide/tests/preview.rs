@@ -47,7 +47,7 @@ fn manual_plans_every_target_before_any_executes() {
         "{message}"
     );
     assert!(
-        message.contains("stackpilot deployment approve web -n team"),
+        message.contains("stackpilot approve stackdeployment/web -n team"),
         "{message}"
     );
     assert!(message.contains("t2: Database"), "{message}");
@@ -108,4 +108,20 @@ fn automatic_shows_first_wave_replacements_before_they_run() {
             .iter()
             .any(|e| e.reason == "ReplacementsPlanned" && e.message.contains("LoadBalancer"))
     );
+}
+
+#[test]
+fn a_change_set_still_being_planned_leaves_the_preview_incomplete() {
+    let mut world = manual_v2();
+    world.step();
+    // The Stack names its change set before CloudFormation has listed the
+    // changes: the preview must not count it as known (with 0 changes).
+    let set = world.children.get_mut("t2").unwrap().change_set.as_mut().unwrap();
+    set.state = ChangeSetState::Planning;
+    let plan = world.step();
+    let preview = plan.status.preview.clone().unwrap();
+    assert!(!preview.complete, "{preview:?}");
+    assert_eq!(preview.targets[1].change_set, None);
+    let (_, _, message) = world.condition("ApprovalRequired").unwrap();
+    assert!(message.contains("is being planned"), "{message}");
 }

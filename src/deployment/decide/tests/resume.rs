@@ -103,3 +103,21 @@ fn suspend_writes_nothing() {
     assert!(plan.writes.is_empty() && plan.create_revisions.is_empty());
     assert_eq!(world.status.phase, Some(DeploymentPhase::Suspended));
 }
+
+#[test]
+fn a_used_approval_the_child_cleared_is_not_written_again() {
+    let mut world = World::stable(3).with(|s| s.strategy = rolling(count(3), None));
+    world.release("v2", "B");
+    world.step();
+    world.step();
+    world.stacks_run();
+    // The Stack kind removes its approve annotation once it used it.
+    for child in world.children.values_mut() {
+        child.approved_change_set = None;
+    }
+    let plan = world.step();
+    assert!(plan.writes.is_empty(), "no approve re-written: {:?}", plan.writes);
+    world.settle();
+    let approvals = world.log.iter().filter(|w| w.approve.is_some()).count();
+    assert_eq!(approvals, 3, "one release per target: {:?}", world.log);
+}
