@@ -1,4 +1,4 @@
-//! The observe step: the source (inline artifact or ConfigMap), the owned
+//! The observe step: the source (inline artifact, ConfigMap or S3), the owned
 //! children and Jobs from the caches, and the snapshots kept as
 //! ControllerRevisions; everything the decision reads.
 
@@ -45,7 +45,7 @@ pub fn artifact_hash(artifact: &Artifact) -> String {
     short_hash(&[&template, &parameters, &tags, &capabilities], 16)
 }
 
-fn found(artifact: Artifact) -> Source {
+pub fn found(artifact: Artifact) -> Source {
     let revision = SourceRevision {
         revision: artifact.revision.clone(),
         hash: artifact_hash(&artifact),
@@ -56,7 +56,7 @@ fn found(artifact: Artifact) -> Source {
     }
 }
 
-fn problem(reason: &str, message: String) -> Source {
+pub fn problem(reason: &str, message: String) -> Source {
     Source {
         observed: SourceObserved::Problem {
             reason: reason.into(),
@@ -67,13 +67,13 @@ fn problem(reason: &str, message: String) -> Source {
 }
 
 /// Reads the pipeline's source.
-pub async fn source(client: &kube::Client, pipeline: &Pipeline, namespace: &str) -> Result<Source> {
+pub async fn source(ctx: &PipelineContext, pipeline: &Pipeline, namespace: &str) -> Result<Source> {
     let spec = &pipeline.spec.source;
     if let Some(artifact) = &spec.artifact {
         return Ok(found(artifact.clone()));
     }
     if let Some(reference) = &spec.artifact_ref {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let api: Api<ConfigMap> = Api::namespaced(ctx.shared.client.clone(), namespace);
         let name = &reference.config_map;
         let Some(config_map) = api.get_opt(name).await? else {
             return Ok(problem(
@@ -84,13 +84,7 @@ pub async fn source(client: &kube::Client, pipeline: &Pipeline, namespace: &str)
         return Ok(from_config_map(&config_map, spec.revision.as_deref()));
     }
     if let Some(s3) = &spec.s3 {
-        return Ok(problem(
-            "SourceNotSupported",
-            format!(
-                "S3 sources (s3://{}/{}) are not supported yet: use source.artifact or source.artifactRef",
-                s3.bucket, s3.key
-            ),
-        ));
+        return super::s3_source::read(ctx, pipeline, namespace, s3).await;
     }
     Ok(problem("SourceMissing", "the spec names no source".into()))
 }

@@ -35,6 +35,7 @@ mod cluster;
 mod measure;
 mod metrics;
 mod operator;
+mod pipelines;
 mod report;
 
 use cluster::{cleanup, install_crds};
@@ -86,6 +87,9 @@ struct Args {
     /// Where the operator's logs go.
     #[arg(long, default_value = "/tmp")]
     log_dir: PathBuf,
+    /// Instead of Stacks: N Pipelines of 3 stages at once (needs KWOK; see pipelines.rs).
+    #[arg(long)]
+    pipelines: Option<usize>,
 }
 
 #[tokio::main]
@@ -105,6 +109,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("kube client (is KUBECONFIG set? source the test bed's env)")?;
     install_crds(&client).await?;
+    if let Some(n) = args.pipelines {
+        return run_pipelines(&args, &client, &operator, n).await;
+    }
     let mut reports = Vec::new();
     for &n in &args.stacks {
         let report = run_size(&args, &client, &operator, n).await?;
@@ -172,4 +179,26 @@ async fn run_size(args: &Args, client: &Client, operator: &std::path::Path, n: u
     let _ = child.process.start_kill();
     let _ = child.process.wait().await;
     result
+}
+
+async fn run_pipelines(args: &Args, client: &Client, operator: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    let namespace = format!("bench-pipelines-{n}-{:x}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}}))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let mut child = start_operator(args, operator, &namespace, 2000.0).await?;
+    let pid = child.process.id().context("operator pid")?;
+    let steady = args.resync_seconds * u64::from(args.steady_intervals);
+    let result = pipelines::run(client, &child, pid, &namespace, n, steady).await;
+    pipelines::cleanup(client, &namespace).await;
+    cleanup(client, &namespace, n).await;
+    let _ = child.process.start_kill();
+    let _ = child.process.wait().await;
+    if result? {
+        println!("bench: pipelines passed");
+        Ok(())
+    } else {
+        println!("bench: pipelines failed");
+        std::process::exit(1)
+    }
 }
