@@ -460,8 +460,13 @@ async fn queued_revisions_run_one_at_a_time_in_order() {
         .await;
         let (ok, out) = cli(&f, &["approve", "pipeline/web"]);
         assert!(ok && out.contains(&waiting.id), "{out}");
-        wait_execution(&f, "web", &format!("{revision} succeeds"), |e| {
-            e.revision == revision && e.phase == ExecutionPhase::Succeeded
+        // The next queued revision starts as this one ends: look in the history too.
+        wait_pipeline(&f, "web", &format!("{revision} succeeds"), |p| {
+            let status = p.status.as_ref();
+            let mut all = status
+                .into_iter()
+                .flat_map(|s| s.current_execution.iter().chain(&s.history));
+            all.any(|e| e.id == waiting.id && e.phase == ExecutionPhase::Succeeded)
         })
         .await;
         let seen = visibility_in(&f, "us-east-1", &dev).await;

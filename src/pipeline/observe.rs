@@ -134,7 +134,15 @@ fn owned_by<K: Resource>(object: &K, uid: &str) -> bool {
         .any(|r| r.controller == Some(true) && r.uid == uid)
 }
 
-fn failure(list: &[Condition]) -> Option<ChildFailure> {
+/// The child's Stalled condition, when its status describes its current
+/// spec: a child that has not yet seen the spec just written (a rollback to
+/// another revision) still shows the old spec's failure, which is not this
+/// write's (condition times have whole seconds only, so the time alone
+/// cannot tell them apart).
+fn failure(list: &[Condition], observed: Option<i64>, generation: Option<i64>) -> Option<ChildFailure> {
+    if observed != generation {
+        return None;
+    }
     conditions::find(list, STALLED)
         .filter(|c| c.status == "True")
         .map(|c| ChildFailure {
@@ -185,7 +193,11 @@ fn stack_child(stack: &Stack) -> ChildObserved {
         retry_request: annotation(stack, RECONCILE_REQUESTED_AT),
         applied_revision: status.applied.as_ref().and_then(|a| a.revision.clone()),
         ready: conditions::is_true(&status.conditions, READY),
-        failure: failure(&status.conditions),
+        failure: failure(
+            &status.conditions,
+            status.observed_generation,
+            stack.metadata.generation,
+        ),
         planned,
         outputs: status.outputs.clone(),
     }
@@ -205,7 +217,11 @@ fn deployment_child(deployment: &StackDeployment) -> ChildObserved {
         retry_request: annotation(deployment, RECONCILE_REQUESTED_AT),
         applied_revision: settled.then(|| annotation(deployment, REVISION_ANNOTATION)).flatten(),
         ready,
-        failure: failure(&status.conditions),
+        failure: failure(
+            &status.conditions,
+            status.observed_generation,
+            deployment.metadata.generation,
+        ),
         planned: None,
         outputs: BTreeMap::new(),
     }
@@ -283,4 +299,31 @@ pub async fn snapshots(client: &kube::Client, namespace: &str, name: &str) -> Re
 pub struct Snapshot {
     pub object: String,
     pub artifact: Option<Artifact>,
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::failure;
+
+    fn stalled() -> Vec<Condition> {
+        vec![Condition {
+            type_: "Stalled".into(),
+            status: "True".into(),
+            reason: "RevisionRejected".into(),
+            message: "revision v3 rejected".into(),
+            observed_generation: Some(3),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }]
+    }
+
+    #[test]
+    fn a_failure_counts_only_for_the_spec_the_child_has_seen() {
+        assert!(failure(&stalled(), Some(3), Some(3)).is_some());
+        // The pipeline just wrote generation 4 (a rollback): the failure is generation 3's.
+        assert!(failure(&stalled(), Some(3), Some(4)).is_none());
+        assert!(failure(&[], Some(4), Some(4)).is_none());
+    }
 }
