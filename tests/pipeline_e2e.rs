@@ -51,20 +51,10 @@ fn waiting_at_gate(e: &Execution) -> bool {
     phase(e, "approval", "gate") == Some(ActionPhase::WaitingForApproval)
 }
 
-/// The `VisibilityTimeout`-driving parameter of a settled stack in `region`.
+/// The `Visibility` parameter of a settled stack in `region`.
 async fn visibility_in(f: &Fixture, region: &str, stack: &str) -> Option<String> {
     let cfn = support::workload::cloudformation_in(&f.bed.aws_endpoint, region).await;
-    let answer = cfn.describe_stacks().stack_name(stack).send().await.ok()?;
-    let found = answer.stacks().first()?;
-    let status = found.stack_status()?.as_str().to_string();
-    if !status.ends_with("_COMPLETE") || status.contains("ROLLBACK") || status.contains("REVIEW") {
-        return None;
-    }
-    found
-        .parameters()
-        .iter()
-        .find(|p| p.parameter_key() == Some("Visibility"))
-        .and_then(|p| p.parameter_value().map(str::to_string))
+    support::workload::settled_parameter(&cfn, stack, "Visibility").await
 }
 
 #[tokio::test]

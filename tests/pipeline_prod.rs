@@ -55,17 +55,7 @@ fn spec(revision: &str, visibility: &str, with_bucket: bool, check: &str, bucket
 /// `Visibility` of the settled stack in `region` (None while it moves).
 async fn visibility(f: &Fixture, region: &str, stack: &str) -> Option<String> {
     let cfn = cloudformation_in(&f.bed.aws_endpoint, region).await;
-    let answer = cfn.describe_stacks().stack_name(stack).send().await.ok()?;
-    let found = answer.stacks().first()?;
-    let status = found.stack_status()?.as_str().to_string();
-    if !status.ends_with("_COMPLETE") || status.contains("_IN_PROGRESS") || status.contains("REVIEW") {
-        return None;
-    }
-    found
-        .parameters()
-        .iter()
-        .find(|p| p.parameter_key() == Some("Visibility"))
-        .and_then(|p| p.parameter_value().map(str::to_string))
+    support::workload::settled_parameter(&cfn, stack, "Visibility").await
 }
 
 async fn everywhere(f: &Fixture, stack: &str) -> Vec<Option<String>> {

@@ -299,3 +299,51 @@ async fn apply_child(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DeployAction, DeploymentTargets, SourceRevision, StackTarget};
+
+    fn write(kind: ChildKind, request: &str) -> ChildWrite {
+        ChildWrite {
+            stage: "prod".into(),
+            action: "app".into(),
+            name: "web-prod-app".into(),
+            kind,
+            revision: SourceRevision::default(),
+            deploy_revision: "r".into(),
+            deploy: DeployAction {
+                stack: (kind == ChildKind::Stack).then(StackTarget::default),
+                deployment: (kind == ChildKind::StackDeployment).then(DeploymentTargets::default),
+            },
+            parameters: vec![StackParameter {
+                name: "Visibility".into(),
+                value: Some("45".into()),
+                ..StackParameter::default()
+            }],
+            retry_request: request.into(),
+        }
+    }
+
+    #[test]
+    fn a_later_attempt_asks_the_deployment_to_retry_the_revision_it_deploys() {
+        let artifact = Artifact::default();
+        let mut deployed = artifact.clone();
+        deployed.parameters = write(ChildKind::StackDeployment, "e1/2").parameters;
+        let hash = crate::deployment::decide::artifact_hash(&deployed);
+        assert_eq!(
+            deployment_retry(&write(ChildKind::StackDeployment, "e1/2"), &artifact),
+            Some(format!("{hash}@e1/2"))
+        );
+        assert_eq!(
+            deployment_retry(&write(ChildKind::StackDeployment, "e1/1"), &artifact),
+            None
+        );
+        assert_eq!(
+            deployment_retry(&write(ChildKind::StackDeployment, "e1/rollback"), &artifact),
+            None
+        );
+        assert_eq!(deployment_retry(&write(ChildKind::Stack, "e1/2"), &artifact), None);
+    }
+}

@@ -234,6 +234,24 @@ pub async fn cloudformation_in(endpoint: &str, region: &str) -> aws_sdk_cloudfor
     aws_sdk_cloudformation::Client::new(&config)
 }
 
+/// The value of parameter `key` of `stack`, once the stack has settled: a
+/// `*_COMPLETE` status, `UPDATE_ROLLBACK_COMPLETE` included (the previous
+/// parameters, back in place), not a failed create or a review; None before.
+pub async fn settled_parameter(cfn: &aws_sdk_cloudformation::Client, stack: &str, key: &str) -> Option<String> {
+    let answer = cfn.describe_stacks().stack_name(stack).send().await.ok()?;
+    let found = answer.stacks().first()?;
+    let status = found.stack_status()?.as_str().to_string();
+    let failed_create = status == "ROLLBACK_COMPLETE";
+    if !status.ends_with("_COMPLETE") || failed_create || status.contains("REVIEW") {
+        return None;
+    }
+    found
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some(key))
+        .and_then(|p| p.parameter_value().map(str::to_string))
+}
+
 /// One stack as the emulator lists it, DELETE_COMPLETE ones included.
 #[derive(Debug)]
 pub struct Seen {
