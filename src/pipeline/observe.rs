@@ -204,11 +204,21 @@ fn stack_child(stack: &Stack) -> ChildObserved {
 }
 
 /// A StackDeployment has applied its annotation's revision once it is Ready
-/// at its own generation with the update revision stable.
+/// at its own generation with the update revision stable and every target's
+/// stack at it: going back to the stable revision (a rollback) leaves the
+/// revisions as they were while the targets still run another one.
 fn deployment_child(deployment: &StackDeployment) -> ChildObserved {
     let status = deployment.status.clone().unwrap_or_default();
     let ready = conditions::is_true(&status.conditions, READY);
+    let everywhere = status.update_revision.as_ref().is_some_and(|update| {
+        status.targets.len() == deployment.spec.targets.len()
+            && status
+                .targets
+                .iter()
+                .all(|t| t.revision.as_deref() == Some(update.hash.as_str()))
+    });
     let settled = ready
+        && everywhere
         && status.observed_generation == deployment.metadata.generation
         && status.stable_revision.is_some()
         && status.stable_revision == status.update_revision;

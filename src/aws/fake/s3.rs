@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use crate::aws::s3::{ObjectVersion, S3, S3Provider};
 use crate::aws::{AwsResult, AwsTarget};
 
-/// (bucket, key) -> versions, oldest first: (version id, bytes).
+/// One version of an object: (version id, bytes).
+type Version = (String, Vec<u8>);
+
+/// (bucket, key) -> versions, oldest first.
 #[derive(Default)]
 struct State {
-    objects: HashMap<(String, String), Vec<(String, Vec<u8>)>>,
+    objects: HashMap<(String, String), Vec<Version>>,
     heads: u64,
     gets: u64,
 }
