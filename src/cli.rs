@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// Seconds between checks of a settled stack.
     #[arg(long, env = "STACKPILOT_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
+    /// Seconds between reads (one HeadObject) of a Pipeline's S3 source.
+    #[arg(long, env = "STACKPILOT_PIPELINE_SOURCE_POLL_SECONDS", default_value_t = 60)]
+    pub pipeline_source_poll_seconds: u64,
     #[command(flatten)]
     pub leader_election: LeaderElection,
     #[command(flatten)]

@@ -15,11 +15,12 @@ use crate::account;
 use crate::aws::CloudFormationProvider;
 use crate::aws::alarms::{AlarmsProvider, CountedAlarms};
 use crate::aws::budget::BudgetProvider;
-use crate::aws::fake::FakeAlarms;
+use crate::aws::fake::{FakeAlarms, FakeS3};
 use crate::aws::fake_mode::FakeAws;
 use crate::aws::identity::{AccountIdentity, InstrumentedIdentity, SdkIdentity};
 use crate::aws::instrumented::InstrumentedProvider;
-use crate::aws::sdk::{SdkAlarms, SdkProvider};
+use crate::aws::s3::{CountedS3, S3Provider};
+use crate::aws::sdk::{SdkAlarms, SdkProvider, SdkS3};
 use crate::cli::RunArgs;
 use crate::deployment::{self, DeploymentContext, DeploymentSettings};
 use crate::pipeline;
@@ -35,6 +36,8 @@ struct Parts {
     identity: Arc<dyn AccountIdentity>,
     /// CloudWatch, for the StackDeployment health gates.
     alarms: Arc<dyn AlarmsProvider>,
+    /// S3, for Pipeline sources.
+    s3: Arc<dyn S3Provider>,
     /// `None` with the fake AWS: the operator's own account id is unknown.
     own_identity: Option<Arc<dyn AccountIdentity>>,
     settings: StackSettings,
@@ -66,6 +69,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(SdkAlarms::new(sdk.clone()))
     };
+    let objects: Arc<dyn S3Provider> = if args.fake_aws.enabled {
+        Arc::new(FakeS3::default())
+    } else {
+        Arc::new(SdkS3::new(sdk.clone()))
+    };
+    let s3 = Arc::new(CountedS3 {
+        inner: objects,
+        metrics: metrics.clone(),
+        budget: Some(budget.clone()),
+    });
     let alarms = Arc::new(CountedAlarms {
         inner: cloudwatch,
         metrics: metrics.clone(),
@@ -91,6 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         aws,
         identity,
         alarms,
+        s3,
         own_identity,
         settings,
     };
@@ -203,7 +217,14 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
         stacks.subscribe(),
         stacks.store.clone(),
         namespace.clone(),
-        pipeline::Timing::default(),
+        pipeline::Timing {
+            source_poll: Duration::from_secs(args.pipeline_source_poll_seconds),
+            ..pipeline::Timing::default()
+        },
+        pipeline::Sources {
+            s3: parts.s3,
+            allow_operator_credentials: parts.settings.allow_operator_credentials,
+        },
         stopped(stop_rx.clone()),
     ));
     let ctx = Arc::new(StackContext::new(

@@ -6,162 +6,55 @@
 //! fails as its `stackpilot.dev/test-result` label says (testbed/README.md).
 //! What these tests check of a test Job is what the pipeline put in it (its
 //! environment) and how the pipeline follows the Job's outcome.
-//!
-//! The prod stage deploys a Stack, not a StackDeployment: the StackDeployment
-//! controller is not on this branch yet.
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use stackpilot::api::{ActionPhase, Execution, ExecutionPhase, Pipeline, Stack};
-use support::eventually;
+use stackpilot::api::{ActionPhase, Execution, ExecutionPhase, Stack};
 use support::fixture::Fixture;
-use support::workload::raw_cloudformation;
+use support::pipeline::*;
 
-const TIMEOUT: Duration = Duration::from_secs(150);
+/// The prod regions of the pipeline's StackDeployment.
+const PROD_REGIONS: [(&str, &str); 2] = [("east", "us-east-1"), ("west", "eu-west-1")];
 
-const QUEUE_TEMPLATE: &str = r#"
-Parameters:
-  Visibility: {Type: Number, Default: 30}
-Resources:
-  Queue:
-    Type: AWS::SQS::Queue
-    Properties: {VisibilityTimeout: !Ref Visibility}
-Outputs:
-  QueueUrl: {Value: !Ref Queue}
-  QueueArn: {Value: !GetAtt Queue.Arn}
-"#;
-
-/// A test Job template whose Pod KWOK makes end as `result` says.
-fn job_template(result: &str) -> Value {
-    json!({"spec": {"backoffLimit": 0, "template": {
-        "metadata": {"labels": {"stackpilot.dev/test-result": result}},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "busybox:1.36", "command": ["true"]}]}}}})
+/// The prod stage: a StackDeployment to two regions, then a bake.
+fn prod_stage() -> Value {
+    let targets: Vec<Value> = PROD_REGIONS
+        .iter()
+        .map(|(name, region)| json!({"name": name, "region": region}))
+        .collect();
+    json!({"name": "prod", "actions": [
+        {"name": "app", "deploy": {"deployment": {"targets": targets, "strategy": {"type": "AllAtOnce"}}}},
+        {"name": "bake", "runOrder": 2, "wait": {"duration": "2s"}}]})
 }
 
-/// dev (deploy `app`, then test `smoke`) -> approval (`gate`) -> prod (deploy `app`).
+/// dev (deploy `app`, then test `smoke`) -> approval (`gate`) -> prod
+/// (a StackDeployment `app` to two regions, then `bake`).
 fn spec(revision: &str, visibility: &str, test_result: &str) -> Value {
-    let template = QUEUE_TEMPLATE.replace("Default: 30", &format!("Default: {visibility}"));
     json!({
-        "source": {"artifact": {"revision": revision, "template": {"body": template}}},
+        "source": {"artifact": {"revision": revision, "template": {"body": QUEUE_TEMPLATE},
+            "parameters": [{"name": "Visibility", "value": visibility}]}},
         "stages": [
             {"name": "dev", "actions": [
                 {"name": "app", "deploy": {"stack": {"region": "us-east-1"}}},
                 {"name": "smoke", "runOrder": 2, "test": {"jobTemplate": job_template(test_result)}}]},
             {"name": "approval", "actions": [{"name": "gate", "approval": {"message": "to prod?"}}]},
-            {"name": "prod", "actions": [{"name": "app", "deploy": {"stack": {"region": "us-east-1"}}}]}
+            prod_stage()
         ]
     })
-}
-
-fn pipelines(f: &Fixture) -> Api<Pipeline> {
-    Api::namespaced(f.client.clone(), &f.ns.name)
-}
-
-async fn apply(f: &Fixture, name: &str, spec: Value) {
-    let body = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "Pipeline",
-        "metadata": {"name": name}, "spec": spec});
-    pipelines(f)
-        .patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(&body))
-        .await
-        .expect("apply pipeline");
-}
-
-/// Runs the CLI against the test bed; (success, stdout + stderr).
-fn cli(f: &Fixture, args: &[&str]) -> (bool, String) {
-    let output = Command::new(support::binary())
-        .args(args)
-        .args(["-n", &f.ns.name])
-        .env("KUBECONFIG", &f.bed.kubeconfig)
-        .env("USER", "alice")
-        .output()
-        .expect("run stackpilot");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// Waits until the current execution satisfies `check`.
-async fn wait_execution(f: &Fixture, name: &str, what: &str, check: impl Fn(&Execution) -> bool) -> Execution {
-    let api = pipelines(f);
-    eventually(TIMEOUT, what, || {
-        let api = api.clone();
-        let check = &check;
-        async move {
-            let pipeline = api.get(name).await.ok()?;
-            let execution = pipeline.status?.current_execution?;
-            check(&execution).then_some(execution)
-        }
-    })
-    .await
-}
-
-fn phase(execution: &Execution, stage: &str, action: &str) -> Option<ActionPhase> {
-    execution
-        .actions
-        .iter()
-        .find(|a| a.stage == stage && a.action == action)
-        .map(|a| a.phase)
 }
 
 fn waiting_at_gate(e: &Execution) -> bool {
     phase(e, "approval", "gate") == Some(ActionPhase::WaitingForApproval)
 }
 
-async fn jobs(f: &Fixture, pipeline: &str) -> Vec<Job> {
-    let api: Api<Job> = Api::namespaced(f.client.clone(), &f.ns.name);
-    api.list(&ListParams::default().labels(&format!("stackpilot.dev/pipeline={pipeline}")))
-        .await
-        .expect("list jobs")
-        .items
-}
-
-fn env_of(job: &Job) -> Vec<(String, String)> {
-    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    pod.containers[0]
-        .env
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| (e.name, e.value.unwrap_or_default()))
-        .collect()
-}
-
-/// How many times the operator applied the child `child` (its log lines).
-fn child_writes(f: &Fixture, child: &str) -> usize {
-    let log = std::fs::read_to_string(&f.operator.log).unwrap_or_default();
-    let plain = without_colours(&log);
-    plain
-        .lines()
-        .filter(|l| l.contains("child applied") && l.contains(&format!("child={child} ")))
-        .count()
-}
-
-/// The log without terminal colour codes.
-fn without_colours(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// The `Visibility` parameter of a settled stack in `region`.
+async fn visibility_in(f: &Fixture, region: &str, stack: &str) -> Option<String> {
+    let cfn = support::workload::cloudformation_in(&f.bed.aws_endpoint, region).await;
+    support::workload::settled_parameter(&cfn, stack, "Visibility").await
 }
 
 #[tokio::test]
@@ -188,7 +81,7 @@ async fn dev_test_approval_prod_with_the_cli() {
     assert_eq!(get("PIPELINE_REVISION").as_deref(), Some("v1"));
     assert_eq!(get("PIPELINE_EXECUTION"), Some(execution.id.clone()));
     assert!(
-        f.stacks().get_opt("web-prod-app").await.unwrap().is_none(),
+        deployments(&f).get_opt("web-prod-app").await.unwrap().is_none(),
         "prod waits for the approval"
     );
 
@@ -233,16 +126,35 @@ async fn dev_test_approval_prod_with_the_cli() {
         .find(|c| c.type_ == "Ready");
     assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
 
-    // Both stacks exist in LocalStack.
-    let cfn = raw_cloudformation(&f.bed.aws_endpoint).await;
-    for stage in ["dev", "prod"] {
-        let name = format!("{}-web-{stage}-app", f.ns.name);
-        let found = cfn.describe_stacks().stack_name(&name).send().await.expect("describe");
-        let status = found.stacks()[0].stack_status().unwrap().as_str().to_string();
-        assert!(
-            status.ends_with("_COMPLETE") && !status.contains("ROLLBACK"),
-            "{name}: {status}"
-        );
+    assert_eq!(phase(&done, "prod", "app"), Some(ActionPhase::Succeeded));
+    assert_eq!(phase(&done, "prod", "bake"), Some(ActionPhase::Succeeded));
+    // The prod action passed once its StackDeployment was Ready at v1 (stable = update).
+    let prod = deployments(&f).get("web-prod-app").await.expect("prod StackDeployment");
+    let prod_status = prod.status.clone().expect("status");
+    assert_eq!(
+        prod_status.stable_revision.as_ref().map(|r| r.revision.as_str()),
+        Some("v1")
+    );
+    assert_eq!(prod_status.updated.as_deref(), Some("2/2"));
+    let app = done
+        .actions
+        .iter()
+        .find(|a| a.stage == "prod" && a.action == "app")
+        .unwrap();
+    let bake = done
+        .actions
+        .iter()
+        .find(|a| a.stage == "prod" && a.action == "bake")
+        .unwrap();
+    assert!(bake.started_at.as_ref().unwrap().0 >= app.finished_at.as_ref().unwrap().0);
+
+    // The stacks exist in LocalStack at v1's parameters: dev, and prod in both regions.
+    let dev_name = format!("{}-web-dev-app", f.ns.name);
+    let prod_name = format!("{}-web-prod-app", f.ns.name);
+    assert_eq!(visibility_in(&f, "us-east-1", &dev_name).await.as_deref(), Some("30"));
+    for (_, region) in PROD_REGIONS {
+        let seen = visibility_in(&f, region, &prod_name).await;
+        assert_eq!(seen.as_deref(), Some("30"), "{prod_name} in {region}");
     }
     assert_eq!(child_writes(&f, "web-dev-app"), 1, "one apply per deploy action");
     assert_eq!(child_writes(&f, "web-prod-app"), 1, "one apply per deploy action");
@@ -318,31 +230,6 @@ async fn a_failed_test_retried_alone_turns_green() {
     f.finish().await;
 }
 
-fn condition(pipeline: &Pipeline, type_: &str) -> Option<(String, String, String)> {
-    let status = pipeline.status.as_ref()?;
-    let c = status.conditions.iter().find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Waits until the pipeline satisfies `check`.
-async fn wait_pipeline(f: &Fixture, name: &str, what: &str, check: impl Fn(&Pipeline) -> bool) -> Pipeline {
-    let api = pipelines(f);
-    eventually(TIMEOUT, what, || {
-        let api = api.clone();
-        let check = &check;
-        async move { api.get(name).await.ok().filter(|p| check(p)) }
-    })
-    .await
-}
-
-/// The pipeline's status does not move for a few seconds: no hot loop.
-async fn settled(f: &Fixture, name: &str) {
-    let before = pipelines(f).get(name).await.unwrap().resource_version();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = pipelines(f).get(name).await.unwrap().resource_version();
-    assert_eq!(before, after, "{name} keeps being rewritten");
-}
-
 #[tokio::test]
 async fn a_new_revision_withdraws_the_waiting_approval() {
     let f = Fixture::new("pipe-supersede").await;
@@ -377,7 +264,7 @@ async fn a_new_revision_withdraws_the_waiting_approval() {
     let handled = status.requests.iter().find(|r| r.id == "late-1").unwrap();
     assert_eq!(handled.outcome, stackpilot::api::RequestOutcome::Ignored, "{handled:?}");
     assert!(waiting_at_gate(status.current_execution.as_ref().unwrap()));
-    assert!(f.stacks().get_opt("web-prod-app").await.unwrap().is_none());
+    assert!(deployments(&f).get_opt("web-prod-app").await.unwrap().is_none());
     assert_eq!(jobs(&f, "web").await.len(), 2, "one test Job per execution");
     f.finish().await;
 }
@@ -525,5 +412,83 @@ async fn bad_input_is_a_clear_condition() {
     );
     let revision = running.status.unwrap().current_execution.unwrap().revision;
     assert!(revision.starts_with("cm-"), "{revision}");
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn queued_revisions_run_one_at_a_time_in_order() {
+    let f = Fixture::new("pipe-queued").await;
+    let spec = |revision: &str, visibility: &str| {
+        json!({"executionMode": "Queued",
+            "source": {"artifact": {"revision": revision, "template": {"body": QUEUE_TEMPLATE},
+                "parameters": [{"name": "Visibility", "value": visibility}]}},
+            "stages": [
+                {"name": "approval", "actions": [{"name": "gate", "approval": {}}]},
+                {"name": "dev", "actions": [{"name": "app", "deploy": {"stack": {"region": "us-east-1"}}}]}]})
+    };
+    let queued = |p: &stackpilot::api::Pipeline| -> Vec<String> {
+        p.status
+            .as_ref()
+            .map(|s| s.queued_revisions.iter().map(|r| r.revision.clone()).collect())
+            .unwrap_or_default()
+    };
+    apply(&f, "web", spec("v1", "31")).await;
+    wait_execution(&f, "web", "v1 waits at the gate", waiting_at_gate).await;
+    apply(&f, "web", spec("v2", "32")).await;
+    wait_pipeline(&f, "web", "v2 queued", |p| queued(p) == ["v2"]).await;
+    apply(&f, "web", spec("v3", "33")).await;
+    let pipeline = wait_pipeline(&f, "web", "v3 queued after v2", |p| queued(p) == ["v2", "v3"]).await;
+    let current = pipeline.status.unwrap().current_execution.unwrap();
+    assert_eq!(current.revision, "v1", "the running execution is not replaced");
+    assert!(waiting_at_gate(&current));
+
+    let dev = format!("{}-web-dev-app", f.ns.name);
+    for (revision, visibility, rest) in [("v1", "31", vec!["v3"]), ("v2", "32", vec![]), ("v3", "33", vec![])] {
+        let waiting = wait_execution(&f, "web", &format!("{revision} at the gate"), |e| {
+            e.revision == revision && waiting_at_gate(e)
+        })
+        .await;
+        let (ok, out) = cli(&f, &["approve", "pipeline/web"]);
+        assert!(ok && out.contains(&waiting.id), "{out}");
+        // The next queued revision starts as this one ends: look in the history too.
+        wait_pipeline(&f, "web", &format!("{revision} succeeds"), |p| {
+            let status = p.status.as_ref();
+            let mut all = status
+                .into_iter()
+                .flat_map(|s| s.current_execution.iter().chain(&s.history));
+            all.any(|e| e.id == waiting.id && e.phase == ExecutionPhase::Succeeded)
+        })
+        .await;
+        let seen = visibility_in(&f, "us-east-1", &dev).await;
+        assert_eq!(seen.as_deref(), Some(visibility), "{revision} deployed in LocalStack");
+        if revision == "v1" {
+            // v2 started from the queue; v3 still waits behind it.
+            let pipeline = wait_pipeline(&f, "web", "v2 started", |p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.current_execution.as_ref())
+                    .is_some_and(|e| e.revision == "v2")
+            })
+            .await;
+            assert_eq!(queued(&pipeline), rest);
+        }
+    }
+    let status = pipelines(&f).get("web").await.unwrap().status.unwrap();
+    assert!(status.queued_revisions.is_empty());
+    let mut order: Vec<&Execution> = status.history.iter().collect();
+    order.reverse();
+    order.push(status.current_execution.as_ref().unwrap());
+    let revisions: Vec<&str> = order.iter().map(|e| e.revision.as_str()).collect();
+    assert_eq!(revisions, ["v1", "v2", "v3"]);
+    for pair in order.windows(2) {
+        let ended = pair[0].finished_at.as_ref().expect("finished").0;
+        assert!(
+            pair[1].started_at.0 >= ended,
+            "one at a time: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+        assert_eq!(pair[0].phase, ExecutionPhase::Succeeded);
+    }
     f.finish().await;
 }

@@ -50,6 +50,9 @@ actions! {
     DescribeStackResourceDrifts => false,
     // S3, through `TemplateStore`.
     PutObject => true,
+    // S3, for Pipeline sources.
+    HeadObject => false,
+    GetObject => false,
     // CloudWatch, for StackDeployment health gates.
     DescribeAlarms => false,
 }

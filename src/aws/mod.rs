@@ -10,6 +10,7 @@ pub mod fake;
 pub mod fake_mode;
 pub mod identity;
 pub mod instrumented;
+pub mod s3;
 pub mod sdk;
 mod stack_state;
 

@@ -234,7 +234,7 @@ pub fn history(pipeline: &Pipeline, now: Timestamp) -> String {
             .actions
             .iter()
             .filter_map(|a| a.approval.as_ref())
-            .map(|r| format!("{:?}:{}", r.decision, r.by.clone().unwrap_or_default()))
+            .map(|r| format!("{:?}:{}", r.decision, r.by.as_deref().unwrap_or("unknown")))
             .collect();
         let _ = writeln!(
             out,

@@ -235,6 +235,13 @@ pub fn child_body(pipeline: &Pipeline, namespace: &str, write: &ChildWrite, arti
     if let Some(object) = spec.as_object_mut() {
         object.retain(|_, v| !v.is_null());
     }
+    let mut annotations = json!({
+        REVISION_ANNOTATION: write.deploy_revision,
+        RECONCILE_REQUESTED_AT: write.retry_request,
+    });
+    if let Some(retry) = deployment_retry(write, artifact) {
+        annotations[crate::deployment::plan::RETRY_ANNOTATION] = json!(retry);
+    }
     json!({
         "apiVersion": api_version,
         "kind": kind,
@@ -246,14 +253,28 @@ pub fn child_body(pipeline: &Pipeline, namespace: &str, write: &ChildWrite, arti
                 LABEL_STAGE: write.stage,
                 LABEL_ACTION: write.action,
             },
-            "annotations": {
-                REVISION_ANNOTATION: write.deploy_revision,
-                RECONCILE_REQUESTED_AT: write.retry_request,
-            },
+            "annotations": annotations,
             "ownerReferences": pipeline.controller_owner_ref(&()).map(|r| vec![r]),
         },
         "spec": spec,
     })
+}
+
+/// A StackDeployment never rolls a revision it rejected out again by itself:
+/// a later attempt of the action asks it to, bound to the revision's hash
+/// (`<hash>@<execution>/<attempt>`, once per attempt).
+fn deployment_retry(write: &ChildWrite, artifact: &Artifact) -> Option<String> {
+    if write.kind != ChildKind::StackDeployment {
+        return None;
+    }
+    let attempt: i32 = write.retry_request.rsplit_once('/')?.1.parse().ok()?;
+    if attempt < 2 {
+        return None;
+    }
+    let mut deployed = artifact.clone();
+    deployed.parameters = merged(&artifact.parameters, &write.parameters);
+    let hash = crate::deployment::decide::artifact_hash(&deployed);
+    Some(format!("{hash}@{}", write.retry_request))
 }
 
 async fn apply_child(
@@ -277,4 +298,52 @@ async fn apply_child(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DeployAction, DeploymentTargets, SourceRevision, StackTarget};
+
+    fn write(kind: ChildKind, request: &str) -> ChildWrite {
+        ChildWrite {
+            stage: "prod".into(),
+            action: "app".into(),
+            name: "web-prod-app".into(),
+            kind,
+            revision: SourceRevision::default(),
+            deploy_revision: "r".into(),
+            deploy: DeployAction {
+                stack: (kind == ChildKind::Stack).then(StackTarget::default),
+                deployment: (kind == ChildKind::StackDeployment).then(DeploymentTargets::default),
+            },
+            parameters: vec![StackParameter {
+                name: "Visibility".into(),
+                value: Some("45".into()),
+                ..StackParameter::default()
+            }],
+            retry_request: request.into(),
+        }
+    }
+
+    #[test]
+    fn a_later_attempt_asks_the_deployment_to_retry_the_revision_it_deploys() {
+        let artifact = Artifact::default();
+        let mut deployed = artifact.clone();
+        deployed.parameters = write(ChildKind::StackDeployment, "e1/2").parameters;
+        let hash = crate::deployment::decide::artifact_hash(&deployed);
+        assert_eq!(
+            deployment_retry(&write(ChildKind::StackDeployment, "e1/2"), &artifact),
+            Some(format!("{hash}@e1/2"))
+        );
+        assert_eq!(
+            deployment_retry(&write(ChildKind::StackDeployment, "e1/1"), &artifact),
+            None
+        );
+        assert_eq!(
+            deployment_retry(&write(ChildKind::StackDeployment, "e1/rollback"), &artifact),
+            None
+        );
+        assert_eq!(deployment_retry(&write(ChildKind::Stack, "e1/2"), &artifact), None);
+    }
 }

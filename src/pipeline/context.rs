@@ -9,6 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::reflector::Store;
 
 use crate::api::{Stack, StackDeployment};
+use crate::aws::s3::S3Provider;
 use crate::runtime::context::Shared;
 
 use super::plan::Timing;
@@ -21,6 +22,12 @@ pub struct PipelineContext {
     /// Jobs labelled `stackpilot.dev/pipeline`.
     pub jobs: Store<Job>,
     pub timing: Timing,
+    /// S3 sources are read through this (counted and budgeted).
+    pub s3: Arc<dyn S3Provider>,
+    /// Whether a source without `accountRef` may use the operator's own credentials.
+    pub allow_operator_credentials: bool,
+    /// The last HeadObject answer per S3-sourced pipeline, by `namespace/name`.
+    pub s3_heads: Mutex<BTreeMap<String, super::s3_source::Head>>,
     /// Jobs the API server refused to create (an invalid template), by
     /// `namespace/name`, with its message: the next look sees them failed.
     pub refused_jobs: Mutex<BTreeMap<String, String>>,
@@ -49,6 +56,13 @@ impl PipelineContext {
     }
 }
 
+/// What the Pipeline controller reads its S3 sources with.
+#[derive(Clone)]
+pub struct Sources {
+    pub s3: Arc<dyn S3Provider>,
+    pub allow_operator_credentials: bool,
+}
+
 impl PipelineContext {
     pub fn new(
         shared: Arc<Shared>,
@@ -56,6 +70,7 @@ impl PipelineContext {
         deployments: Store<StackDeployment>,
         jobs: Store<Job>,
         timing: Timing,
+        sources: Sources,
     ) -> Self {
         Self {
             shared,
@@ -63,6 +78,9 @@ impl PipelineContext {
             deployments,
             jobs,
             timing,
+            s3: sources.s3,
+            allow_operator_credentials: sources.allow_operator_credentials,
+            s3_heads: Mutex::new(BTreeMap::new()),
             refused_jobs: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(BTreeMap::new()),
         }

@@ -8,6 +8,7 @@ mod decide;
 mod observe;
 pub mod plan;
 mod reconcile;
+mod s3_source;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::runtime::context::Shared;
 use crate::runtime::watch::{ConstantBackoff, scoped};
 
 pub use act::{FIELD_MANAGER, FINALIZER};
-pub use context::PipelineContext;
+pub use context::{PipelineContext, Sources};
 pub use decide::{decide, deploy_revision, environment, upper_snake};
 pub use observe::{PARAMETERS_KEY, TEMPLATE_KEY};
 pub use plan::{
@@ -69,6 +70,7 @@ pub async fn run(
     stack_store: reflector::Store<Stack>,
     namespace: Option<String>,
     timing: Timing,
+    sources: Sources,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = shared.client.clone();
@@ -121,6 +123,7 @@ pub async fn run(
         deployments,
         jobs,
         timing,
+        sources,
     ));
     // Only metadata of ConfigMaps: a source ConfigMap created or changed
     // wakes the pipelines that read it; its content is read when they reconcile.

@@ -1,4 +1,4 @@
-//! The observe step: the source (inline artifact or ConfigMap), the owned
+//! The observe step: the source (inline artifact, ConfigMap or S3), the owned
 //! children and Jobs from the caches, and the snapshots kept as
 //! ControllerRevisions; everything the decision reads.
 
@@ -45,7 +45,7 @@ pub fn artifact_hash(artifact: &Artifact) -> String {
     short_hash(&[&template, &parameters, &tags, &capabilities], 16)
 }
 
-fn found(artifact: Artifact) -> Source {
+pub fn found(artifact: Artifact) -> Source {
     let revision = SourceRevision {
         revision: artifact.revision.clone(),
         hash: artifact_hash(&artifact),
@@ -56,7 +56,7 @@ fn found(artifact: Artifact) -> Source {
     }
 }
 
-fn problem(reason: &str, message: String) -> Source {
+pub fn problem(reason: &str, message: String) -> Source {
     Source {
         observed: SourceObserved::Problem {
             reason: reason.into(),
@@ -67,13 +67,13 @@ fn problem(reason: &str, message: String) -> Source {
 }
 
 /// Reads the pipeline's source.
-pub async fn source(client: &kube::Client, pipeline: &Pipeline, namespace: &str) -> Result<Source> {
+pub async fn source(ctx: &PipelineContext, pipeline: &Pipeline, namespace: &str) -> Result<Source> {
     let spec = &pipeline.spec.source;
     if let Some(artifact) = &spec.artifact {
         return Ok(found(artifact.clone()));
     }
     if let Some(reference) = &spec.artifact_ref {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let api: Api<ConfigMap> = Api::namespaced(ctx.shared.client.clone(), namespace);
         let name = &reference.config_map;
         let Some(config_map) = api.get_opt(name).await? else {
             return Ok(problem(
@@ -84,13 +84,7 @@ pub async fn source(client: &kube::Client, pipeline: &Pipeline, namespace: &str)
         return Ok(from_config_map(&config_map, spec.revision.as_deref()));
     }
     if let Some(s3) = &spec.s3 {
-        return Ok(problem(
-            "SourceNotSupported",
-            format!(
-                "S3 sources (s3://{}/{}) are not supported yet: use source.artifact or source.artifactRef",
-                s3.bucket, s3.key
-            ),
-        ));
+        return super::s3_source::read(ctx, pipeline, namespace, s3).await;
     }
     Ok(problem("SourceMissing", "the spec names no source".into()))
 }
@@ -140,7 +134,15 @@ fn owned_by<K: Resource>(object: &K, uid: &str) -> bool {
         .any(|r| r.controller == Some(true) && r.uid == uid)
 }
 
-fn failure(list: &[Condition]) -> Option<ChildFailure> {
+/// The child's Stalled condition, when its status describes its current
+/// spec: a child that has not yet seen the spec just written (a rollback to
+/// another revision) still shows the old spec's failure, which is not this
+/// write's (condition times have whole seconds only, so the time alone
+/// cannot tell them apart).
+fn failure(list: &[Condition], observed: Option<i64>, generation: Option<i64>) -> Option<ChildFailure> {
+    if observed != generation {
+        return None;
+    }
     conditions::find(list, STALLED)
         .filter(|c| c.status == "True")
         .map(|c| ChildFailure {
@@ -191,18 +193,32 @@ fn stack_child(stack: &Stack) -> ChildObserved {
         retry_request: annotation(stack, RECONCILE_REQUESTED_AT),
         applied_revision: status.applied.as_ref().and_then(|a| a.revision.clone()),
         ready: conditions::is_true(&status.conditions, READY),
-        failure: failure(&status.conditions),
+        failure: failure(
+            &status.conditions,
+            status.observed_generation,
+            stack.metadata.generation,
+        ),
         planned,
         outputs: status.outputs.clone(),
     }
 }
 
 /// A StackDeployment has applied its annotation's revision once it is Ready
-/// at its own generation with the update revision stable.
+/// at its own generation with the update revision stable and every target's
+/// stack at it: going back to the stable revision (a rollback) leaves the
+/// revisions as they were while the targets still run another one.
 fn deployment_child(deployment: &StackDeployment) -> ChildObserved {
     let status = deployment.status.clone().unwrap_or_default();
     let ready = conditions::is_true(&status.conditions, READY);
+    let everywhere = status.update_revision.as_ref().is_some_and(|update| {
+        status.targets.len() == deployment.spec.targets.len()
+            && status
+                .targets
+                .iter()
+                .all(|t| t.revision.as_deref() == Some(update.hash.as_str()))
+    });
     let settled = ready
+        && everywhere
         && status.observed_generation == deployment.metadata.generation
         && status.stable_revision.is_some()
         && status.stable_revision == status.update_revision;
@@ -211,7 +227,11 @@ fn deployment_child(deployment: &StackDeployment) -> ChildObserved {
         retry_request: annotation(deployment, RECONCILE_REQUESTED_AT),
         applied_revision: settled.then(|| annotation(deployment, REVISION_ANNOTATION)).flatten(),
         ready,
-        failure: failure(&status.conditions),
+        failure: failure(
+            &status.conditions,
+            status.observed_generation,
+            deployment.metadata.generation,
+        ),
         planned: None,
         outputs: BTreeMap::new(),
     }
@@ -289,4 +309,31 @@ pub async fn snapshots(client: &kube::Client, namespace: &str, name: &str) -> Re
 pub struct Snapshot {
     pub object: String,
     pub artifact: Option<Artifact>,
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::failure;
+
+    fn stalled() -> Vec<Condition> {
+        vec![Condition {
+            type_: "Stalled".into(),
+            status: "True".into(),
+            reason: "RevisionRejected".into(),
+            message: "revision v3 rejected".into(),
+            observed_generation: Some(3),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }]
+    }
+
+    #[test]
+    fn a_failure_counts_only_for_the_spec_the_child_has_seen() {
+        assert!(failure(&stalled(), Some(3), Some(3)).is_some());
+        // The pipeline just wrote generation 4 (a rollback): the failure is generation 3's.
+        assert!(failure(&stalled(), Some(3), Some(4)).is_none());
+        assert!(failure(&[], Some(4), Some(4)).is_none());
+    }
 }

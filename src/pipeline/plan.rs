@@ -99,6 +99,8 @@ pub struct Timing {
     pub resync: Duration,
     /// While the source cannot be read.
     pub source_retry: Duration,
+    /// How often an S3 source is asked for its current version (HeadObject).
+    pub source_poll: Duration,
     /// First automatic retry delay; doubles per retry.
     pub retry_base: Duration,
     /// Longest automatic retry delay.
@@ -113,6 +115,7 @@ impl Default for Timing {
             in_flight: Duration::from_secs(30),
             resync: Duration::from_secs(600),
             source_retry: Duration::from_secs(30),
+            source_poll: Duration::from_secs(60),
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(600),
             job_grace: Duration::from_secs(120),

@@ -46,7 +46,7 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &PipelineContext) -> Result<A
 
     let name = pipeline.name_any();
     let client = &ctx.shared.client;
-    let source = observe::source(client, pipeline, &namespace).await?;
+    let source = observe::source(ctx, pipeline, &namespace).await?;
     let children = observe::children(ctx, &namespace, &uid);
     let jobs = observe::jobs(ctx, &namespace, &name, &uid);
     let snapshots = observe::snapshots(client, &namespace, &name).await?;
@@ -66,7 +66,11 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &PipelineContext) -> Result<A
         now: Timestamp::now(),
         timing: ctx.timing,
     };
-    let plan = decide(&o);
+    let mut plan = decide(&o);
+    if pipeline.spec.source.s3.is_some() {
+        // Nothing wakes a pipeline when its S3 object changes: look again.
+        plan.requeue_after(ctx.timing.source_poll);
+    }
     let found = Found {
         source: &source,
         snapshots: &snapshots,

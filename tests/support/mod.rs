@@ -5,6 +5,7 @@
 
 pub mod deployment;
 pub mod fixture;
+pub mod pipeline;
 pub mod workload;
 
 use std::collections::HashMap;
@@ -251,6 +252,12 @@ impl Operator {
     /// process ended (not by signal 9 if it had already exited on its own).
     pub async fn kill(mut self) -> std::process::ExitStatus {
         // tokio's start_kill sends SIGKILL on Unix.
+        let _ = self.child.start_kill();
+        self.child.wait().await.expect("wait for the killed operator")
+    }
+
+    /// SIGKILL without giving the process up (a new one can take its place).
+    pub async fn sigkill(&mut self) -> std::process::ExitStatus {
         let _ = self.child.start_kill();
         self.child.wait().await.expect("wait for the killed operator")
     }

@@ -220,13 +220,36 @@ pub async fn converge(workload: &Workload, timeout: Duration, log: &std::path::P
 }
 
 pub async fn raw_cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
+    cloudformation_in(endpoint, "us-east-1").await
+}
+
+/// A plain CloudFormation client for LocalStack's default account in `region`.
+pub async fn cloudformation_in(endpoint: &str, region: &str) -> aws_sdk_cloudformation::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .load()
         .await;
     aws_sdk_cloudformation::Client::new(&config)
+}
+
+/// The value of parameter `key` of `stack`, once the stack has settled: a
+/// `*_COMPLETE` status, `UPDATE_ROLLBACK_COMPLETE` included (the previous
+/// parameters, back in place), not a failed create or a review; None before.
+pub async fn settled_parameter(cfn: &aws_sdk_cloudformation::Client, stack: &str, key: &str) -> Option<String> {
+    let answer = cfn.describe_stacks().stack_name(stack).send().await.ok()?;
+    let found = answer.stacks().first()?;
+    let status = found.stack_status()?.as_str().to_string();
+    let failed_create = status == "ROLLBACK_COMPLETE";
+    if !status.ends_with("_COMPLETE") || failed_create || status.contains("REVIEW") {
+        return None;
+    }
+    found
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some(key))
+        .and_then(|p| p.parameter_value().map(str::to_string))
 }
 
 /// One stack as the emulator lists it, DELETE_COMPLETE ones included.

@@ -67,12 +67,14 @@ mod model;
 mod operations;
 mod phases;
 mod provider;
+mod s3;
 mod template;
 
 pub use alarms::FakeAlarms;
 pub use calls::{Action, Call};
 pub use errors::{ErrorInjection, FaultCounts, FaultRates, server_error, throttling_error};
 pub use provider::{FakeCloudFormation, FakeProvider};
+pub use s3::FakeS3;
 
 /// The account every fake stack lives in.
 pub const ACCOUNT_ID: &str = "123456789012";

@@ -21,6 +21,7 @@ mod cloudformation;
 mod conversions;
 mod credentials;
 mod errors;
+mod s3;
 mod template_store;
 
 pub use alarms::SdkAlarms;
@@ -28,6 +29,7 @@ pub use cloudformation::SdkCloudFormation;
 pub use credentials::{DEFAULT_SESSION_NAME, sanitize_session_name};
 pub use errors::classify;
 pub(crate) use errors::map_error;
+pub use s3::SdkS3;
 pub use template_store::{SdkTemplateStore, template_url};
 
 /// Retry and timeout bounds of every SDK call, so a dead or silent endpoint

@@ -38,6 +38,7 @@ mod deployments;
 mod measure;
 mod metrics;
 mod operator;
+mod pipelines;
 mod report;
 
 use cluster::{cleanup, install_crds};
@@ -98,6 +99,11 @@ enum Mode {
     /// StackDeployments instead of Stacks: wave hand-over, rollback, reads
     /// per poll interval, memory, steady status writes (fake AWS only).
     Deployments(DeploymentArgs),
+    /// Pipelines of 3 stages at once instead of Stacks (needs KWOK; see pipelines.rs).
+    Pipelines {
+        #[arg(long, default_value_t = 100)]
+        pipelines: usize,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -140,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
         let passed = deployments::run(&args, d, &client, &operator).await?;
         println!("bench deployments: {}", if passed { "PASS" } else { "FAIL" });
         std::process::exit(if passed { 0 } else { 1 });
+    }
+    if let Some(Mode::Pipelines { pipelines }) = args.mode {
+        return run_pipelines(&args, &client, &operator, pipelines).await;
     }
     let mut reports = Vec::new();
     for &n in &args.stacks {
@@ -208,4 +217,26 @@ async fn run_size(args: &Args, client: &Client, operator: &std::path::Path, n: u
     let _ = child.process.start_kill();
     let _ = child.process.wait().await;
     result
+}
+
+async fn run_pipelines(args: &Args, client: &Client, operator: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    let namespace = format!("bench-pipelines-{n}-{:x}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}}))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let mut child = start_operator(args, operator, &namespace, 2000.0, &[]).await?;
+    let pid = child.process.id().context("operator pid")?;
+    let steady = args.resync_seconds * u64::from(args.steady_intervals);
+    let result = pipelines::run(client, &child, pid, &namespace, n, steady).await;
+    pipelines::cleanup(client, &namespace).await;
+    cleanup(client, &namespace, n).await;
+    let _ = child.process.start_kill();
+    let _ = child.process.wait().await;
+    if result? {
+        println!("bench: pipelines passed");
+        Ok(())
+    } else {
+        println!("bench: pipelines failed");
+        std::process::exit(1)
+    }
 }

@@ -40,7 +40,15 @@ pub fn begin_if_needed(o: &Observed, desired: &RevisionId, kind: RolloutKind, pl
     }
     let stable = plan.status.stable_revision.as_ref().map(|s| s.hash.as_str());
     let finished = plan.status.rollout.as_ref().is_none_or(|r| !r.phase.is_active());
-    if stable == Some(desired.hash.as_str()) && finished {
+    // Back at the stable revision while some targets still run a rejected
+    // one (no automatic rollback; a Pipeline rolling its stage back): roll
+    // the stable revision out to them again.
+    let in_place = o.spec.targets.iter().all(|t| {
+        o.children
+            .get(&t.name)
+            .is_none_or(|c| c.revision.as_deref() == Some(desired.hash.as_str()))
+    });
+    if stable == Some(desired.hash.as_str()) && finished && in_place {
         return;
     }
     start(o, desired, kind, plan);

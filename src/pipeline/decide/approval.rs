@@ -165,8 +165,8 @@ pub fn waiting_message(o: &Observed, execution: &Execution) -> Option<String> {
             text.push_str(&format!(". Next: {}", next.join("; ")));
         }
         text.push_str(&format!(
-            ". Approve with `stackpilot pipeline approve {} {path}` (annotation {APPROVE_ANNOTATION} {{\"id\":..,\"target\":\"{path}\"}})",
-            o.name
+            ". Approve with `stackpilot approve pipeline/{} -n {}` (or the annotation {APPROVE_ANNOTATION} {{\"id\":..,\"target\":\"{path}\"}})",
+            o.name, o.namespace
         ));
         parts.push(text);
     }

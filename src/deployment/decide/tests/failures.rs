@@ -134,6 +134,24 @@ fn without_automatic_rollback_the_targets_stay() {
 }
 
 #[test]
+fn the_spec_back_at_the_stable_revision_brings_the_targets_back() {
+    // Without automatic rollback t1 stays at the rejected v2; the spec then
+    // asks for v1 again (a Pipeline rolling its stage back).
+    let mut world = rolling_v2(None).with(|s| s.rollback.automatic = false);
+    let v1 = world.status.stable_revision.clone().unwrap();
+    run_first_wave_and_fail(&mut world, "t1");
+    world.settle();
+    assert_ne!(world.child_rev("t1"), Some(v1.hash.clone()));
+    world.release("v1", "A");
+    assert_eq!(world.hash(), v1.hash, "the same content as v1");
+    world.settle();
+    for t in ["t1", "t2", "t3", "t4"] {
+        assert_eq!(world.applied(t), Some(v1.hash.clone()), "{t} runs v1");
+    }
+    assert_eq!(world.condition("Ready").unwrap().0, "True");
+}
+
+#[test]
 fn a_failed_first_rollout_has_nothing_to_roll_back_to() {
     let mut world = World::new(2);
     world.step();
