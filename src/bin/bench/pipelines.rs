@@ -183,6 +183,8 @@ pub(super) async fn run(
         w.abort();
     }
 
+    let aws = super::metrics::scrape(&operator.admin).await.unwrap_or_default();
+    let aws_calls = super::metrics::sum(&aws, "stackpilot_aws_calls_total", &[]);
     let s = seen.lock().expect("seen");
     let mut handovers = Vec::new();
     let mut missing = 0;
@@ -198,8 +200,7 @@ pub(super) async fn run(
     handovers.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&handovers, 0.50), percentile(&handovers, 0.99));
     let mib = 1024.0 * 1024.0;
-    let aws = super::metrics::scrape(&operator.admin).await.unwrap_or_default();
-    let aws_calls = super::metrics::sum(&aws, "stackpilot_aws_calls_total", &[]);
+    drop(s);
     println!("\nPipelines: N = {n}, 3 stages each (deploy Stack -> test Job -> deploy Stack), fake AWS, KWOK");
     println!("  applied all in {applied:.1} s; all executions Succeeded {succeeded:.1} s after the first apply");
     println!(
