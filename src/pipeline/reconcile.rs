@@ -46,7 +46,7 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &PipelineContext) -> Result<A
 
     let name = pipeline.name_any();
     let client = &ctx.shared.client;
-    let source = observe::source(client, pipeline, &namespace).await?;
+    let source = observe::source(&ctx.shared, pipeline, &namespace).await?;
     let children = observe::children(ctx, &namespace, &uid);
     let jobs = observe::jobs(ctx, &namespace, &name, &uid);
     let snapshots = observe::snapshots(client, &namespace, &name).await?;

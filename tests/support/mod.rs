@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod gitops;
 pub mod workload;
 
 use std::collections::HashMap;

@@ -220,9 +220,13 @@ pub async fn converge(workload: &Workload, timeout: Duration, log: &std::path::P
 }
 
 pub async fn raw_cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
+    raw_cloudformation_in(endpoint, "us-east-1").await
+}
+
+pub async fn raw_cloudformation_in(endpoint: &str, region: &str) -> aws_sdk_cloudformation::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .credentials_provider(Credentials::new("test", "test", None, None, "stackpilot-tests"))
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .load()
         .await;
