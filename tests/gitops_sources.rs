@@ -242,9 +242,11 @@ async fn source_problems_are_conditions_and_events_and_create_nothing() {
         ("cross-ns", "CrossNamespaceSourceRefused"),
         ("tampered", "SourceDigestMismatch"),
     ] {
-        eventually(Duration::from_secs(10), &format!("Event {reason} on {name}"), || {
-            has_event(&fx, name, reason).then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            &format!("Event {reason} on {name}"),
+            || async { has_event(&fx, name, reason).await.then_some(()) },
+        )
         .await;
         let stack = fx.stacks().get(name).await.unwrap();
         let status = stack.status.unwrap_or_default();

@@ -132,22 +132,28 @@ pub async fn apply_git_repository(client: &Client, ns: &str, name: &str, url: &s
         .expect("apply GitRepository");
 }
 
-/// Asks Flux to look at the object now (as `flux reconcile` does).
-pub async fn request_reconcile(api: &Api<DynamicObject>, name: &str) {
-    let requested = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": unique_suffix()}}});
+/// Asks Flux to look at the object now (as `flux reconcile` does); the
+/// token it echoes in `status.lastHandledReconcileAt` once done.
+pub async fn request_reconcile(api: &Api<DynamicObject>, name: &str) -> String {
+    let token = unique_suffix();
+    let requested = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&requested))
         .await
         .expect("request a reconcile");
+    token
 }
 
 /// Pushed `sha` reaches the GitRepository's artifact (a reconcile is requested first).
 pub async fn wait_artifact(client: &Client, ns: &str, name: &str, sha: &str) -> DynamicObject {
     let repos = git_repositories(client, ns);
-    request_reconcile(&repos, name).await;
+    let token = request_reconcile(&repos, name).await;
     let revision = format!("main@sha1:{sha}");
+    // The request handled too: source-controller rewrites the artifact file
+    // then, so a test that tampers with it must not run before.
     eventually(FLUX_TIMEOUT, &format!("GitRepository {name} at {revision}"), || async {
         let object = repos.get(name).await.ok()?;
-        (field(&object, &["status", "artifact", "revision"])?.as_str()? == revision).then_some(object)
+        let handled = field(&object, &["status", "lastHandledReconcileAt"])?.as_str()? == token;
+        (handled && field(&object, &["status", "artifact", "revision"])?.as_str()? == revision).then_some(object)
     })
     .await
 }
