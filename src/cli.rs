@@ -137,6 +137,14 @@ pub struct RunArgs {
     /// (off unless asked for, as in the chart).
     #[arg(long, env = "STACKPILOT_ALLOW_OPERATOR_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_operator_credentials: bool,
+    /// Let a `sourceRef` name a Flux source in another namespace (refused by
+    /// default, as Flux's own `--no-cross-namespace-refs` does).
+    #[arg(long, env = "STACKPILOT_ALLOW_CROSS_NAMESPACE_SOURCES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_cross_namespace_sources: bool,
+    /// Largest Flux artifact (compressed) a `sourceRef` may download; it may
+    /// unpack to 4 times as much.
+    #[arg(long, env = "STACKPILOT_MAX_SOURCE_ARTIFACT_BYTES", default_value_t = 50 << 20)]
+    pub max_source_artifact_bytes: u64,
     /// Verify AwsAccounts (one replica per cluster should).
     #[arg(long, env = "STACKPILOT_ACCOUNT_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
     pub account_controller: bool,

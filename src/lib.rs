@@ -10,4 +10,5 @@ pub mod deployment;
 pub mod pipeline;
 pub mod run;
 pub mod runtime;
+pub mod source;
 pub mod stack;

@@ -46,7 +46,14 @@ struct Parts {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
-    let shared = Arc::new(Shared::new(client.clone(), metrics.clone()));
+    let sources = crate::source::SourceSettings {
+        allow_cross_namespace: args.allow_cross_namespace_sources,
+        max_artifact_bytes: args.max_source_artifact_bytes,
+    };
+    let shared = Arc::new(Shared {
+        sources: crate::source::Sources::new(sources),
+        ..Shared::new(client.clone(), metrics.clone())
+    });
     let sdk = Arc::new(SdkProvider::from_env(args.aws_endpoint_url.clone(), args.aws_region.clone()).await);
     // Budget outside, metrics inside: every attempt, retries included, is
     // counted and spends the account and region's budget.

@@ -10,44 +10,21 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::gitops::{bed_var, field, flux_api, git, ready};
 use support::{TestBed, TestNamespace, eventually, unique_suffix};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A variable of the test bed's env file (the environment wins), or a panic naming it.
-fn bed_var(key: &str) -> String {
-    if let Ok(value) = std::env::var(key) {
-        return value;
-    }
-    let dir = std::env::var("STACKPILOT_TESTBED_DIR").unwrap_or_else(|_| "/tmp/stackpilot-testbed".into());
-    let file = Path::new(&dir).join("env");
-    let vars: HashMap<String, String> = std::fs::read_to_string(&file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().trim_start_matches("export ").split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
-        .collect();
-    vars.get(key).cloned().unwrap_or_else(|| {
-        panic!(
-            "{key} is not set and {} has no value for it: start the whole test bed (testbed/up.sh, without --no-gitops)",
-            file.display()
-        )
-    })
-}
 
 /// Runs `body` in a namespace of its own, then deletes the namespace whether it passed or not.
 async fn in_namespace<F, Fut>(prefix: &str, body: F)
@@ -166,27 +143,6 @@ async fn job_pods_succeed_or_fail_by_their_test_result_marker() {
     .await;
 }
 
-fn flux_api(client: &Client, ns: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
-    Api::namespaced_with(client.clone(), ns, &resource)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=testbed", "-c", "user.email=testbed@example.invalid"])
-        .args(args)
-        .output()
-        .expect("git is on PATH");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
 /// Commits deploy/cm.yaml (a ConfigMap `from-git` with `value`), pushes it, returns the sha.
 fn commit_and_push(work: &Path, repo_url: &str, value: &str) -> String {
     std::fs::create_dir_all(work.join("deploy")).unwrap();
@@ -199,18 +155,6 @@ fn commit_and_push(work: &Path, repo_url: &str, value: &str) -> String {
     git(work, &["commit", "-q", "-m", &format!("value {value}")]);
     git(work, &["push", "-q", repo_url, "main"]);
     git(work, &["rev-parse", "HEAD"])
-}
-
-fn field<'a>(object: &'a DynamicObject, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(&object.data, |v, key| v.get(key))
-}
-
-fn ready(object: &DynamicObject) -> Option<String> {
-    field(object, &["status", "conditions"])?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .and_then(|c| c["status"].as_str().map(String::from))
 }
 
 /// GET over HTTP/1.0 (no chunking), for the artifact's bytes.

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::stack_deployment::{Artifact, DeploymentTarget, HealthGates, RollbackSpec, Strategy};
-use super::template::{AccountRef, StackParameter};
+use super::template::{AccountRef, SourceRef, StackParameter};
 
 /// Stages of actions (same `runOrder` runs in parallel) that deploy, wait
 /// for approval, bake and test each new source revision.
@@ -64,11 +64,11 @@ fn is_zero(value: &i32) -> bool {
     *value == 0
 }
 
-/// The pipeline's source. Exactly one of `artifact`, `artifactRef` or `s3`
-/// (Flux sources will be a fourth, `sourceRef`).
+/// The pipeline's source. Exactly one of `artifact`, `artifactRef`, `s3` or
+/// `sourceRef`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.artifact) ? 1 : 0) + (has(self.artifactRef) ? 1 : 0) + (has(self.s3) ? 1 : 0) == 1").message("source needs exactly one of artifact, artifactRef or s3"))]
+#[x_kube(validation = Rule::new("(has(self.artifact) ? 1 : 0) + (has(self.artifactRef) ? 1 : 0) + (has(self.s3) ? 1 : 0) + (has(self.sourceRef) ? 1 : 0) == 1").message("source needs exactly one of artifact, artifactRef, s3 or sourceRef"))]
 #[x_kube(validation = Rule::new("!has(self.revision) || has(self.artifactRef)").message("source.revision labels a ConfigMap source only: an artifact has artifact.revision, an S3 object its version id"))]
 pub struct PipelineSource {
     /// A label for the ConfigMap's revision, e.g. a commit; without it the
@@ -87,6 +87,10 @@ pub struct PipelineSource {
     /// (the bucket must have versioning enabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Source>,
+    /// A template (and parameters file) in a Flux source's artifact; each
+    /// new artifact revision (`main@sha1:...`) starts an execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<SourceRef>,
 }
 
 /// A ConfigMap that holds an artifact.

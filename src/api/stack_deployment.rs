@@ -85,11 +85,15 @@ pub(super) fn is_false(value: &bool) -> bool {
 }
 
 /// A template revision with its parameters.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.revision) && size(self.revision) > 0) || has(self.template.sourceRef)").message("artifact.revision is required unless the template comes from template.sourceRef (then the Flux artifact revision is used)"))]
 pub struct Artifact {
-    /// A label for this revision, e.g. `v42` or a commit SHA.
-    #[schemars(length(min = 1, max = 63))]
+    /// A label for this revision, e.g. `v42` or a commit SHA. With
+    /// `template.sourceRef` leave it empty: the Flux artifact revision
+    /// (`main@sha1:...`) is used.
+    #[serde(default)]
+    #[schemars(length(max = 63))]
     pub revision: String,
     /// The template.
     pub template: TemplateSpec,

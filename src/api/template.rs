@@ -5,11 +5,11 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where the CloudFormation template comes from. Exactly one of `body`, `url`
-/// or `configMapRef`.
+/// Where the CloudFormation template comes from. Exactly one of `body`, `url`,
+/// `configMapRef` or `sourceRef`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.body) ? 1 : 0) + (has(self.url) ? 1 : 0) + (has(self.configMapRef) ? 1 : 0) == 1").message("exactly one of template.body, template.url or template.configMapRef must be set"))]
+#[x_kube(validation = Rule::new("(has(self.body) ? 1 : 0) + (has(self.url) ? 1 : 0) + (has(self.configMapRef) ? 1 : 0) + (has(self.sourceRef) ? 1 : 0) == 1").message("exactly one of template.body, template.url, template.configMapRef or template.sourceRef must be set"))]
 pub struct TemplateSpec {
     /// The template itself, JSON or YAML. Over 51,200 bytes it is uploaded to
     /// the template bucket of the AwsAccount and passed by URL.
@@ -24,6 +24,68 @@ pub struct TemplateSpec {
     /// change to the ConfigMap updates the stack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<KeyRef>,
+    /// A file in the artifact of a Flux source (GitRepository, OCIRepository
+    /// or Bucket). Each new artifact revision (`main@sha1:...`) updates the
+    /// stack; the revision is recorded as the applied revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<SourceRef>,
+}
+
+/// A template (and optionally a parameters file) in the artifact of a Flux
+/// source object (`source.toolkit.fluxcd.io/v1`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    /// `GitRepository`, `OCIRepository` or `Bucket`.
+    pub kind: FluxSourceKind,
+    /// Name of the source object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Its namespace; defaults to the object's own. Another namespace is
+    /// refused unless the operator runs with `--allow-cross-namespace-sources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Path of the template file in the artifact, e.g. `stacks/app.yaml`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: String,
+    /// Path of a parameters file in the artifact: a YAML or JSON map of
+    /// parameter name to value, or a list of parameters as in `parameters`.
+    /// Parameters given in the spec win over the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub parameters_file: Option<String>,
+}
+
+/// The kinds of Flux source stackpilot reads artifacts from.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum FluxSourceKind {
+    #[default]
+    GitRepository,
+    #[serde(rename = "OCIRepository")]
+    OciRepository,
+    Bucket,
+}
+
+impl FluxSourceKind {
+    pub const ALL: [FluxSourceKind; 3] = [Self::GitRepository, Self::OciRepository, Self::Bucket];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GitRepository => "GitRepository",
+            Self::OciRepository => "OCIRepository",
+            Self::Bucket => "Bucket",
+        }
+    }
+
+    /// The resource name in `source.toolkit.fluxcd.io`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::GitRepository => "gitrepositories",
+            Self::OciRepository => "ocirepositories",
+            Self::Bucket => "buckets",
+        }
+    }
 }
 
 /// A key in a ConfigMap or Secret of the object's own namespace.

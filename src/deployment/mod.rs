@@ -14,6 +14,7 @@ mod reconcile;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
@@ -54,8 +55,28 @@ pub async fn run(
                 .combine(predicates::finalizers),
             Default::default(),
         );
+    // A new artifact of a Flux source starts a rollout at once.
+    let flux_store = store.clone();
+    let flux_sources = crate::source::watch::changes(client.clone(), namespace.as_deref()).flat_map(move |key| {
+        let readers: Vec<_> = flux_store
+            .state()
+            .iter()
+            .filter(|d| {
+                let own = d.namespace().unwrap_or_default();
+                d.spec
+                    .artifact
+                    .template
+                    .source_ref
+                    .as_ref()
+                    .is_some_and(|r| crate::source::watch::names(r, &own, &key))
+            })
+            .map(|d| kube::runtime::reflector::ObjectRef::from_obj(d.as_ref()))
+            .collect();
+        futures::stream::iter(readers)
+    });
     let results = Controller::for_stream(deployments, store)
         .owns_shared_stream(stacks)
+        .reconcile_on(flux_sources)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx);
     crate::runtime::reconciler::drain(results, "stackdeployment").await;

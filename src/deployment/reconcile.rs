@@ -43,6 +43,24 @@ async fn reconcile_inner(deployment: &StackDeployment, ctx: &DeploymentContext) 
         return Box::pin(reconcile_inner(&patched, ctx)).await;
     }
 
+    // A `template.sourceRef` is read once here and the deployment goes on
+    // with the template inline and the Flux revision as its label, so
+    // every later step (revisions, children) sees a plain artifact.
+    let source = ctx
+        .shared
+        .sources
+        .resolve_artifact(&ctx.shared.client, &deployment.spec.artifact, &namespace)
+        .await;
+    let resolved;
+    let deployment = match &source {
+        Ok(artifact) if artifact != &deployment.spec.artifact => {
+            let mut copy = deployment.clone();
+            copy.spec.artifact = artifact.clone();
+            resolved = copy;
+            &resolved
+        }
+        _ => deployment,
+    };
     let (revisions, artifacts) = observe::revisions(ctx, deployment, &namespace).await?;
     let child_objects = observe::children(ctx, deployment, &namespace);
     let children: BTreeMap<String, ObservedChild> = child_objects
@@ -80,9 +98,9 @@ async fn reconcile_inner(deployment: &StackDeployment, ctx: &DeploymentContext) 
         now: Timestamp::now(),
         timing: ctx.settings.timing,
     };
-    let plan = match &grants {
-        Ok(_) => decide(&o),
-        Err(problem) => refused(&o, problem.reason, &problem.message, problem.transient),
+    let plan = match (&grants, &source) {
+        (Err(problem), _) | (Ok(_), Err(problem)) => refused(&o, problem.reason, &problem.message, problem.transient),
+        (Ok(_), Ok(_)) => decide(&o),
     };
     act(deployment, ctx, &seen, plan).await
 }

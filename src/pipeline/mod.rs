@@ -25,6 +25,7 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use crate::api::{Pipeline, Stack, StackDeployment};
 use crate::runtime::context::Shared;
 use crate::runtime::watch::{ConstantBackoff, scoped};
+use crate::source::watch::SourceKey;
 
 pub use act::{FIELD_MANAGER, FINALIZER};
 pub use context::{PipelineContext, Sources};
@@ -56,6 +57,25 @@ fn reading(
                 .artifact_ref
                 .as_ref()
                 .is_some_and(|r| r.config_map == name)
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// The pipelines whose source is this Flux source object.
+fn reading_flux(pipelines: &reflector::Store<Pipeline>, key: &SourceKey) -> Vec<ObjectRef<Pipeline>> {
+    pipelines
+        .state()
+        .iter()
+        .filter(|p| {
+            let own = p.namespace().unwrap_or_default();
+            let source = &p.spec.source;
+            let inline = source.artifact.as_ref().and_then(|a| a.template.source_ref.as_ref());
+            source
+                .source_ref
+                .iter()
+                .chain(inline)
+                .any(|r| crate::source::watch::names(r, &own, key))
         })
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
@@ -134,8 +154,13 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let readers = pipelines.clone();
+    // A new artifact of a Flux source starts an execution at once.
+    let flux_readers = pipelines.clone();
+    let flux_sources = crate::source::watch::changes(client.clone(), ns)
+        .flat_map(move |key| futures::stream::iter(reading_flux(&flux_readers, &key)));
     let results = Controller::for_stream(pipeline_stream, pipelines)
         .watches_stream(config_maps, move |config_map| reading(&readers, &config_map))
+        .reconcile_on(flux_sources)
         .owns_shared_stream(stacks)
         .owns_stream(deployment_stream)
         .owns_stream(job_stream)

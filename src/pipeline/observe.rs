@@ -68,7 +68,30 @@ pub fn problem(reason: &str, message: String) -> Source {
 
 /// Reads the pipeline's source.
 pub async fn source(ctx: &PipelineContext, pipeline: &Pipeline, namespace: &str) -> Result<Source> {
+    let shared = &ctx.shared;
+    let client = &shared.client;
     let spec = &pipeline.spec.source;
+    // A Flux source, as `sourceRef` or as the inline artifact's template:
+    // its artifact revision (`main@sha1:...`) labels the source revision.
+    let flux = match (&spec.source_ref, &spec.artifact) {
+        (Some(source_ref), _) => Some(Artifact {
+            template: TemplateSpec {
+                source_ref: Some(source_ref.clone()),
+                ..TemplateSpec::default()
+            },
+            ..Artifact::default()
+        }),
+        (None, Some(artifact)) if artifact.template.source_ref.is_some() => Some(artifact.clone()),
+        _ => None,
+    };
+    if let Some(artifact) = flux {
+        return Ok(
+            match shared.sources.resolve_artifact(client, &artifact, namespace).await {
+                Ok(artifact) => found(artifact),
+                Err(p) => problem(p.reason, p.message),
+            },
+        );
+    }
     if let Some(artifact) = &spec.artifact {
         return Ok(found(artifact.clone()));
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use kube::Client;
 
+use crate::source::{SourceSettings, Sources};
+
 use super::backoff::Backoff;
 use super::events::Events;
 use super::metrics::Metrics;
@@ -20,6 +22,8 @@ pub struct Shared {
     pub backoff: Backoff,
     /// `/readyz`: ready once every running controller's caches have synced.
     pub readiness: Readiness,
+    /// Templates from Flux sources (`sourceRef`).
+    pub sources: Sources,
 }
 
 impl Shared {
@@ -30,6 +34,7 @@ impl Shared {
             metrics,
             backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(300)),
             readiness: Readiness::default(),
+            sources: Sources::new(SourceSettings::default()),
         }
     }
 }

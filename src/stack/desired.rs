@@ -45,6 +45,9 @@ pub struct DesiredStack {
     pub upload: Option<TemplateUpload>,
     /// `RevertDrift` while a drift revert is pending.
     pub deployment_mode: Option<DeploymentMode>,
+    /// The Flux artifact revision the template came from (`sourceRef`):
+    /// recorded as the applied revision unless an owner sets one.
+    pub source_revision: Option<String>,
     /// Changes when any input above changes, or when a reconcile is requested
     /// after a failure (see `inputs.rs`).
     pub fingerprint: String,

@@ -16,6 +16,7 @@ use crate::account::tenancy::Grant;
 use crate::api::{KeyRef, ParameterSource, Stack, StackParameter};
 use crate::aws::{RollbackTrigger, StackOptions, TemplateSource};
 use crate::runtime::conditions::{self, READY};
+use crate::runtime::context::Shared;
 use crate::runtime::problem::Problem;
 
 use super::desired::{DesiredStack, ResolvedParameter, TemplateUpload};
@@ -38,7 +39,7 @@ pub fn stack_name(stack: &Stack) -> String {
 /// read from the shared cache, Secrets and ConfigMaps from the API server
 /// (their contents are never cached).
 pub async fn resolve(
-    client: &Client,
+    shared: &Shared,
     stacks: &Store<Stack>,
     stack: &Stack,
     grant: &Grant,
@@ -54,14 +55,26 @@ pub async fn resolve(
     let name = stack_name(stack);
     validate_stack_name(&name).map_err(|m| Problem::stalled("InvalidStackName", m))?;
     let reader = Reader {
-        client,
+        client: &shared.client,
         stacks,
         namespace: &namespace,
     };
     reader.check_dependencies(stack)?;
-    let template = reader.template(stack).await?;
-    let mut parameters = Vec::with_capacity(stack.spec.parameters.len());
-    for parameter in &stack.spec.parameters {
+    let (template, from_file, source_revision) = match &stack.spec.template.source_ref {
+        Some(source) => {
+            let fetched = shared.sources.fetch(&shared.client, source, &namespace).await?;
+            let from_file = crate::source::merge_parameters(fetched.parameters, &stack.spec.parameters);
+            (
+                TemplateSource::Body(fetched.template),
+                Some(from_file),
+                Some(fetched.revision),
+            )
+        }
+        None => (reader.template(stack).await?, None, None),
+    };
+    let wanted = from_file.as_deref().unwrap_or(stack.spec.parameters.as_slice());
+    let mut parameters = Vec::with_capacity(wanted.len());
+    for parameter in wanted {
         parameters.push(reader.parameter(parameter).await?);
     }
     let capabilities: Vec<String> = stack.spec.capabilities.iter().map(|c| c.as_str().to_string()).collect();
@@ -110,6 +123,7 @@ pub async fn resolve(
         stack_policy: stack.spec.stack_policy.clone(),
         upload,
         deployment_mode: None,
+        source_revision,
         fingerprint: String::new(),
     };
     let mut nonce = stack

@@ -20,6 +20,7 @@ mod triggers;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
@@ -119,6 +120,8 @@ pub async fn run(
     .predicate_filter(predicates::labels, Default::default());
     let namespace_store = store.clone();
     let readers = Readers::default();
+    let flux_sources = crate::source::watch::changes(client.clone(), ns);
+    let (flux_store, flux_readers) = (store.clone(), readers.clone());
     let dependents_store = store.clone();
     let dependents_readers = readers.clone();
     let slots_ctx = ctx.clone();
@@ -146,6 +149,15 @@ pub async fn run(
                 .map(|stack| ObjectRef::from_obj(stack.as_ref()))
                 .collect::<Vec<_>>()
         })
+        // A new artifact of a Flux source updates the Stacks reading it at once.
+        .reconcile_on(flux_sources.flat_map(move |key| {
+            futures::stream::iter(flux_readers.readers(
+                &flux_store,
+                Source::Flux(key.kind),
+                Some(&key.namespace),
+                &key.name,
+            ))
+        }))
         .watches_shared_stream(dependents, move |changed: Arc<Stack>| {
             dependents_readers.update(&changed);
             dependents_readers.readers(

@@ -211,7 +211,8 @@ pub fn observed<'a>(
         change_set: reads.change_set.as_ref(),
         new_events: &reads.events,
         approval: annotation(APPROVE_ANNOTATION),
-        revision: annotation(REVISION_ANNOTATION),
+        revision: annotation(REVISION_ANNOTATION)
+            .or_else(|| desired.as_ref().ok().and_then(|d| d.source_revision.as_deref())),
         requested: annotation(RECONCILE_REQUESTED_AT),
         drift: &reads.drift,
         live_template: reads.live_template.as_deref(),

@@ -83,7 +83,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &StackContext) -> Result<Action> {
     let desired = if deleting || stack.spec.suspend {
         Err(Problem::stalled("NotApplicable", ""))
     } else {
-        resolve(&ctx.shared.client, &ctx.stacks, stack, &grant).await
+        resolve(&ctx.shared, &ctx.stacks, stack, &grant).await
     };
 
     let now = Timestamp::now();

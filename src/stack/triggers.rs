@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use crate::api::Stack;
+use crate::api::{FluxSourceKind, Stack};
 
 use super::inputs::dependencies;
 
@@ -19,6 +19,8 @@ pub enum Source {
     Secret,
     Stack,
     AwsAccount,
+    /// A Flux source object (`template.sourceRef`).
+    Flux(FluxSourceKind),
 }
 
 /// Every source (kind, namespace, name) a Stack reads.
@@ -33,6 +35,13 @@ fn sources(stack: &Stack) -> Vec<SourceKey> {
     let mut keys = Vec::new();
     if let Some(r) = &spec.template.config_map_ref {
         keys.push(local(Source::ConfigMap, &r.name));
+    }
+    if let Some(r) = &spec.template.source_ref {
+        keys.push(SourceKey {
+            source: Source::Flux(r.kind),
+            namespace: r.namespace.clone().or_else(|| namespace.clone()),
+            name: r.name.clone(),
+        });
     }
     for from in spec.parameters.iter().filter_map(|p| p.value_from.as_ref()) {
         if let Some(r) = &from.config_map_key_ref {

@@ -5,6 +5,7 @@
 
 pub mod deployment;
 pub mod fixture;
+pub mod gitops;
 pub mod pipeline;
 pub mod workload;
 

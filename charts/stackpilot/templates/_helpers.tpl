@@ -99,6 +99,10 @@ ClusterRole (all namespaces) or by the Role in watchNamespace.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# Templates from Flux sources (sourceRef): their status.artifact, read only.
+- apiGroups: ["source.toolkit.fluxcd.io"]
+  resources: ["gitrepositories", "ocirepositories", "buckets"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/*

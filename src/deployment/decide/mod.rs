@@ -100,6 +100,16 @@ pub fn refused(o: &Observed, reason: &'static str, message: &str, transient: boo
         reason,
         message: message.to_string(),
     };
-    status::invalid(o, &mut plan, &problem);
+    if transient && waits(reason) {
+        status::waiting(o, &mut plan, &problem);
+    } else {
+        status::invalid(o, &mut plan, &problem);
+    }
     plan
+}
+
+/// Refusals that are waits, not invalid input: a Flux source with no
+/// artifact yet, or not readable for now.
+fn waits(reason: &str) -> bool {
+    reason.starts_with("Source")
 }

@@ -52,6 +52,19 @@ pub fn invalid(o: &Observed, plan: &mut Plan, problem: &Problem) {
     }
 }
 
+/// Something time alone fixes (a Flux source without an artifact yet):
+/// Ready=False and Reconciling, one Event per new reason, nothing written.
+pub fn waiting(o: &Observed, plan: &mut Plan, problem: &Problem) {
+    let before = conditions::find(&plan.status.conditions, conditions::READY).map(|c| c.reason.clone());
+    kstatus(o, plan).waiting(problem.reason, &problem.message);
+    if before.as_deref() != Some(problem.reason) {
+        plan.event(crate::deployment::plan::Note::warning(
+            problem.reason,
+            problem.message.clone(),
+        ));
+    }
+}
+
 pub fn suspended(o: &Observed, plan: &mut Plan) {
     let message = "reconciliation is suspended (spec.suspend: true)";
     kstatus(o, plan).waiting("Suspended", message);

@@ -57,6 +57,7 @@ pub(super) fn desired() -> DesiredStack {
         stack_policy: None,
         upload: None,
         deployment_mode: None,
+        source_revision: None,
         fingerprint: String::new(),
     }
     .seal("")

@@ -1,0 +1,158 @@
+//! Health as GitOps tools read it, on the test bed:
+//! - Flux: a Kustomization with `wait: true` (real kustomize-controller)
+//!   over our Stacks is Ready only once they are, and fails naming a Stalled
+//!   one, with our reason;
+//! - Argo CD: the chart's Lua health check (charts/stackpilot/argocd/health.lua),
+//!   run by a real Lua 5.4, reads the Stacks the operator produced as
+//!   Healthy, Degraded, Progressing and Suspended.
+//!
+//! Needs the whole test bed (`testbed/up.sh` without `--no-gitops`).
+
+mod support;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use support::eventually;
+use support::fixture::{Fixture, TIMEOUT, condition};
+use support::gitops::{
+    FLUX_TIMEOUT, GitRepo, apply_git_repository, argo_health, field, flux_condition, kustomizations, request_reconcile,
+    wait_artifact,
+};
+
+fn stack_manifest(name: &str, template: &str) -> String {
+    let spec = json!({
+        "apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack",
+        "metadata": {"name": name},
+        "spec": {"region": "us-east-1", "template": {"body": template}}
+    });
+    serde_json::to_string_pretty(&spec).unwrap()
+}
+
+const QUEUE: &str = "Resources:\n  Queue: {Type: AWS::SQS::Queue}\n";
+/// Stalled at once, before any AWS call: IAM without CAPABILITY_IAM.
+const ROLE: &str =
+    "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n";
+
+#[tokio::test]
+async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
+    let fx = Fixture::new("gitops-health").await;
+    let ns = fx.ns.name.clone();
+    let repo = GitRepo::new("health");
+    repo.write("deploy/good.json", &stack_manifest("good", QUEUE));
+    let first = repo.commit("good stack");
+    apply_git_repository(&fx.client, &ns, "app", &repo.url).await;
+    wait_artifact(&fx.client, &ns, "app", &first).await;
+
+    let kustomization = json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "app"},
+        "spec": {
+            "interval": "10m", "path": "./deploy", "prune": true, "wait": true, "timeout": "90s",
+            "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": "app"}
+        }
+    });
+    let ks = kustomizations(&fx.client, &ns);
+    ks.patch("app", &PatchParams::apply("gitops-test"), &Patch::Apply(&kustomization))
+        .await
+        .expect("apply Kustomization");
+    let applied = eventually(TIMEOUT, "Kustomization Ready at the first commit", || async {
+        let object = ks.get("app").await.ok()?;
+        let (status, _, _) = flux_condition(&object, "Ready")?;
+        let revision = field(&object, &["status", "lastAppliedRevision"])?.as_str()?;
+        (status == "True" && revision == format!("main@sha1:{first}")).then_some(object)
+    })
+    .await;
+    let ready_at = Timestamp::now();
+    let good = fx.stacks().get("good").await.expect("Flux applied the Stack");
+    let good_ready = condition(&good, "Ready").expect("good has Ready");
+    assert_eq!(good_ready.status, "True", "Kustomization Ready only once the Stack is");
+    assert!(good_ready.last_transition_time.0 <= ready_at);
+    println!(
+        "Kustomization Ready: {:?}",
+        flux_condition(&applied, "Ready").map(|c| c.2)
+    );
+    assert_eq!(
+        argo_health(&good).0,
+        "Healthy",
+        "Argo CD reads a Ready Stack as Healthy"
+    );
+
+    // A Stalled Stack fails the Kustomization's health check.
+    repo.write("deploy/bad.json", &stack_manifest("bad", ROLE));
+    let second = repo.commit("bad stack");
+    request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
+    let failed = eventually(FLUX_TIMEOUT * 3, "Kustomization fails on the Stalled Stack", || async {
+        let object = ks.get("app").await.ok()?;
+        let (status, reason, message) = flux_condition(&object, "Ready")?;
+        let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
+        (status == "False" && attempted == format!("main@sha1:{second}") && reason != "Progressing")
+            .then_some((reason, message))
+    })
+    .await;
+    println!("Kustomization Ready=False: {failed:?}");
+    assert_eq!(failed.0, "HealthCheckFailed", "{failed:?}");
+    assert!(
+        failed.1.contains("Stack/") && failed.1.contains("bad"),
+        "names the Stack: {failed:?}"
+    );
+    let bad = fx.wait_condition("bad", "Stalled", "True").await;
+    assert_eq!(condition(&bad, "Stalled").unwrap().reason, "InsufficientCapabilities");
+    let (health, message) = argo_health(&bad);
+    assert_eq!(health, "Degraded");
+    assert!(message.starts_with("InsufficientCapabilities: "), "{message}");
+
+    // Outside Flux: a suspended Stack, one waiting for approval, one waiting
+    // for a dependency.
+    fx.apply(
+        "paused",
+        json!({"region": "us-east-1", "suspend": true, "template": {"body": QUEUE}}),
+    )
+    .await;
+    let paused = fx.wait_condition("paused", "Ready", "False").await;
+    assert_eq!(argo_health(&paused).0, "Suspended");
+    fx.apply(
+        "gated",
+        json!({"region": "us-east-1", "approval": "Manual", "template": {"body": QUEUE}}),
+    )
+    .await;
+    let gated = eventually(TIMEOUT, "gated waits for approval", || async {
+        let stack = fx.stacks().get("gated").await.ok()?;
+        (condition(&stack, "Ready")?.reason == "ApprovalRequired").then_some(stack)
+    })
+    .await;
+    let (health, message) = argo_health(&gated);
+    assert_eq!(health, "Suspended", "{message}");
+    assert!(message.starts_with("Waiting for approval"), "{message}");
+    fx.apply(
+        "waits",
+        json!({"region": "us-east-1", "dependsOn": [{"name": "not-there"}], "template": {"body": QUEUE}}),
+    )
+    .await;
+    let waits = eventually(TIMEOUT, "waits waits for its dependency", || async {
+        let stack = fx.stacks().get("waits").await.ok()?;
+        (condition(&stack, "Ready")?.reason == "DependencyNotReady").then_some(stack)
+    })
+    .await;
+    let (health, message) = argo_health(&waits);
+    assert_eq!(health, "Progressing");
+    assert!(message.contains("DependencyNotReady"), "{message}");
+    // Before the operator has written any status.
+    let mut fresh = waits.clone();
+    fresh.status = None;
+    assert_eq!(argo_health(&fresh).0, "Progressing");
+
+    // Fixing Git fixes the Kustomization.
+    repo.remove("deploy/bad.json");
+    let third = repo.commit("drop the bad stack");
+    request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
+    eventually(TIMEOUT, "Kustomization Ready again", || async {
+        let object = ks.get("app").await.ok()?;
+        let (status, _, _) = flux_condition(&object, "Ready")?;
+        let revision = field(&object, &["status", "lastAppliedRevision"])?.as_str()?;
+        (status == "True" && revision == format!("main@sha1:{third}")).then_some(())
+    })
+    .await;
+    fx.wait_gone("bad").await;
+    fx.finish().await;
+}
