@@ -5,8 +5,8 @@
 //! replacements show in status before they run.
 
 use crate::deployment::plan::{
-    APPROVE_REVISION_ANNOTATION, Approval, ChangeSetState, FleetPreview, Note, Observed, Plan, RolloutKind, RolloutPhase,
-    TargetPreview, bound_hash, describe,
+    APPROVE_REVISION_ANNOTATION, Approval, ChangeSetState, FleetPreview, Note, Observed, Plan, RolloutKind,
+    RolloutPhase, TargetPreview, bound_hash, describe,
 };
 
 /// Updates `status.preview` while the rollout is waiting for approval or on
