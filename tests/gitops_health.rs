@@ -39,7 +39,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     let fx = Fixture::new("gitops-health").await;
     let ns = fx.ns.name.clone();
     let repo = GitRepo::new("health");
-    repo.write("deploy/good.json", &stack_manifest("good", QUEUE));
+    repo.write("deploy/good.yaml", &stack_manifest("good", QUEUE));
     let first = repo.commit("good stack");
     apply_git_repository(&fx.client, &ns, "app", &repo.url).await;
     wait_artifact(&fx.client, &ns, "app", &first).await;
@@ -79,7 +79,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     );
 
     // A Stalled Stack fails the Kustomization's health check.
-    repo.write("deploy/bad.json", &stack_manifest("bad", ROLE));
+    repo.write("deploy/bad.yaml", &stack_manifest("bad", ROLE));
     let second = repo.commit("bad stack");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
     let failed = eventually(FLUX_TIMEOUT * 3, "Kustomization fails on the Stalled Stack", || async {
@@ -143,7 +143,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     assert_eq!(argo_health(&fresh).0, "Progressing");
 
     // Fixing Git fixes the Kustomization.
-    repo.remove("deploy/bad.json");
+    repo.remove("deploy/bad.yaml");
     let third = repo.commit("drop the bad stack");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
     eventually(TIMEOUT, "Kustomization Ready again", || async {
