@@ -49,7 +49,14 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
         "metadata": {"name": "app"},
         "spec": {
             "interval": "10m", "path": "./deploy", "prune": true, "wait": true, "timeout": "90s",
-            "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": "app"}
+            "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": "app"},
+            // kstatus takes an object with no status yet for Current: without
+            // this, the Kustomization is Ready before stackpilot saw the Stack.
+            "healthCheckExprs": [{
+                "apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack",
+                "current": "has(status.conditions) && status.observedGeneration == metadata.generation && status.conditions.exists(e, e.type == 'Ready' && e.status == 'True')",
+                "failed": "has(status.conditions) && status.conditions.exists(e, e.type == 'Stalled' && e.status == 'True')"
+            }]
         }
     });
     let ks = kustomizations(&fx.client, &ns);
@@ -113,7 +120,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     assert_eq!(argo_health(&paused).0, "Suspended");
     fx.apply(
         "gated",
-        json!({"region": "us-east-1", "approval": "Manual", "template": {"body": QUEUE}}),
+        json!({"region": "us-east-1", "changes": {"approval": "Manual"}, "template": {"body": QUEUE}}),
     )
     .await;
     let gated = eventually(TIMEOUT, "gated waits for approval", || async {
