@@ -39,7 +39,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     let fx = Fixture::new("gitops-health").await;
     let ns = fx.ns.name.clone();
     let repo = GitRepo::new("health");
-    repo.write("deploy/good.json", &stack_manifest("good", QUEUE));
+    repo.write("deploy/good.yaml", &stack_manifest("good", QUEUE));
     let first = repo.commit("good stack");
     apply_git_repository(&fx.client, &ns, "app", &repo.url).await;
     wait_artifact(&fx.client, &ns, "app", &first).await;
@@ -49,7 +49,14 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
         "metadata": {"name": "app"},
         "spec": {
             "interval": "10m", "path": "./deploy", "prune": true, "wait": true, "timeout": "90s",
-            "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": "app"}
+            "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": "app"},
+            // kstatus takes an object with no status yet for Current: without
+            // this, the Kustomization is Ready before stackpilot saw the Stack.
+            "healthCheckExprs": [{
+                "apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack",
+                "current": "has(status.conditions) && status.observedGeneration == metadata.generation && status.conditions.exists(e, e.type == 'Ready' && e.status == 'True')",
+                "failed": "has(status.conditions) && status.conditions.exists(e, e.type == 'Stalled' && e.status == 'True')"
+            }]
         }
     });
     let ks = kustomizations(&fx.client, &ns);
@@ -79,7 +86,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     );
 
     // A Stalled Stack fails the Kustomization's health check.
-    repo.write("deploy/bad.json", &stack_manifest("bad", ROLE));
+    repo.write("deploy/bad.yaml", &stack_manifest("bad", ROLE));
     let second = repo.commit("bad stack");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
     let failed = eventually(FLUX_TIMEOUT * 3, "Kustomization fails on the Stalled Stack", || async {
@@ -113,7 +120,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     assert_eq!(argo_health(&paused).0, "Suspended");
     fx.apply(
         "gated",
-        json!({"region": "us-east-1", "approval": "Manual", "template": {"body": QUEUE}}),
+        json!({"region": "us-east-1", "changes": {"approval": "Manual"}, "template": {"body": QUEUE}}),
     )
     .await;
     let gated = eventually(TIMEOUT, "gated waits for approval", || async {
@@ -143,7 +150,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     assert_eq!(argo_health(&fresh).0, "Progressing");
 
     // Fixing Git fixes the Kustomization.
-    repo.remove("deploy/bad.json");
+    repo.remove("deploy/bad.yaml");
     let third = repo.commit("drop the bad stack");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
     eventually(TIMEOUT, "Kustomization Ready again", || async {
