@@ -16,7 +16,7 @@ use stackpilot::api::{Execution, ExecutionPhase, Pipeline, Stack, StackDeploymen
 use support::eventually;
 use support::fixture::{Fixture, TIMEOUT, condition};
 use support::gitops::{GitRepo, apply_git_repository, bed_dir, field, wait_artifact};
-use support::workload::{raw_cloudformation, cloudformation_in};
+use support::workload::{cloudformation_in, raw_cloudformation};
 
 fn template(version: &str) -> String {
     format!(
