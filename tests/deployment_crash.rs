@@ -14,8 +14,8 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use stackpilot::api::{DeploymentPhase, RolloutKind, RolloutPhase, WavePhase};
 use support::deployment::{
-    Bed, OTHER_ACCOUNT, artifact, cloudwatch, every_placement, executions, put_alarm, set_alarm, target_name, targets,
-    wait_visibility,
+    Bed, OTHER_ACCOUNT, alarm_everywhere, artifact, cloudwatch, every_placement, executions, set_alarm, target_name,
+    targets, wait_visibility,
 };
 use support::unique_suffix;
 
@@ -39,10 +39,7 @@ async fn sigkills_during_waves_and_rollback_repeat_nothing_and_lose_nothing() {
     let mut t = Bed::new("sdep-crash").await;
     let endpoint = t.endpoint();
     let (own, other) = t.two_accounts().await;
-    let alarm = format!("sdep-errors-{}", unique_suffix());
-    for (account, region) in every_placement() {
-        put_alarm(&cloudwatch(&endpoint, account, region).await, &alarm).await;
-    }
+    let alarm = alarm_everywhere(&endpoint).await;
     let stack_name = format!("sdep-{}", unique_suffix());
     let spec = |artifact: Value, max: u32, bake: &str| {
         json!({"artifact": artifact, "stackName": stack_name, "targets": targets(&own, &other),

@@ -15,8 +15,8 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use stackpilot::api::{DeploymentPhase, RolloutKind, RolloutPhase, Stack, StackDeploymentStatus, WavePhase};
 use support::deployment::{
-    Bed, OTHER_ACCOUNT, artifact, cloudwatch, condition, every_placement, put_alarm, set_alarm, target_name, targets,
-    wait_visibility,
+    Bed, OTHER_ACCOUNT, alarm_everywhere, artifact, cloudwatch, condition, every_placement, set_alarm, target_name,
+    targets, wait_visibility,
 };
 use support::unique_suffix;
 
@@ -46,10 +46,7 @@ async fn an_alarm_during_the_second_wave_rolls_every_updated_target_back_for_goo
     let (own, other) = t.two_accounts().await;
     // The alarm exists in every target's account and region (a missing one
     // fails the gate); the SDK's CloudWatch path runs against LocalStack here.
-    let alarm = format!("sdep-errors-{}", unique_suffix());
-    for (account, region) in every_placement() {
-        put_alarm(&cloudwatch(&endpoint, account, region).await, &alarm).await;
-    }
+    let alarm = alarm_everywhere(&endpoint).await;
     let stack_name = format!("sdep-{}", unique_suffix());
     let spec = |artifact: Value, strategy: Value, bake: &str| {
         json!({"artifact": artifact, "stackName": stack_name, "targets": targets(&own, &other),

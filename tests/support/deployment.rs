@@ -165,6 +165,16 @@ pub async fn put_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str) {
         .unwrap_or_else(|e| panic!("PutMetricAlarm {name}: {e:?}"));
 }
 
+/// A fresh alarm, created (OK) in every target's account and region: a
+/// missing one fails the gate. Returns its name.
+pub async fn alarm_everywhere(endpoint: &str) -> String {
+    let alarm = format!("sdep-errors-{}", unique_suffix());
+    for (account, region) in every_placement() {
+        put_alarm(&cloudwatch(endpoint, account, region).await, &alarm).await;
+    }
+    alarm
+}
+
 pub async fn set_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str, state: &str, reason: &str) {
     cw.set_alarm_state()
         .alarm_name(name)
