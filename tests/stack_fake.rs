@@ -818,7 +818,7 @@ async fn a_create_past_its_timeout_is_cancelled_and_held_until_asked_again() {
 
 /// Under load the cache lags behind the API server, and a status write made
 /// from an older copy gets 409 Conflict (the write is conditional on the
-/// version decided from). Here a second writer relabels the Stack every 20
+/// version decided from). Here a second writer relabels the Stack every 50
 /// milliseconds, so the controller's copy is often stale: each conflict is
 /// retried at once from a fresh copy, and none counts as a failed reconcile
 /// (no error backoff, no Warning Event).
@@ -831,7 +831,7 @@ async fn a_conflict_on_our_own_status_write_is_retried_at_once_not_a_failure() {
         for i in 0u64.. {
             let patch = json!({"metadata": {"labels": {"touched": i.to_string()}}});
             let _ = api.patch("busy", &PatchParams::default(), &Patch::Merge(&patch)).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
     // Several versions of the spec, so there are many status writes.

@@ -23,7 +23,7 @@ use super::observe::{AwsReads, FollowUpInputs, created, first_reads, never_reach
 use super::plan::{Problem, RECONCILE_REQUESTED_AT, Report};
 
 /// Conflicts on our own conditional writes retried at once from a fresh copy.
-const CONFLICT_RETRIES: u32 = 3;
+const CONFLICT_RETRIES: u32 = 5;
 
 pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<StackContext>) -> Result<Action> {
     reconciler::instrumented(&ctx.shared, stack.as_ref(), reconcile_fresh(&stack, &ctx)).await
