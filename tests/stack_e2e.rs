@@ -478,3 +478,54 @@ async fn a_suspended_stack_makes_no_aws_calls_until_resumed() {
     assert!(f.aws.describe_stack(&stack_name).await.unwrap().is_none());
     f.finish().await;
 }
+
+/// LocalStack has no drift detection (DetectStackDrift answers HTTP 501).
+/// Five new Stacks with drift on: their first checks come at spread times
+/// within the interval (not all right after Ready), the first one finds
+/// out, the account and region are told once (one Warning Event, not one
+/// per stack), every stack notes why in status, and no further
+/// DetectStackDrift is sent during the back-off.
+#[tokio::test]
+async fn missing_drift_detection_is_told_once_per_account_and_region() {
+    let f = Fixture::new("e2e-nodrift").await;
+    let names = ["d0", "d1", "d2", "d3", "d4"];
+    for name in names {
+        let spec = json!({"region": "us-east-1", "template": {"body": QUEUE_TEMPLATE}, "drift": {"interval": "20s"}});
+        f.apply(name, spec).await;
+    }
+    let api = f.stacks();
+    for name in names {
+        let api = &api;
+        eventually(TIMEOUT, &format!("{name}: drift not available"), || async move {
+            let stack = api.get(name).await.ok()?;
+            let drift = stack.status?.drift?;
+            (drift.status == stackpilot::api::DriftState::Unknown
+                && drift.reason.as_deref().is_some_and(|r| r.contains("not available")))
+            .then_some(())
+        })
+        .await;
+    }
+    let detect = || {
+        f.operator
+            .metric("stackpilot_aws_calls_total", &["operation=\"DetectStackDrift\""])
+    };
+    let calls = detect().await;
+    assert!(
+        (1.0..=2.0).contains(&calls),
+        "{calls} DetectStackDrift calls: one finds out (two if two were in flight together)"
+    );
+    let mut told = 0;
+    for name in names {
+        let events = f.events(name).await;
+        told += events.iter().filter(|e| e.1 == "DriftDetectionUnavailable").count();
+        assert!(
+            !events.iter().any(|e| e.1 == "DriftDetectionFailed"),
+            "{name}: {events:?}"
+        );
+    }
+    assert_eq!(told, 1, "one Warning Event for the account and region");
+    // A whole interval later, still no new call (backing off).
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(detect().await, calls);
+    f.finish().await;
+}

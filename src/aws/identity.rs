@@ -86,16 +86,7 @@ impl AccountIdentity for InstrumentedIdentity {
         let result = self.inner.account_id(target).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(error) => match error.kind {
-                AwsErrorKind::NotFound => "not_found",
-                AwsErrorKind::Validation => "validation",
-                AwsErrorKind::AlreadyExists => "already_exists",
-                AwsErrorKind::Throttled => "throttled",
-                AwsErrorKind::AccessDenied => "access_denied",
-                AwsErrorKind::Transient => "transient",
-                AwsErrorKind::InProgress => "in_progress",
-                AwsErrorKind::Other => "other",
-            },
+            Err(error) => error.kind.label(),
         };
         let labels = AwsCallLabels {
             operation: "GetCallerIdentity",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    Action, AwsError, AwsErrorKind, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
+    Action, AwsError, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
     CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
 use crate::runtime::metrics::{AwsCallLabels, Metrics};
@@ -22,16 +22,7 @@ pub struct Instrumented {
 fn outcome<T>(result: &AwsResult<T>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(AwsError { kind, .. }) => match kind {
-            AwsErrorKind::NotFound => "not_found",
-            AwsErrorKind::Validation => "validation",
-            AwsErrorKind::AlreadyExists => "already_exists",
-            AwsErrorKind::Throttled => "throttled",
-            AwsErrorKind::AccessDenied => "access_denied",
-            AwsErrorKind::Transient => "transient",
-            AwsErrorKind::InProgress => "in_progress",
-            AwsErrorKind::Other => "other",
-        },
+        Err(AwsError { kind, .. }) => kind.label(),
     }
 }
 
@@ -202,6 +193,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::aws::AwsErrorKind;
     use crate::aws::fake::{Action, ErrorInjection, FakeProvider, server_error, throttling_error};
 
     fn calls(metrics: &Metrics, operation: &'static str, outcome: &'static str) -> u64 {

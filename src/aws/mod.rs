@@ -332,7 +332,27 @@ pub enum AwsErrorKind {
     Transient,
     /// An operation is already in progress on the stack.
     InProgress,
+    /// The endpoint does not offer this API (HTTP 501, as LocalStack answers
+    /// the operations it lacks): neither a retry nor a spec change helps.
+    Unsupported,
     Other,
+}
+
+impl AwsErrorKind {
+    /// The `outcome` label of a call that failed this way.
+    pub fn label(self) -> &'static str {
+        match self {
+            AwsErrorKind::NotFound => "not_found",
+            AwsErrorKind::Validation => "validation",
+            AwsErrorKind::AlreadyExists => "already_exists",
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::AccessDenied => "access_denied",
+            AwsErrorKind::Transient => "transient",
+            AwsErrorKind::InProgress => "in_progress",
+            AwsErrorKind::Unsupported => "unsupported",
+            AwsErrorKind::Other => "other",
+        }
+    }
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::context::Shared;
 use super::error::{Error, Result};
@@ -84,16 +84,25 @@ where
 }
 
 /// Drives a controller's result stream to its end, logging what the
-/// controller itself could not do (reconcile errors have their own Events).
-pub async fn drain<T, E: std::fmt::Display>(
-    results: impl futures::Stream<Item = std::result::Result<T, E>>,
+/// controller itself could not do. A failed reconcile is not logged again
+/// here: the error policy has counted it, logged it and made its Event.
+pub async fn drain<T, R, Q>(
+    results: impl futures::Stream<Item = std::result::Result<T, kube::runtime::controller::Error<R, Q>>>,
     controller: &str,
-) {
+) where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
     use futures::StreamExt;
+    use kube::runtime::controller::Error as ControllerError;
     results
         .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, controller, "controller");
+            match result {
+                Ok(_) => {}
+                Err(ControllerError::ReconcilerFailed(error, object)) => {
+                    debug!(%error, %object, controller, "reconcile failed");
+                }
+                Err(error) => warn!(%error, controller, "controller"),
             }
         })
         .await;

@@ -28,7 +28,8 @@ pub fn changed<S: Serialize>(before: &S, after: &S) -> bool {
     strip(before) != strip(after)
 }
 
-/// Writes `after` unless nothing but timestamps changed; counts both outcomes.
+/// Writes `after` unless nothing but timestamps changed; counts the
+/// outcomes (written, skipped, conflict).
 ///
 /// The write is conditional on `resource_version`, the version the decision
 /// was made from (and is updated to the version written): a decision made
@@ -64,9 +65,24 @@ where
         "metadata": {"name": name, "resourceVersion": resource_version},
         "status": after,
     });
-    let written = api
+    let written = match api
         .patch_status(name, &PatchParams::apply(field_manager).force(), &Patch::Apply(&body))
-        .await?;
+        .await
+    {
+        Ok(written) => written,
+        Err(error) => {
+            if matches!(&error, kube::Error::Api(status) if status.code == 409) {
+                metrics
+                    .status_writes
+                    .get_or_create(&OutcomeLabels {
+                        kind,
+                        outcome: "conflict",
+                    })
+                    .inc();
+            }
+            return Err(error);
+        }
+    };
     *resource_version = written.meta().resource_version.clone();
     metrics
         .status_writes

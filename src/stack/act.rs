@@ -12,7 +12,8 @@ use tracing::{debug, info};
 
 use crate::api::{DriftState, Stack, StackStatus};
 use crate::aws::{
-    AwsError, AwsErrorKind, AwsTarget, ChangeSetRequest, CloudFormation, StackDescription, TemplateSource,
+    Action as AwsAction, AwsError, AwsErrorKind, AwsTarget, ChangeSetRequest, CloudFormation, StackDescription,
+    TemplateSource,
 };
 use crate::runtime::error::Result;
 use crate::runtime::{finalizer, status};
@@ -61,10 +62,12 @@ pub async fn act(
     }
     let mut outcome = Ok(());
     if let Some(door) = &door {
+        outcome = run_steps(stack, ctx, door, &stack_name, &steps, previous, &mut next, &mut notes).await;
+        // After the calls returned: a bulk read that started earlier may not
+        // show them yet.
         if steps.iter().any(|s| !matches!(s, Step::DetectDrift)) {
             ctx.directory.wrote(door.target, &stack_name).await;
         }
-        outcome = run_steps(stack, ctx, door, &stack_name, &steps, previous, &mut next, &mut notes).await;
         mirror_outputs(stack, ctx, door, previous, &mut next, &mut notes).await?;
     }
     if approval_used && outcome.is_ok() {
@@ -112,7 +115,11 @@ async fn run_steps(
         }
         let Err(error) = result else { continue };
         if matches!(step, Step::DetectDrift) {
-            drift_not_started(previous, next, notes, &error);
+            if error.kind == AwsErrorKind::Unsupported {
+                drift_unsupported(ctx, door.target, next, notes);
+            } else {
+                drift_not_started(previous, next, notes, &error);
+            }
             continue;
         }
         return match error.kind {
@@ -125,6 +132,24 @@ async fn run_steps(
         };
     }
     Ok(())
+}
+
+/// The endpoint has no drift detection: one Warning Event for the account
+/// and region (by whichever stack found out first), a note in each stack's
+/// status, and no call again until the back-off has passed.
+fn drift_unsupported(ctx: &StackContext, target: &AwsTarget, next: &mut StackStatus, notes: &mut Vec<Note>) {
+    let news = ctx.unsupported.found(target, AwsAction::DetectStackDrift);
+    let why = news
+        .clone()
+        .or_else(|| ctx.unsupported.missing(target, AwsAction::DetectStackDrift))
+        .unwrap_or_default();
+    if let Some(drift) = next.drift.as_mut() {
+        drift.status = DriftState::Unknown;
+        drift.reason = Some(why);
+    }
+    if let Some(message) = news {
+        notes.push(Note::warning("DriftDetectionUnavailable", message));
+    }
 }
 
 /// Detection is best effort: say why it did not start, go on. A passing

@@ -12,6 +12,7 @@ use crate::runtime::slots::Slots;
 
 use super::directory::Directory;
 use super::plan::Timing;
+use super::unsupported::Unsupported;
 
 /// Stack controller settings from the command line.
 #[derive(Clone, Debug)]
@@ -36,8 +37,10 @@ impl Default for StackSettings {
 pub struct StackContext {
     pub shared: Arc<Shared>,
     pub aws: Arc<dyn CloudFormationProvider>,
-    /// Shared bulk reads of settled stacks, per account and region.
+    /// Shared bulk reads of stacks, per account and region.
     pub directory: Directory,
+    /// APIs endpoints said they do not offer, per account and region.
+    pub unsupported: Unsupported,
     pub settings: StackSettings,
     pub slots: Slots,
     /// The shared Stack cache (dependencies are read from it).
@@ -53,8 +56,9 @@ impl StackContext {
     ) -> Self {
         Self {
             stacks,
-            directory: Directory::new(settings.timing.resync),
+            directory: Directory::new(settings.timing.resync, settings.timing.in_flight),
             slots: Slots::new(settings.concurrency),
+            unsupported: Unsupported::default(),
             shared,
             aws,
             settings,

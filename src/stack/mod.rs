@@ -16,6 +16,7 @@ mod reconcile;
 mod regions;
 mod template;
 mod triggers;
+mod unsupported;
 
 use std::sync::Arc;
 use std::time::Duration;

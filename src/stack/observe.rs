@@ -7,11 +7,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{DriftState, OperationAction, Stack, StackSpec, StackStatus};
-use crate::aws::{AwsTarget, ChangeSetDescription, CloudFormation, StackDescription, StackEvent, StackState};
+use crate::aws::{Action, AwsTarget, ChangeSetDescription, CloudFormation, StackDescription, StackEvent, StackState};
 use crate::runtime::error::Result;
 
 use super::context::StackContext;
 use super::decide::drift;
+use super::directory::Look;
 use super::plan::{
     APPROVE_ANNOTATION, DesiredStack, DriftObservation, Lifecycle, Observed, Problem, RECONCILE_REQUESTED_AT,
     REVISION_ANNOTATION, Timing, classify,
@@ -25,10 +26,9 @@ const EVENT_PAGE: usize = 50;
 pub enum StackRead {
     /// Not at all: no AWS call for bad input or a suspended object.
     Skip,
-    /// From the shared paged bulk read of the account and region.
-    Shared,
-    /// DescribeStacks of this one stack (an operation in flight).
-    Direct,
+    /// Through the shared paged bulk read of the account and region: on the
+    /// poll interval when settled, at most one in-flight poll old otherwise.
+    Shared(Look),
 }
 
 /// The reads to make before the stack is seen.
@@ -39,9 +39,9 @@ pub struct FirstReads {
     pub drift_detection: Option<String>,
 }
 
-/// Bad input and suspended objects make no AWS calls at all; settled
-/// stacks come from the shared bulk read, anything in flight is read on
-/// its own.
+/// Bad input and suspended objects make no AWS calls at all; everything
+/// else goes through the shared bulk read, settled stacks on the poll
+/// interval, anything in flight (or deleting) from a fresher one.
 pub fn first_reads(previous: &StackStatus, spec: &StackSpec, deleting: bool, desired_ok: bool) -> FirstReads {
     let aws = deleting || (!spec.suspend && desired_ok);
     if !aws {
@@ -55,9 +55,11 @@ pub fn first_reads(previous: &StackStatus, spec: &StackSpec, deleting: bool, des
         .as_deref()
         .is_some_and(|s| matches!(classify(&StackState::parse(s)), Lifecycle::Settled { .. }));
     let stack = if settled && previous.operation.is_none() && !deleting {
-        StackRead::Shared
+        StackRead::Shared(Look::Settled)
+    } else if never_reached_aws(previous) && previous.stack_status.is_none() && !deleting {
+        StackRead::Shared(Look::New)
     } else {
-        StackRead::Direct
+        StackRead::Shared(Look::InFlight)
     };
     let drift_detection = previous
         .drift
@@ -65,6 +67,16 @@ pub fn first_reads(previous: &StackStatus, spec: &StackSpec, deleting: bool, des
         .filter(|d| !deleting && d.status == DriftState::Checking)
         .and_then(|d| d.detection_id.clone());
     FirstReads { stack, drift_detection }
+}
+
+/// The intent is recorded before every AWS write, so with no operation, no
+/// change set, no stack id and nothing applied, this object created nothing.
+pub fn never_reached_aws(previous: &StackStatus) -> bool {
+    previous.stack_id.is_none()
+        && previous.operation.is_none()
+        && previous.change_set.is_none()
+        && previous.applied.is_none()
+        && previous.superseded_change_sets.is_empty()
 }
 
 /// The reads that depend on the stack found.
@@ -85,6 +97,7 @@ pub struct FollowUpInputs<'a> {
     pub desired: &'a std::result::Result<DesiredStack, Problem>,
     pub deleting: bool,
     pub requested: Option<&'a str>,
+    pub schedule: drift::Schedule<'a>,
     pub now: Timestamp,
 }
 
@@ -101,29 +114,48 @@ pub fn follow_ups(i: &FollowUpInputs, found: &StackDescription) -> FollowUps {
         .or_else(|| previous.change_set.as_ref().map(|c| c.name.clone()));
     // While CloudFormation runs the change set, the stack's status is all
     // there is to know; the change set is read before and after. An
-    // UpdateStack standing in for an empty change set never needs it again.
+    // UpdateStack standing in for an empty change set never needs it again,
+    // nor an execution seen to leave the status it started from (a stack
+    // under review, or one seen busy since), which has run.
+    let seen_running = previous.stack_status.as_deref().is_some_and(|s| {
+        matches!(
+            classify(&StackState::parse(s)),
+            Lifecycle::Review | Lifecycle::Busy { .. }
+        )
+    }) && !matches!(lifecycle, Lifecycle::Review | Lifecycle::Busy { .. });
     let executing = op.is_some_and(|o| {
         o.action == OperationAction::UpdateStack
-            || (o.action == OperationAction::ExecuteChangeSet && matches!(lifecycle, Lifecycle::Busy { .. }))
+            || (o.action == OperationAction::ExecuteChangeSet
+                && (matches!(lifecycle, Lifecycle::Busy { .. }) || seen_running))
     });
     let change_set = name.filter(|_| !i.deleting && !executing && (op.is_some() || !applied_current));
-    // Events are read when something may have happened: the status moved
-    // under an operation of ours, or the stack is failed. An execution that
-    // settled is always checked: a fast update can end in the status it
-    // started from, and some failures show only in the events.
+    // Events are read when something may have failed: they say which
+    // resource and why. A failed or rolled-back stack is checked when its
+    // status moved under an operation of ours (or a delete), and every poll
+    // while it stays failed. A finished update is always checked (LocalStack
+    // reports some failed updates as UPDATE_COMPLETE; the events tell); a
+    // finished create that is CREATE_COMPLETE needs none.
     let moved = previous.stack_status.as_deref() != Some(found.status.as_str());
     let failed = !matches!(
         lifecycle,
         Lifecycle::Settled { .. } | Lifecycle::Review | Lifecycle::Busy { .. }
     );
+    let rolled_back = matches!(
+        lifecycle,
+        Lifecycle::Settled {
+            last_update_failed: true
+        }
+    );
     let finished = op
         .is_some_and(|o| o.action == OperationAction::ExecuteChangeSet || o.action == OperationAction::UpdateStack)
         && matches!(lifecycle, Lifecycle::Settled { .. });
-    let events = ((op.is_some() || i.deleting) && moved) || failed || finished;
+    let created = found.status == StackState::CreateComplete;
+    let events = failed || (finished && !created) || (rolled_back && (op.is_some() || i.deleting) && moved);
     let settled_and_applied =
         matches!(lifecycle, Lifecycle::Settled { .. }) && previous.operation.is_none() && applied_current;
-    let template =
-        !i.deleting && settled_and_applied && drift::starts_now(i.spec, previous.drift.as_ref(), i.requested, i.now);
+    let template = !i.deleting
+        && settled_and_applied
+        && drift::starts_now(i.spec, previous.drift.as_ref(), i.requested, i.schedule, i.now);
     FollowUps {
         change_set,
         events,
@@ -141,6 +173,9 @@ pub struct AwsReads {
     pub events: Vec<StackEvent>,
     pub drift: DriftObservation,
     pub live_template: Option<String>,
+    /// Why drift detection is not asked for at this endpoint now (it said
+    /// it does not offer it), if so.
+    pub drift_unsupported: Option<String>,
 }
 
 /// Makes the reads `first_reads` and `follow_ups` choose.
@@ -154,6 +189,7 @@ pub async fn read(
 ) -> Result<AwsReads> {
     let mut reads = AwsReads {
         asked: first.stack != StackRead::Skip,
+        drift_unsupported: ctx.unsupported.missing(target, Action::DetectStackDrift),
         ..Default::default()
     };
     if let Some(id) = &first.drift_detection {
@@ -165,8 +201,7 @@ pub async fn read(
     }
     reads.stack = match first.stack {
         StackRead::Skip => return Ok(reads),
-        StackRead::Shared => ctx.directory.settled_stack(target, cfn, name).await?.0,
-        StackRead::Direct => cfn.describe_stack(name).await?,
+        StackRead::Shared(look) => ctx.directory.stack(target, cfn, name, look).await?.0,
     };
     let Some(found) = &reads.stack else {
         return Ok(reads);
@@ -185,6 +220,15 @@ pub async fn read(
     Ok(reads)
 }
 
+/// When the Stack was created (long ago if it does not say).
+pub fn created(stack: &Stack) -> Timestamp {
+    stack
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+}
+
 /// The decision's view of one Stack: the object, its resolved inputs and
 /// what AWS said. The only constructor of `Observed`.
 pub fn observed<'a>(
@@ -201,6 +245,7 @@ pub fn observed<'a>(
         namespace: stack.meta().namespace.as_deref().unwrap_or_default(),
         name: stack.meta().name.as_deref().unwrap_or_default(),
         uid: stack.meta().uid.as_deref().unwrap_or_default(),
+        created: created(stack),
         generation: stack.meta().generation.unwrap_or(0),
         spec: &stack.spec,
         previous,
@@ -215,6 +260,7 @@ pub fn observed<'a>(
             .or_else(|| desired.as_ref().ok().and_then(|d| d.source_revision.as_deref())),
         requested: annotation(RECONCILE_REQUESTED_AT),
         drift: &reads.drift,
+        drift_unsupported: reads.drift_unsupported.as_deref(),
         live_template: reads.live_template.as_deref(),
         deleting: stack.meta().deletion_timestamp.is_some(),
         now,
@@ -255,18 +301,40 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(first_reads(&settled, &suspended, false, true).stack, StackRead::Skip);
-        assert_eq!(first_reads(&settled, &suspended, true, false).stack, StackRead::Direct);
+        assert_eq!(
+            first_reads(&settled, &suspended, true, false).stack,
+            StackRead::Shared(Look::InFlight)
+        );
+        let new = StackStatus::default();
+        assert_eq!(
+            first_reads(&new, &spec, false, true).stack,
+            StackRead::Shared(Look::New)
+        );
+        assert_eq!(
+            first_reads(&new, &spec, true, true).stack,
+            StackRead::Shared(Look::InFlight),
+            "a delete always looks"
+        );
     }
 
     #[test]
-    fn settled_stacks_come_from_the_shared_read_and_in_flight_ones_directly() {
+    fn settled_stacks_are_looked_at_on_the_poll_interval_and_in_flight_ones_sooner() {
         let spec = StackSpec::default();
         let settled = status("UPDATE_COMPLETE", None);
-        assert_eq!(first_reads(&settled, &spec, false, true).stack, StackRead::Shared);
+        assert_eq!(
+            first_reads(&settled, &spec, false, true).stack,
+            StackRead::Shared(Look::Settled)
+        );
         let in_flight = status("UPDATE_COMPLETE", Some(OperationAction::ExecuteChangeSet));
-        assert_eq!(first_reads(&in_flight, &spec, false, true).stack, StackRead::Direct);
+        assert_eq!(
+            first_reads(&in_flight, &spec, false, true).stack,
+            StackRead::Shared(Look::InFlight)
+        );
         let busy = status("UPDATE_IN_PROGRESS", None);
-        assert_eq!(first_reads(&busy, &spec, false, true).stack, StackRead::Direct);
+        assert_eq!(
+            first_reads(&busy, &spec, false, true).stack,
+            StackRead::Shared(Look::InFlight)
+        );
         let mut checking = settled.clone();
         checking.drift = Some(DriftReport {
             status: DriftState::Checking,
@@ -301,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn the_change_set_is_read_around_an_execution_and_events_when_something_moved() {
+    fn the_change_set_is_read_around_an_execution_and_events_only_after_a_failure() {
         let spec = StackSpec {
             drift: crate::api::DriftSpec {
                 interval: Some("0".into()),
@@ -317,14 +385,49 @@ mod tests {
             desired: &desired,
             deleting: false,
             requested: None,
+            schedule: drift::Schedule {
+                uid: "u",
+                created: Timestamp::UNIX_EPOCH,
+            },
             now: Timestamp::UNIX_EPOCH,
         };
         let running = follow_ups(&inputs, &found(StackState::UpdateInProgress));
-        assert_eq!(running.change_set, None, "not while CloudFormation runs it");
-        assert!(running.events, "the status moved under our operation");
+        assert_eq!(
+            running,
+            FollowUps::default(),
+            "nothing but the stack while CloudFormation runs it"
+        );
         let done = follow_ups(&inputs, &found(StackState::UpdateComplete));
-        assert_eq!(done.change_set.as_deref(), Some("cs"));
-        assert!(done.events, "a settled execution is always checked");
+        assert_eq!(done.change_set.as_deref(), Some("cs"), "did it run at all?");
+        assert!(
+            done.events,
+            "a finished update is checked: LocalStack calls some failed ones complete"
+        );
+        let rolled_back = follow_ups(&inputs, &found(StackState::UpdateRollbackComplete));
+        assert!(rolled_back.events, "a rolled-back execution is explained");
+        // Seen running since the execute: it ran, the change set is not read again.
+        let seen = status("UPDATE_IN_PROGRESS", Some(OperationAction::ExecuteChangeSet));
+        let after_seen = FollowUpInputs {
+            previous: &seen,
+            ..inputs
+        };
+        let ran = follow_ups(&after_seen, &found(StackState::UpdateComplete));
+        assert_eq!((ran.change_set, ran.events), (None, true));
+        let review = status("REVIEW_IN_PROGRESS", Some(OperationAction::ExecuteChangeSet));
+        let created = FollowUpInputs {
+            previous: &review,
+            ..inputs
+        };
+        assert_eq!(
+            follow_ups(&created, &found(StackState::CreateComplete)),
+            FollowUps::default()
+        );
+        let not_yet = follow_ups(&created, &found(StackState::ReviewInProgress));
+        assert_eq!(
+            not_yet.change_set.as_deref(),
+            Some("cs"),
+            "still under review: did the execute get through?"
+        );
         let quiet_previous = status("UPDATE_COMPLETE", None);
         let quiet = FollowUpInputs {
             previous: &quiet_previous,

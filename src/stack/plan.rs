@@ -55,6 +55,8 @@ pub struct Observed<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
+    /// When the Stack object was created.
+    pub created: Timestamp,
     pub generation: i64,
     pub spec: &'a StackSpec,
     pub previous: &'a StackStatus,
@@ -80,6 +82,9 @@ pub struct Observed<'a> {
     pub requested: Option<&'a str>,
     /// A drift detection run read this time, if one was under way.
     pub drift: &'a DriftObservation,
+    /// Why drift detection is not asked for now: the endpoint said it does
+    /// not offer it (told once per account and region).
+    pub drift_unsupported: Option<&'a str>,
     /// The template in AWS, read when a drift check starts.
     pub live_template: Option<&'a str>,
     pub deleting: bool,

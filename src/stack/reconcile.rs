@@ -12,16 +12,46 @@ use crate::account;
 use crate::api::{Stack, StackStatus};
 use crate::runtime::error::{Error, Result};
 use crate::runtime::{finalizer, reconciler};
+use tracing::debug;
 
 use super::act::{Door, FINALIZER, act, write_status};
 use super::context::StackContext;
 use super::decide::decide;
+use super::decide::drift::Schedule;
 use super::inputs::{resolve, stack_name};
-use super::observe::{AwsReads, FollowUpInputs, first_reads, observed, read};
+use super::observe::{AwsReads, FollowUpInputs, created, first_reads, never_reached_aws, observed, read};
 use super::plan::{Problem, RECONCILE_REQUESTED_AT, Report};
 
+/// Conflicts on our own conditional writes retried at once from a fresh copy.
+const CONFLICT_RETRIES: u32 = 5;
+
 pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<StackContext>) -> Result<Action> {
-    reconciler::instrumented(&ctx.shared, stack.as_ref(), reconcile_inner(&stack, &ctx)).await
+    reconciler::instrumented(&ctx.shared, stack.as_ref(), reconcile_fresh(&stack, &ctx)).await
+}
+
+/// A 409 Conflict on a status write means the decision was made from a
+/// copy older than the object (the cache lags behind a write): expected
+/// under load, so the reconcile runs again at once from the object as it
+/// is now, quietly, rather than failing into the error backoff.
+async fn reconcile_fresh(stack: &Stack, ctx: &StackContext) -> Result<Action> {
+    let mut fresh;
+    let mut current = stack;
+    for attempt in 1.. {
+        match reconcile_inner(current, ctx).await {
+            Err(error) if error.category() == "conflict" && attempt <= CONFLICT_RETRIES => {
+                debug!(stack = %stack.name_any(), attempt, "status write conflict; deciding again from a fresh copy");
+                let namespace = stack.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+                let api: Api<Stack> = Api::namespaced(ctx.shared.client.clone(), &namespace);
+                match api.get_opt(&stack.name_any()).await? {
+                    Some(newer) => fresh = newer,
+                    None => return Ok(Action::await_change()),
+                }
+                current = &fresh;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Arc<StackContext>) -> Action {
@@ -96,6 +126,10 @@ async fn reconcile_inner(stack: &Stack, ctx: &StackContext) -> Result<Action> {
         desired: &desired,
         deleting,
         requested: stack.annotations().get(RECONCILE_REQUESTED_AT).map(String::as_str),
+        schedule: Schedule {
+            uid: stack.meta().uid.as_deref().unwrap_or_default(),
+            created: created(stack),
+        },
         now,
     };
     let reads = read(ctx, cfn.as_ref(), &target, &name, &first, &inputs).await?;
@@ -107,16 +141,6 @@ async fn reconcile_inner(stack: &Stack, ctx: &StackContext) -> Result<Action> {
         found: reads.stack.as_ref(),
     };
     act(stack, &api, ctx, Some(door), &previous, plan).await
-}
-
-/// The intent is recorded before every AWS write, so with no operation, no
-/// change set, no stack id and nothing applied, this object created nothing.
-fn never_reached_aws(previous: &StackStatus) -> bool {
-    previous.stack_id.is_none()
-        && previous.operation.is_none()
-        && previous.change_set.is_none()
-        && previous.applied.is_none()
-        && previous.superseded_change_sets.is_empty()
 }
 
 /// Deleting an object whose account grant was withdrawn: if it never

@@ -300,7 +300,7 @@ fn assert_unimplemented(err: &AwsError, emulator: &str) {
         // HTTP 501 with code InternalFailure: "... not yet been emulated".
         "localstack" => assert_eq!(
             (err.kind, err.code.as_str()),
-            (AwsErrorKind::Other, "InternalFailure"),
+            (AwsErrorKind::Unsupported, "InternalFailure"),
             "{err}"
         ),
         // HTTP 500 with an HTML page.

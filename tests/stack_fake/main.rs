@@ -17,6 +17,7 @@
 mod drift;
 mod failures;
 mod protection;
+mod status;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -34,7 +35,7 @@ use stackpilot::api::{Stack, StackStatus};
 use stackpilot::aws::fake::{Action, Call, FakeCloudFormation, FakeProvider};
 use stackpilot::aws::{DifferenceKind, PropertyDifference, ResourceDrift, ResourceDriftStatus};
 use stackpilot::runtime::context::Shared;
-use stackpilot::runtime::metrics::Metrics;
+use stackpilot::runtime::metrics::{ErrorLabels, Metrics, OutcomeLabels};
 use stackpilot::stack::{
     APPROVE_ANNOTATION, RECONCILE_REQUESTED_AT, SharedStacks, StackContext, StackSettings, Timing,
 };
@@ -94,6 +95,7 @@ struct Harness {
     client: Client,
     ns: TestNamespace,
     fake: Arc<FakeCloudFormation>,
+    metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -111,7 +113,8 @@ impl Harness {
             timing: timing(),
             concurrency: 4,
         };
-        let shared = Arc::new(Shared::new(client.clone(), Arc::new(Metrics::default())));
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(Shared::new(client.clone(), metrics.clone()));
         let stacks = SharedStacks::new(client.clone(), Some(&ns.name));
         let ctx = Arc::new(StackContext::new(shared, provider, settings, stacks.store.clone()));
         let (stop, mut stopped) = watch::channel(false);
@@ -126,6 +129,7 @@ impl Harness {
             client,
             ns,
             fake,
+            metrics,
             stop,
             task,
         }

@@ -15,7 +15,7 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
     // 501 Not Implemented (how LocalStack answers operations it lacks, with
     // code `InternalFailure`): retrying will not help.
     if http_status == Some(501) {
-        return Other;
+        return Unsupported;
     }
     match code.unwrap_or_default() {
         "Throttling"
@@ -262,7 +262,7 @@ mod tests {
                 Some("InternalFailure"),
                 "The API for service cloudformation is either not included in your current license plan or has not yet been emulated by LocalStack.",
                 Some(501),
-                Other,
+                Unsupported,
             ),
             (Some("ServiceUnavailable"), "", Some(503), Transient),
             (None, "", Some(502), Transient),

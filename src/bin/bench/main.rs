@@ -80,6 +80,9 @@ struct Args {
     /// again at each poll, and steady state never comes. Use `6h` to see it.
     #[arg(long, default_value = "0")]
     drift_interval: String,
+    /// Skip the update round (every template changed once after the steady window).
+    #[arg(long)]
+    skip_update: bool,
     /// Stacks applied at the same time.
     #[arg(long, default_value_t = 32)]
     apply_concurrency: usize,

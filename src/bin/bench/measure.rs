@@ -1,5 +1,6 @@
-//! One size end to end: apply N Stacks, follow them to Ready, then measure
-//! a steady window of whole poll intervals.
+//! One size end to end: apply N Stacks, follow them to Ready, measure a
+//! steady window of whole poll intervals, then change every template once
+//! and follow the update to Ready (unless `--skip-update`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,10 +17,13 @@ use stackpilot::api::Stack;
 use super::Args;
 use super::metrics::{apiserver_metrics, apiserver_requests, apiserver_writes, call_deltas, scrape, sum};
 use super::operator::{Operator, rss, sample_rss};
-use super::report::Report;
+use super::report::{Phase, Report};
 
 const TEMPLATE: &str =
     "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueUrl:\n    Value: !Ref Queue\n";
+
+/// The update: the same queue with a property set.
+const UPDATED_TEMPLATE: &str = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties:\n      VisibilityTimeout: 45\nOutputs:\n  QueueUrl:\n    Value: !Ref Queue\n";
 
 /// Read operations of the CloudFormation trait (everything else writes).
 const READS: &[&str] = &[
@@ -42,6 +46,8 @@ struct Track {
     in_flight: HashSet<String>,
     /// Whose first drift detection (right after create) is over.
     drift_checked: HashSet<String>,
+    /// The newest generation each Stack was Ready at.
+    ready_generation: HashMap<String, i64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -87,14 +93,7 @@ pub(super) async fn measure(
     }
     let converged = scrape(&operator.admin).await?;
     let writes_after = apiserver_writes(&apiserver_metrics(client).await?);
-    let converge_writes: BTreeMap<String, f64> = writes_after
-        .into_iter()
-        .map(|(k, v)| {
-            let d = (v - writes_before.get(&k).copied().unwrap_or(0.0)) / n as f64;
-            (k, d)
-        })
-        .filter(|(_, d)| *d >= 0.01)
-        .collect();
+    let converge_writes = per_stack(deltas(&writes_before, writes_after), n);
     let (ready_count, all_ready, write_p50, write_p99, writes_seen) = {
         let t = track.lock().expect("track");
         let last_ready = t.ready.values().max().copied().unwrap_or(started);
@@ -113,6 +112,7 @@ pub(super) async fn measure(
         )
     };
     let converge_seconds = started.elapsed().as_secs_f64();
+    let converge_calls = per_stack(call_deltas(&before, &converged), n);
     // Every Stack checks drift once right after its create: steady state
     // starts when those runs are over.
     eprintln!("N={n}: {ready_count} Ready after {all_ready:.1} s; waiting for the first drift checks");
@@ -159,6 +159,11 @@ pub(super) async fn measure(
         .map(|(_, peak)| peak)
         .unwrap_or(0)
         .max(*memory.lock().expect("memory")) as f64;
+    let update = if args.skip_update {
+        None
+    } else {
+        Some(update_all(args, client, operator, &api, &track, n).await?)
+    };
     sampler.abort();
     watch.abort();
 
@@ -185,6 +190,8 @@ pub(super) async fn measure(
         drift_done: drift_seconds,
         converge_reconciles_per_second: converge_delta("stackpilot_reconciles_total") / converge_seconds,
         converge_aws_calls: converge_delta("stackpilot_aws_calls_total"),
+        converge_calls,
+        update,
         converge_writes,
         window: window_seconds,
         intervals,
@@ -202,12 +209,87 @@ pub(super) async fn measure(
     })
 }
 
+/// Changes every Stack's template once (a queue property: an in-place
+/// update) and follows them to Ready at the new generation: the API server
+/// writes and AWS calls of one update, per Stack.
+async fn update_all(
+    args: &Args,
+    client: &Client,
+    operator: &Operator,
+    api: &Api<Stack>,
+    track: &Arc<Mutex<Track>>,
+    n: usize,
+) -> anyhow::Result<Phase> {
+    let before = scrape(&operator.admin).await?;
+    let writes_before = apiserver_writes(&apiserver_metrics(client).await?);
+    let started = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (api, track) = (api.clone(), track.clone());
+            let drift = args.drift_interval.as_str();
+            async move { apply_template(&api, &track, &format!("s{i:05}"), drift, UPDATED_TEMPLATE).await }
+        })
+        .buffer_unordered(args.apply_concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    eprintln!("N={n}: updated every template, waiting for Ready at generation 2");
+    let deadline = started + Duration::from_secs(args.ready_timeout_seconds);
+    let ready = loop {
+        let ready = {
+            let t = track.lock().expect("track");
+            t.ready_generation.values().filter(|g| **g >= 2).count()
+        };
+        if ready >= n || Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let after = scrape(&operator.admin).await?;
+    let writes_after = apiserver_writes(&apiserver_metrics(client).await?);
+    Ok(Phase {
+        ready,
+        seconds,
+        calls: per_stack(call_deltas(&before, &after), n),
+        writes: per_stack(deltas(&writes_before, writes_after), n),
+    })
+}
+
+fn deltas(before: &BTreeMap<String, f64>, after: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - before.get(&k).copied().unwrap_or(0.0);
+            (k, d)
+        })
+        .collect()
+}
+
+/// Counts divided by N, dropping the ones below 0.01 per Stack.
+fn per_stack(counts: BTreeMap<String, f64>, n: usize) -> BTreeMap<String, f64> {
+    counts
+        .into_iter()
+        .map(|(k, v)| (k, v / n as f64))
+        .filter(|(_, v)| *v >= 0.01)
+        .collect()
+}
+
 async fn apply(api: &Api<Stack>, track: &Mutex<Track>, name: &str, drift_interval: &str) -> anyhow::Result<()> {
+    apply_template(api, track, name, drift_interval, TEMPLATE).await
+}
+
+async fn apply_template(
+    api: &Api<Stack>,
+    track: &Mutex<Track>,
+    name: &str,
+    drift_interval: &str,
+    template: &str,
+) -> anyhow::Result<()> {
     let object = json!({
         "apiVersion": "stackpilot.dev/v1alpha1",
         "kind": "Stack",
         "metadata": {"name": name},
-        "spec": {"region": "us-east-1", "template": {"body": TEMPLATE}, "drift": {"interval": drift_interval}},
+        "spec": {"region": "us-east-1", "template": {"body": template}, "drift": {"interval": drift_interval}},
     });
     let mut attempt = 0;
     loop {
@@ -221,7 +303,12 @@ async fn apply(api: &Api<Stack>, track: &Mutex<Track>, name: &str, drift_interva
             .await
         {
             Ok(_) => {
-                track.lock().expect("track").applied.insert(name.to_string(), at);
+                track
+                    .lock()
+                    .expect("track")
+                    .applied
+                    .entry(name.to_string())
+                    .or_insert(at);
                 return Ok(());
             }
             Err(error) if attempt < 5 => {
@@ -270,6 +357,9 @@ async fn follow(api: Api<Stack>, track: Arc<Mutex<Track>>) {
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
         if ready {
+            let generation = stack.metadata.generation.unwrap_or(0);
+            let newest = t.ready_generation.entry(name.clone()).or_insert(generation);
+            *newest = (*newest).max(generation);
             t.ready.entry(name).or_insert(now);
         }
     }

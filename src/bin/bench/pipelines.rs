@@ -177,6 +177,13 @@ pub(super) async fn run(
     let seconds = window.elapsed().as_secs_f64();
     let per_second = (after - before) / seconds;
     let writes: f64 = writes_after.values().sum::<f64>() - writes_before.values().sum::<f64>();
+    // Which writes (verb and resource): the operator's, or the Job controller's and KWOK's?
+    let mut by_resource: Vec<(String, f64)> = writes_after
+        .iter()
+        .map(|(key, after)| (key.clone(), after - writes_before.get(key).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    by_resource.sort_by(|a, b| b.1.total_cmp(&a.1));
     let rss_steady = rss(pid).map(|(now, _)| now as f64).unwrap_or(f64::NAN);
     sampler.abort();
     for w in watches {
@@ -221,6 +228,9 @@ pub(super) async fn run(
         "  steady state ({seconds:.0} s, every execution over): {per_second:.2} API requests/s in all ({:.4} per pipeline per s), {writes:.0} API writes",
         per_second / n as f64
     );
+    for (key, count) in by_resource.iter().take(8) {
+        println!("    {count:>6.0}  {key}");
+    }
     println!(
         "  AWS calls (fake) over the run: {aws_calls:.0} ({:.1} per pipeline)",
         aws_calls / n as f64

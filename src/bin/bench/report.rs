@@ -16,6 +16,10 @@ pub(super) struct Report {
     pub(super) drift_done: f64,
     pub(super) converge_reconciles_per_second: f64,
     pub(super) converge_aws_calls: f64,
+    /// AWS calls per Stack until all Ready, by `operation/outcome`.
+    pub(super) converge_calls: BTreeMap<String, f64>,
+    /// One template change of every Stack, after the steady window.
+    pub(super) update: Option<Phase>,
     /// API server writes per Stack until all Ready, by verb and resource.
     pub(super) converge_writes: BTreeMap<String, f64>,
     pub(super) window: f64,
@@ -31,6 +35,22 @@ pub(super) struct Report {
     pub(super) apiserver_stackpilot_per_second: f64,
     pub(super) rss_peak: f64,
     pub(super) rss_steady: f64,
+}
+
+/// What one round of changes cost, per Stack.
+pub(super) struct Phase {
+    pub(super) ready: usize,
+    pub(super) seconds: f64,
+    /// AWS calls per Stack, by `operation/outcome`.
+    pub(super) calls: BTreeMap<String, f64>,
+    /// API server writes per Stack, by verb and resource (the bench's own apply included).
+    pub(super) writes: BTreeMap<String, f64>,
+}
+
+fn listed(counts: &BTreeMap<String, f64>) -> String {
+    let total: f64 = counts.values().sum();
+    let each: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+    format!("{total:.2} ({})", each.join(", "))
 }
 
 impl Report {
@@ -144,15 +164,22 @@ impl Report {
             };
             println!("{metric:<52} {value:<30} {target:<38} {result}");
         }
-        let writes: Vec<String> = self
-            .converge_writes
-            .iter()
-            .map(|(k, v)| format!("{k}={v:.2}"))
-            .collect();
         println!(
             "API server writes per Stack until all Ready (apply included): {}",
-            writes.join(", ")
+            listed(&self.converge_writes)
         );
+        println!("AWS calls per Stack until all Ready: {}", listed(&self.converge_calls));
+        if let Some(update) = &self.update {
+            println!(
+                "update of every template: {}/{} Ready again in {:.1} s",
+                update.ready, self.n, update.seconds
+            );
+            println!(
+                "  API server writes per Stack (apply included): {}",
+                listed(&update.writes)
+            );
+            println!("  AWS calls per Stack: {}", listed(&update.calls));
+        }
         let calls: Vec<String> = self.steady_calls.iter().map(|(op, n)| format!("{op}={n:.0}")).collect();
         println!(
             "AWS calls in the steady window by operation/outcome: {}",

@@ -40,6 +40,12 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
         revision: o.revision.map(str::to_string),
         ..Default::default()
     });
+    planning(o, kind, &name, plan);
+}
+
+/// Ready=Unknown while CloudFormation computes the change set: the same
+/// words from the request to the answer, so waiting writes nothing.
+fn planning(o: &Observed, kind: ChangeSetType, name: &str, plan: &mut Plan) {
     let verb = if kind == ChangeSetType::Create {
         "create"
     } else {
@@ -97,16 +103,9 @@ pub(super) fn finish_execution(
         });
     }
     if !failed {
+        // Told by the Ready transition that follows (one Event, not two).
         record_applied(o, op, plan);
         finish_revert(o, plan);
-        plan.notes.push(Note::normal(
-            "ChangeSetExecuted",
-            format!(
-                "change set {} finished: {}",
-                op.change_set_name.as_deref().unwrap_or("?"),
-                stack.status
-            ),
-        ));
         return false;
     }
     let why = explain(failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
@@ -140,7 +139,9 @@ pub(super) fn change_set_flow(
             if repair_configuration(o, &drift, plan) {
                 return;
             }
-        } else if conditions::find(&plan.status.conditions, DRIFTED).is_some_and(|c| c.reason != "ResourceDrift") {
+        } else if conditions::find(&plan.status.conditions, DRIFTED)
+            .is_some_and(|c| c.status == "True" && c.reason != "ResourceDrift")
+        {
             set_drifted(o, plan, Truth::False, "InSync", "the stack matches the spec");
         }
         plan.requeue = o.timing.resync;
@@ -199,11 +200,11 @@ pub(super) fn change_set_flow(
 
     match &described.status {
         ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress => {
-            report(o, plan).progressing(
-                "ChangeSetPending",
-                &format!("CloudFormation is computing change set {wanted}"),
-            );
-            plan.requeue = o.timing.change_set;
+            // Nothing to tell until it is computed: the intent and summary
+            // stay as written.
+            plan.status.operation = o.previous.operation.clone();
+            plan.status.change_set = o.previous.change_set.clone();
+            planning(o, kind, &wanted, plan);
         }
         ChangeSetStatus::Failed if described.is_empty_failure() => {
             if kind == ChangeSetType::Update && super::update_stack::needed(desired, stack) {

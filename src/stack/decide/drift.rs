@@ -15,6 +15,7 @@ use crate::runtime::conditions::{self, ConditionUpdate, DRIFTED, Truth};
 
 use super::super::plan::{DesiredStack, Note, Observed, Plan, Step, report as kstatus};
 use super::stack_events::chrono_to_time;
+use sha2::{Digest, Sha256};
 
 /// Checked every six hours unless `drift.interval` says otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
@@ -50,12 +51,29 @@ pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
         return;
     }
     let requested = o.requested.filter(|r| drift.requested.as_deref() != Some(*r));
-    let due = scheduled(every, &drift, o.now);
+    let schedule = Schedule {
+        uid: o.uid,
+        created: o.created,
+    };
+    let due = scheduled(every, &drift, schedule, o.now);
     if every.is_none() && requested.is_none() {
-        if plan.status.drift.is_some() {
-            plan.status.drift = None;
+        // Checks off: the column is blank, unless a configuration drift is
+        // being repaired right now.
+        let repairing = conditions::find(&plan.status.conditions, DRIFTED).is_some_and(|c| c.status == "True");
+        if plan.status.drift.is_some() || !repairing {
             conditions::remove(&mut plan.status.conditions, DRIFTED);
         }
+        plan.status.drift = None;
+        return;
+    }
+    if let Some(why) = o.drift_unsupported.filter(|_| due || requested.is_some()) {
+        // Said once for the account and region when it was found out; each
+        // stack only notes it and tries again an interval later.
+        drift.status = DriftState::Unknown;
+        drift.reason = Some(why.to_string());
+        drift.started_at = Some(Time(o.now));
+        plan.status.drift = Some(drift);
+        set_drifted(o, plan, Truth::Unknown, "DriftDetectionUnavailable", why);
         return;
     }
     if due || requested.is_some() {
@@ -73,28 +91,80 @@ pub fn check(o: &Observed, desired: &DesiredStack, plan: &mut Plan) {
     }
     if let Some(every) = every {
         plan.requeue = plan.requeue.min(every);
+        not_checked_yet(o, schedule, every, plan);
+    }
+}
+
+/// The DRIFTED column has one rule for every Stack: blank only when drift
+/// checks are off; with checks on, `Unknown` until a check has said
+/// `True` or `False`. Written with the Ready transition, not on its own.
+fn not_checked_yet(o: &Observed, schedule: Schedule, every: Duration, plan: &mut Plan) {
+    if conditions::find(&plan.status.conditions, DRIFTED).is_some() {
+        return;
+    }
+    let next = match plan.status.drift.as_ref().and_then(|d| d.started_at.as_ref()) {
+        Some(last) => last
+            .0
+            .checked_add(SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX))
+            .ok(),
+        None => Some(schedule.first_check(every)),
+    };
+    let when = next.map_or_else(String::new, |at| format!("; the next drift check is at {at:.0}"));
+    set_drifted(
+        o,
+        plan,
+        Truth::Unknown,
+        "NotChecked",
+        &format!("not checked for drift yet{when}"),
+    );
+}
+
+/// Which Stack is scheduled, for its first check.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule<'a> {
+    pub uid: &'a str,
+    /// When the Stack was created.
+    pub created: Timestamp,
+}
+
+impl Schedule<'_> {
+    /// The first check: a new stack has not drifted, so it is not checked
+    /// right after its create but at a point within the first interval fixed
+    /// by its uid; Stacks created together spread their first checks.
+    pub fn first_check(&self, every: Duration) -> Timestamp {
+        let digest = Sha256::digest(self.uid.as_bytes());
+        let fraction =
+            f64::from(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])) / f64::from(u32::MAX);
+        let offset = SignedDuration::try_from(every.mul_f64(fraction)).unwrap_or(SignedDuration::MAX);
+        self.created.checked_add(offset).unwrap_or(Timestamp::MAX)
     }
 }
 
 /// Scheduled by our own clock (`started_at`), never AWS's timestamps.
-fn scheduled(every: Option<Duration>, drift: &DriftReport, now: Timestamp) -> bool {
+fn scheduled(every: Option<Duration>, drift: &DriftReport, schedule: Schedule, now: Timestamp) -> bool {
     match (every, drift.started_at.as_ref()) {
         (None, _) => false,
-        (Some(_), None) => true,
+        (Some(every), None) => now >= schedule.first_check(every),
         (Some(every), Some(last)) => now >= last.0 + SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX),
     }
 }
 
 /// Whether a drift check starts at this reconcile (then the live template is
 /// compared too, so out-of-band template edits are found on the same schedule).
-pub fn starts_now(spec: &StackSpec, drift: Option<&DriftReport>, requested: Option<&str>, now: Timestamp) -> bool {
+pub fn starts_now(
+    spec: &StackSpec,
+    drift: Option<&DriftReport>,
+    requested: Option<&str>,
+    schedule: Schedule,
+    now: Timestamp,
+) -> bool {
     let report = drift.cloned().unwrap_or_default();
     if report.status == DriftState::Checking {
         return false;
     }
     let every = interval(spec.drift.interval.as_deref()).ok().flatten();
     let asked = requested.is_some_and(|r| report.requested.as_deref() != Some(r));
-    asked || scheduled(every, &report, now)
+    asked || scheduled(every, &report, schedule, now)
 }
 
 fn report(plan: &mut Plan, status: DriftState, reason: Option<String>) {

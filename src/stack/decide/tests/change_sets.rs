@@ -119,8 +119,8 @@ fn a_finished_execution_is_recorded_as_applied_and_ready() {
     assert!(plan.status.operation.is_none());
     assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
     assert_eq!(condition(&plan, READY).unwrap().0, "True");
-    assert!(plan.notes.iter().any(|n| n.reason == "ChangeSetExecuted"));
-    assert!(plan.notes.iter().any(|n| n.reason == "Succeeded" && !n.warning));
+    let told: Vec<&str> = plan.notes.iter().map(|n| n.reason.as_str()).collect();
+    assert_eq!(told, ["Succeeded"], "one Event for the one transition");
 }
 
 #[test]
@@ -342,4 +342,65 @@ fn a_superseded_change_set_is_remembered_until_deleted() {
             name: "stackpilot-g2-aaaaaaaaaaaaaaaa".into()
         }]
     );
+}
+
+/// The happy create, decision by decision as the reconciles would see it
+/// (the production read choices included): one status write per real
+/// transition, none while CloudFormation computes the change set, no stack
+/// events read, and one Event per Ready transition plus the one that says
+/// what is executed. (Where the change set is computed by the first look,
+/// as on LocalStack, the review write and the execute intent are one.)
+#[test]
+fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
+    let mut case = Case::new();
+    case.events = vec![failure_event("e1", NOW - 100, "Q", "CREATE_FAILED", "old")];
+    let mut writes = 0;
+    let mut notes = Vec::new();
+    let mut step = |case: &mut Case| {
+        let plan = case.decide();
+        assert!(case.reads().events.is_empty(), "no events read on the happy path");
+        if crate::runtime::status::changed(&case.previous, &plan.status) {
+            writes += 1;
+        }
+        notes.extend(plan.notes.iter().map(|n| n.reason.clone()));
+        case.previous = plan.status.clone();
+        plan
+    };
+    let plan = step(&mut case);
+    assert!(matches!(plan.steps.as_slice(), [Step::CreateChangeSet(_)]));
+    // CloudFormation computes the change set: the stack is under review.
+    case.stack = Some(stack(Cfn::ReviewInProgress));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreatePending,
+        ExecutionStatus::Unavailable,
+    ));
+    // The first look mirrors REVIEW_IN_PROGRESS (one write); looking again
+    // while it is still computed writes nothing.
+    let plan = step(&mut case);
+    assert!(plan.steps.is_empty());
+    let plan = step(&mut case);
+    assert!(plan.steps.is_empty());
+    assert!(!crate::runtime::status::changed(&case.previous, &plan.status));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::Available,
+    ));
+    let plan = step(&mut case);
+    assert!(matches!(plan.steps.as_slice(), [Step::ExecuteChangeSet { .. }]));
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::ExecuteComplete,
+    ));
+    case.stack = Some(stack(Cfn::CreateComplete));
+    let plan = step(&mut case);
+    assert!(plan.steps.is_empty());
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+    assert_eq!(
+        writes, 4,
+        "intent to plan, the stack under review, intent to execute, Ready"
+    );
+    assert_eq!(notes, ["ChangeSetPending", "ChangeSetExecuting", "Succeeded"]);
 }

@@ -1,5 +1,7 @@
 //! drift.
 
+use k8s_openapi::jiff::SignedDuration;
+
 use super::*;
 
 #[test]
@@ -123,4 +125,97 @@ fn no_drift_check_while_an_operation_runs_or_when_turned_off() {
     let mut off = steady();
     off.spec.drift.interval = Some("0".into());
     assert!(off.decide().steps.is_empty());
+}
+
+/// A new stack has not drifted: its first check is not right after its first
+/// Ready but at a time within the first interval fixed by its uid, so Stacks
+/// created together spread their first checks over the interval.
+#[test]
+fn a_new_stack_is_first_checked_at_a_spread_time_within_the_interval() {
+    let mut new = steady();
+    new.created = Timestamp::from_second(NOW - 1).unwrap();
+    let plan = new.decide();
+    assert!(plan.steps.is_empty(), "not right after the create: {:?}", plan.steps);
+    assert!(new.reads().live_template.is_none() && plan.status.drift.is_none());
+    let schedule = crate::stack::decide::drift::Schedule {
+        uid: UID,
+        created: new.created,
+    };
+    let first = schedule.first_check(std::time::Duration::from_secs(3600));
+    assert!(first > new.created && first < new.created + SignedDuration::from_hours(1));
+    new.now = first.as_second() + 1;
+    assert_eq!(new.decide().steps, vec![Step::DetectDrift]);
+
+    // Spread: a hundred uids created at once fall in every tenth of the hour.
+    let uids: Vec<String> = (0..100).map(|i| format!("uid-{i}")).collect();
+    let mut tenths = std::collections::BTreeSet::new();
+    for uid in &uids {
+        let at = crate::stack::decide::drift::Schedule {
+            uid,
+            created: new.created,
+        }
+        .first_check(std::time::Duration::from_secs(3600));
+        tenths.insert(at.duration_since(new.created).as_secs() / 360);
+    }
+    assert_eq!(tenths.len(), 10, "{tenths:?}");
+}
+
+/// Where the endpoint said it has no drift detection, a due check makes no
+/// call and no Event (the account and region were told once); the stack
+/// notes why and looks again an interval later.
+#[test]
+fn no_drift_call_where_the_endpoint_has_none() {
+    let mut case = steady();
+    case.drift_unsupported = Some("drift detection is not available at this endpoint".into());
+    let plan = case.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert!(
+        !plan.notes.iter().any(|n| n.reason.starts_with("Drift")),
+        "{:?}",
+        plan.notes
+    );
+    let drift = plan.status.drift.as_ref().unwrap();
+    assert_eq!(drift.status, DriftState::Unknown);
+    assert!(drift.reason.as_deref().unwrap().contains("not available"));
+    let mut later = case;
+    later.previous = plan.status.clone();
+    later.now = NOW + 60;
+    let again = later.decide();
+    assert!(again.steps.is_empty() && !crate::runtime::status::changed(&later.previous, &again.status));
+}
+
+/// One rule for the DRIFTED column: blank only with checks off; with checks
+/// on, Unknown until a check says True or False (set with the first Ready).
+#[test]
+fn the_drifted_condition_is_unknown_until_checked_and_absent_only_when_off() {
+    let mut on = steady();
+    on.created = Timestamp::from_second(NOW - 1).unwrap();
+    let plan = on.decide();
+    let (status, reason, message) = condition(&plan, conditions::DRIFTED).expect("a Drifted condition");
+    assert_eq!((status, reason), ("Unknown", "NotChecked"));
+    assert!(message.contains("next drift check is at"), "{message}");
+    // Deciding again changes nothing (no write).
+    let mut again = on;
+    again.previous = plan.status.clone();
+    again.now = NOW + 5;
+    assert!(!crate::runtime::status::changed(
+        &again.previous,
+        &again.decide().status
+    ));
+
+    let mut off = steady();
+    off.spec.drift.interval = Some("0".into());
+    assert!(condition(&off.decide(), conditions::DRIFTED).is_none());
+    // A configuration drift repaired with checks off leaves the column blank, not False.
+    off.previous
+        .conditions
+        .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: conditions::DRIFTED.into(),
+            status: "True".into(),
+            reason: "ConfigurationDrift".into(),
+            message: "parameters changed".into(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::from_second(NOW - 60).unwrap()),
+        });
+    assert!(condition(&off.decide(), conditions::DRIFTED).is_none());
 }

@@ -145,6 +145,10 @@ pub(super) struct Case {
     pub(super) deleting: bool,
     pub(super) generation: i64,
     pub(super) now: i64,
+    /// When the Stack was created (default: long ago).
+    pub(super) created: Timestamp,
+    /// The endpoint said it has no drift detection.
+    pub(super) drift_unsupported: Option<String>,
 }
 
 impl Case {
@@ -171,6 +175,8 @@ impl Case {
             deleting: false,
             generation: 1,
             now: NOW,
+            created: Timestamp::UNIX_EPOCH,
+            drift_unsupported: None,
         }
     }
 
@@ -187,6 +193,7 @@ impl Case {
         if let Some(requested) = &self.requested {
             annotations.insert(RECONCILE_REQUESTED_AT.into(), requested.clone());
         }
+        object.metadata.creation_timestamp = Some(Time(self.created));
         if self.deleting {
             object.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(self.now - 1).unwrap()));
         }
@@ -204,6 +211,7 @@ impl Case {
         let mut reads = AwsReads {
             asked: true,
             stack: self.stack.clone(),
+            drift_unsupported: self.drift_unsupported.clone(),
             ..Default::default()
         };
         if first.drift_detection.is_some() {
@@ -218,6 +226,10 @@ impl Case {
             desired: &self.desired,
             deleting: self.deleting,
             requested: self.requested.as_deref(),
+            schedule: crate::stack::decide::drift::Schedule {
+                uid: UID,
+                created: self.created,
+            },
             now: Timestamp::from_second(self.now).unwrap(),
         };
         let more = follow_ups(&inputs, found);
