@@ -227,24 +227,25 @@ fn stack_child(stack: &Stack) -> ChildObserved {
 }
 
 /// A StackDeployment has applied its annotation's revision once it is Ready
-/// at its own generation with the update revision stable and every target's
-/// stack at it: going back to the stable revision (a rollback) leaves the
-/// revisions as they were while the targets still run another one.
+/// at its own generation with the update revision's content stable and every
+/// target's stack at it: going back to the stable revision (a rollback)
+/// leaves the revisions as they were while the targets still run another
+/// one. Content, not label: a `git revert` is a new label on the stable
+/// content, which the deployment runs already and does not roll out again.
 fn deployment_child(deployment: &StackDeployment) -> ChildObserved {
     let status = deployment.status.clone().unwrap_or_default();
     let ready = conditions::is_true(&status.conditions, READY);
-    let everywhere = status.update_revision.as_ref().is_some_and(|update| {
+    let update = status.update_revision.as_ref().map(|u| u.hash.as_str());
+    let everywhere = update.is_some_and(|update| {
         status.targets.len() == deployment.spec.targets.len()
-            && status
-                .targets
-                .iter()
-                .all(|t| t.revision.as_deref() == Some(update.hash.as_str()))
+            && status.targets.iter().all(|t| t.revision.as_deref() == Some(update))
     });
+    let stable = status.stable_revision.as_ref().map(|s| s.hash.as_str());
     let settled = ready
         && everywhere
         && status.observed_generation == deployment.metadata.generation
-        && status.stable_revision.is_some()
-        && status.stable_revision == status.update_revision;
+        && stable.is_some()
+        && stable == update;
     ChildObserved {
         revision: annotation(deployment, REVISION_ANNOTATION),
         retry_request: annotation(deployment, RECONCILE_REQUESTED_AT),
@@ -339,7 +340,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use k8s_openapi::jiff::Timestamp;
 
-    use super::failure;
+    use super::{deployment_child, failure};
+    use crate::api::{RevisionId, StackDeployment, StackDeploymentStatus, TargetStatus};
 
     fn stalled() -> Vec<Condition> {
         vec![Condition {
@@ -358,5 +360,47 @@ mod tests {
         // The pipeline just wrote generation 4 (a rollback): the failure is generation 3's.
         assert!(failure(&stalled(), Some(3), Some(4)).is_none());
         assert!(failure(&[], Some(4), Some(4)).is_none());
+    }
+
+    /// A revert: the spec names a new label (v3) on the content the
+    /// deployment runs as stable (v1's): applied, with no rollout.
+    #[test]
+    fn a_new_label_on_the_stable_content_counts_as_applied() {
+        let revision = |label: &str, hash: &str| RevisionId {
+            revision: label.into(),
+            hash: hash.into(),
+        };
+        let ready = Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Stable".into(),
+            message: String::new(),
+            observed_generation: Some(3),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        };
+        let mut deployment: StackDeployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "stackpilot.dev/v1alpha1", "kind": "StackDeployment",
+            "metadata": {"name": "app", "namespace": "team", "generation": 3,
+                         "annotations": {"stackpilot.dev/revision": "e3"}},
+            "spec": {"artifact": {"revision": "v3", "template": {"body": "Resources: {}"}},
+                     "targets": [{"name": "east", "region": "us-east-1"}]}
+        }))
+        .unwrap();
+        let target: TargetStatus = serde_json::from_value(
+            serde_json::json!({"name": "east", "stack": "app-east", "region": "us-east-1", "revision": "h1"}),
+        )
+        .unwrap();
+        deployment.status = Some(StackDeploymentStatus {
+            observed_generation: Some(3),
+            update_revision: Some(revision("v3", "h1")),
+            stable_revision: Some(revision("v1", "h1")),
+            targets: vec![target],
+            conditions: vec![ready],
+            ..StackDeploymentStatus::default()
+        });
+        assert_eq!(deployment_child(&deployment).applied_revision.as_deref(), Some("e3"));
+        // Other content stable (the revert not rolled out yet): not applied.
+        deployment.status.as_mut().unwrap().stable_revision = Some(revision("v2", "h2"));
+        assert_eq!(deployment_child(&deployment).applied_revision, None);
     }
 }
