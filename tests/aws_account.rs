@@ -168,6 +168,11 @@ async fn the_right_account_id_becomes_ready() {
 
     let (account, ready) = controller.ready(&name, "True", "Verified").await;
     assert_eq!(
+        support::gitops::argo_health(&account).0,
+        "Healthy",
+        "Argo CD's check (the chart's Lua) reads a verified account as Healthy"
+    );
+    assert_eq!(
         ready.message,
         format!("role {role} resolve to account {LOCALSTACK_ACCOUNT}")
     );
@@ -205,6 +210,9 @@ async fn a_wrong_account_id_is_refused_with_an_event() {
         .await;
 
     let (account, ready) = controller.ready(&name, "False", "WrongAccount").await;
+    let (health, message) = support::gitops::argo_health(&account);
+    assert_eq!(health, "Degraded", "Argo CD's check: {message}");
+    assert!(message.starts_with("WrongAccount: "), "{message}");
     assert!(
         ready.message.contains(LOCALSTACK_ACCOUNT) && ready.message.contains(MOTO_ACCOUNT),
         "names both ids: {}",

@@ -41,6 +41,11 @@ async fn canary_then_rolling_over_two_accounts_and_three_regions() {
     )
     .await;
     let ready = t.wait_phase("web", DeploymentPhase::Ready, "v1").await;
+    assert_eq!(
+        support::gitops::argo_health(&ready).0,
+        "Healthy",
+        "Argo CD's check (the chart's Lua) reads a Ready deployment as Healthy"
+    );
     let status = ready.status.expect("status");
     assert_eq!(status.updated.as_deref(), Some("6/6"));
     assert!(
@@ -144,6 +149,9 @@ async fn bad_input_is_a_condition_with_no_aws_call() {
         .await;
     let stalled = t.stalled("dup").await;
     assert_eq!(stalled.reason, "DuplicateTarget");
+    let (health, message) = support::gitops::argo_health(&t.get("dup").await);
+    assert_eq!(health, "Degraded", "Argo CD's check: {message}");
+    assert!(message.starts_with("DuplicateTarget: "), "{message}");
     assert!(
         stalled.message.contains("one") && stalled.message.contains("two"),
         "{}",

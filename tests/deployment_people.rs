@@ -56,6 +56,8 @@ async fn manual_approval_previews_every_target_and_binds_to_one_revision() {
                     .is_some_and(|p| p.revision.revision == "v2" && p.complete && p.targets.len() == 6)
         })
         .await;
+    let (health, message) = support::gitops::argo_health(&waiting);
+    assert_eq!(health, "Suspended", "Argo CD's check (the chart's Lua): {message}");
     let status = waiting.status.clone().unwrap();
     let preview = status.preview.as_ref().unwrap();
     for row in &preview.targets {

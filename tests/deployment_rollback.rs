@@ -106,6 +106,9 @@ async fn an_alarm_during_the_second_wave_rolls_every_updated_target_back_for_goo
         ("True", "RevisionRejected")
     );
     assert!(stalled.message.contains(&alarm), "{}", stalled.message);
+    let (health, message) = support::gitops::argo_health(&done);
+    assert_eq!(health, "Degraded", "Argo CD's check (the chart's Lua): {message}");
+    assert!(message.starts_with("RevisionRejected: "), "{message}");
     assert_eq!(condition(&done, "Ready").unwrap().status, "False");
     assert_eq!(
         status.stable_revision.as_ref().map(|r| r.hash.as_str()),

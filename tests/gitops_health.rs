@@ -1,7 +1,7 @@
 //! Health as GitOps tools read it, on the test bed:
 //! - Flux: a Kustomization with `wait: true` (real kustomize-controller)
-//!   over our Stacks is Ready only once they are, and fails naming a Stalled
-//!   one, with our reason;
+//!   over our Stacks and StackDeployments is Ready only once they are, and
+//!   fails naming a Stalled one, with our reason (Pipelines: gitops_e2e.rs);
 //! - Argo CD: the chart's Lua health check (charts/stackpilot/argocd/health.lua),
 //!   run by a real Lua 5.4, reads the Stacks the operator produced as
 //!   Healthy, Degraded, Progressing and Suspended.
@@ -13,6 +13,7 @@ mod support;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
+use stackpilot::api::StackDeployment;
 use support::eventually;
 use support::fixture::{Fixture, TIMEOUT, condition};
 use support::gitops::{
@@ -29,6 +30,30 @@ fn stack_manifest(name: &str, template: &str) -> String {
     serde_json::to_string_pretty(&spec).unwrap()
 }
 
+/// A StackDeployment of the same template to `regions` (one target each).
+fn deployment_manifest(name: &str, regions: &[&str]) -> String {
+    let targets: Vec<_> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, region)| json!({"name": format!("t{i}"), "region": region}))
+        .collect();
+    let spec = json!({
+        "apiVersion": "stackpilot.dev/v1alpha1", "kind": "StackDeployment",
+        "metadata": {"name": name},
+        "spec": {"artifact": {"revision": "v1", "template": {"body": QUEUE}}, "targets": targets}
+    });
+    serde_json::to_string_pretty(&spec).unwrap()
+}
+
+/// The Kustomization health rule for one of our kinds (see the chart README).
+fn health_rule(kind: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "stackpilot.dev/v1alpha1", "kind": kind,
+        "current": "has(status.conditions) && status.observedGeneration == metadata.generation && status.conditions.exists(e, e.type == 'Ready' && e.status == 'True')",
+        "failed": "has(status.conditions) && status.conditions.exists(e, e.type == 'Stalled' && e.status == 'True')"
+    })
+}
+
 const QUEUE: &str = "Resources:\n  Queue: {Type: AWS::SQS::Queue}\n";
 /// Stalled at once, before any AWS call: IAM without CAPABILITY_IAM.
 const ROLE: &str =
@@ -40,6 +65,10 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     let ns = fx.ns.name.clone();
     let repo = GitRepo::new("health");
     repo.write("deploy/good.yaml", &stack_manifest("good", QUEUE));
+    repo.write(
+        "deploy/fleet.yaml",
+        &deployment_manifest("fleet", &["us-east-1", "us-west-2"]),
+    );
     let first = repo.commit("good stack");
     apply_git_repository(&fx.client, &ns, "app", &repo.url).await;
     wait_artifact(&fx.client, &ns, "app", &first).await;
@@ -52,11 +81,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
             "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": "app"},
             // kstatus takes an object with no status yet for Current: without
             // this, the Kustomization is Ready before stackpilot saw the Stack.
-            "healthCheckExprs": [{
-                "apiVersion": "stackpilot.dev/v1alpha1", "kind": "Stack",
-                "current": "has(status.conditions) && status.observedGeneration == metadata.generation && status.conditions.exists(e, e.type == 'Ready' && e.status == 'True')",
-                "failed": "has(status.conditions) && status.conditions.exists(e, e.type == 'Stalled' && e.status == 'True')"
-            }]
+            "healthCheckExprs": [health_rule("Stack"), health_rule("StackDeployment")]
         }
     });
     let ks = kustomizations(&fx.client, &ns);
@@ -75,6 +100,21 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     let good_ready = condition(&good, "Ready").expect("good has Ready");
     assert_eq!(good_ready.status, "True", "Kustomization Ready only once the Stack is");
     assert!(good_ready.last_transition_time.0 <= ready_at);
+    let deployments: kube::Api<StackDeployment> = kube::Api::namespaced(fx.client.clone(), &ns);
+    let fleet = deployments
+        .get("fleet")
+        .await
+        .expect("Flux applied the StackDeployment");
+    let fleet_ready = fleet
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("fleet has Ready");
+    assert_eq!(
+        fleet_ready.status, "True",
+        "Kustomization Ready only once the StackDeployment is"
+    );
+    assert!(fleet_ready.last_transition_time.0 <= ready_at);
     println!(
         "Kustomization Ready: {:?}",
         flux_condition(&applied, "Ready").map(|c| c.2)
@@ -84,6 +124,38 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
         "Healthy",
         "Argo CD reads a Ready Stack as Healthy"
     );
+
+    // A Stalled StackDeployment (two targets on one stack) fails the
+    // Kustomization's health check, naming it with our reason.
+    repo.write(
+        "deploy/twin.yaml",
+        &deployment_manifest("twin", &["us-east-1", "us-east-1"]),
+    );
+    let twin_commit = repo.commit("twin targets");
+    request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
+    let failed = eventually(
+        FLUX_TIMEOUT * 3,
+        "Kustomization fails on the Stalled StackDeployment",
+        || async {
+            let object = ks.get("app").await.ok()?;
+            let (status, reason, message) = flux_condition(&object, "Ready")?;
+            let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
+            (status == "False" && attempted == format!("main@sha1:{twin_commit}") && reason != "Progressing")
+                .then_some((reason, message))
+        },
+    )
+    .await;
+    println!("Kustomization Ready=False: {failed:?}");
+    assert_eq!(failed.0, "HealthCheckFailed", "{failed:?}");
+    assert!(
+        failed.1.contains("StackDeployment/") && failed.1.contains("twin"),
+        "names the StackDeployment: {failed:?}"
+    );
+    let twin = deployments.get("twin").await.unwrap();
+    let (health, message) = argo_health(&twin);
+    assert_eq!(health, "Degraded");
+    assert!(message.starts_with("DuplicateTarget: "), "{message}");
+    repo.remove("deploy/twin.yaml");
 
     // A Stalled Stack fails the Kustomization's health check.
     repo.write("deploy/bad.yaml", &stack_manifest("bad", ROLE));

@@ -1,94 +1,167 @@
-# GitOps: a commit flows through Flux to a Stack. A Git repository on the test bed's Git server
-# holds a Stack manifest (deploy/) and its template (templates/); Flux's GitRepository follows
-# it, a Kustomization (wait: true) applies the Stack, and the Stack reads its template from the
-# same GitRepository artifact (template.sourceRef). A second commit updates the stack; deleting
-# the Kustomization prunes the Stack and stackpilot deletes the stack.
-if [[ -z "${STACKPILOT_TEST_GIT_URL:-}" || -z "${STACKPILOT_TEST_FLUX_STORAGE_URL:-}" ]]; then
+# shellcheck shell=bash
+# Part of scripts/demo: from a git commit to production and back, through Flux. A repository on
+# the test bed's Git server holds a Pipeline (dev: a Stack and a test Job; an approval; prod: a
+# StackDeployment to two regions) and its template. Flux's GitRepository follows it and a
+# Kustomization applies the Pipeline, which reads its template from the same artifact
+# (source.sourceRef). Revision 1 reaches prod after an approval; revision 2 fails in prod, is
+# rolled back and rejected, and the Kustomization says why; `git revert` passes again; removing
+# the manifest makes Flux prune the Pipeline and stackpilot delete its stacks.
+# The same flow is tests/gitops_e2e.rs.
+if [[ -z "${STACKPILOT_TEST_GIT_URL:-}" ]]; then
   echo "gitops demo: the test bed runs no Git server or Flux (started with --no-gitops?)" >&2
   exit 1
 fi
-say "GitOps: a commit flows through Flux to a Stack"
 gitops_ns=gitops-demo
 gitops_work=$(mktemp -d)
 gitops_repo="$STACKPILOT_TEST_GIT_URL/demo-$(date +%s)-$$.git"
 gitops_git() { git -C "$gitops_work" -c user.name=demo -c user.email=demo@example.invalid "$@"; }
+gitops_push() {
+  gitops_git push -q "$gitops_repo" main
+  # What `flux reconcile source git app` does: look at Git now, not at the next interval.
+  kubectl -n "$gitops_ns" annotate gitrepository app --overwrite "reconcile.fluxcd.io/requestedAt=$(date +%s%N)" >/dev/null 2>&1 || true
+  echo "pushed main@sha1:$(gitops_git rev-parse HEAD): $(gitops_git log -1 --format=%s)"
+}
 gitops_commit() {
   gitops_git add -A
   gitops_git commit -q -m "$1"
-  gitops_git push -q "$gitops_repo" main
-  gitops_git rev-parse HEAD
+  gitops_push
 }
+# Revision $1; with "bad", a prod-only queue whose name CloudFormation refuses.
 gitops_template() {
-  cat >"$gitops_work/templates/queue.yaml" <<EOF
-Resources:
-  Queue: {Type: AWS::SQS::Queue}
-Outputs:
-  Version: {Value: "$1"}
-  QueueUrl: {Value: !Ref Queue}
-EOF
+  {
+    printf 'Parameters:\n  Env: {Type: String, Default: dev}\nConditions:\n  IsProd: !Equals [!Ref Env, prod]\nResources:\n  Queue: {Type: AWS::SQS::Queue}\n'
+    [[ "${2:-}" == bad ]] && printf '  Broken:\n    Type: AWS::SQS::Queue\n    Condition: IsProd\n    Properties: {QueueName: "not a valid name!"}\n'
+    printf 'Outputs:\n  Version: {Value: "%s"}\n' "$1"
+  } >"$gitops_work/templates/app.yaml"
 }
+gitops_execution() {
+  kubectl -n "$gitops_ns" get pipeline release -o jsonpath='{.status.currentExecution.revision} {.status.currentExecution.phase}' 2>/dev/null
+}
+# Waits until the current execution is at HEAD's revision and in phase $1.
+gitops_wait_execution() {
+  local want
+  want="main@sha1:$(gitops_git rev-parse HEAD) $1"
+  for _ in $(seq 1 240); do
+    [[ "$(gitops_execution)" == "$want" ]] && return 0
+    sleep 1
+  done
+  "$BIN" status pipeline/release -n "$gitops_ns" || true
+  echo "the execution did not reach '$want' (now: '$(gitops_execution)')" >&2
+  exit 1
+}
+gitops_wait_approval() {
+  for _ in $(seq 1 240); do
+    [[ "$(kubectl -n "$gitops_ns" get pipeline release -o jsonpath='{.status.conditions[?(@.type=="ApprovalRequired")].status}' 2>/dev/null)" == True &&
+      "$(gitops_execution)" == "main@sha1:$(gitops_git rev-parse HEAD) InProgress" ]] && return 0
+    sleep 1
+  done
+  echo "the execution of HEAD did not reach its approval" >&2
+  exit 1
+}
+# The Version output of each stack of the flow in LocalStack, as stackpilot reports it.
+gitops_versions() {
+  kubectl -n "$gitops_ns" get stack -o custom-columns='STACK:.metadata.name,REGION:.spec.region,VERSION:.status.outputs.Version,READY:.status.conditions[?(@.type=="Ready")].reason'
+}
+
+say "GitOps: a Git repository with a Pipeline and its template; Flux applies it"
 kubectl create namespace "$gitops_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 gitops_git init -q -b main
 mkdir -p "$gitops_work/deploy" "$gitops_work/templates"
-cat >"$gitops_work/deploy/stack.yaml" <<EOF
+cat >"$gitops_work/deploy/pipeline.yaml" <<'EOF'
 apiVersion: stackpilot.dev/v1alpha1
-kind: Stack
-metadata: {name: queue, namespace: $gitops_ns}
+kind: Pipeline
+metadata: {name: release}
 spec:
-  region: us-east-1
-  template:
-    sourceRef: {kind: GitRepository, name: demo, path: templates/queue.yaml}
+  source:
+    sourceRef: {kind: GitRepository, name: app, path: templates/app.yaml}
+  stages:
+    - name: dev
+      actions:
+        - name: app
+          deploy: {stack: {region: us-east-1}}
+        - name: smoke
+          runOrder: 2
+          test:
+            jobTemplate:
+              spec:
+                backoffLimit: 0
+                template:
+                  metadata: {annotations: {stackpilot.dev/test-result: succeed}}
+                  spec:
+                    restartPolicy: Never
+                    containers: [{name: smoke, image: example.invalid/smoke:1}]
+    - name: approval
+      actions:
+        - name: gate
+          approval: {message: "Promote to prod?"}
+    - name: prod
+      actions:
+        - name: app
+          deploy:
+            deployment:
+              targets: [{name: east, region: us-east-1}, {name: west, region: us-west-2}]
+              parameters: [{name: Env, value: prod}]
 EOF
 gitops_template 1
-first=$(gitops_commit "queue v1")
-echo "pushed main@sha1:$first to $gitops_repo"
+gitops_commit "revision 1"
 kubectl apply -f - >/dev/null <<EOF
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: GitRepository
-metadata: {name: demo, namespace: $gitops_ns}
+metadata: {name: app, namespace: $gitops_ns}
 spec: {url: "$gitops_repo", interval: 10m, ref: {branch: main}}
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata: {name: demo, namespace: $gitops_ns}
+metadata: {name: app, namespace: $gitops_ns}
 spec:
   interval: 10m
   path: ./deploy
   prune: true
   wait: true
-  timeout: 2m
-  sourceRef: {kind: GitRepository, name: demo}
-  healthCheckExprs:
-    - apiVersion: stackpilot.dev/v1alpha1
-      kind: Stack
-      current: has(status.conditions) && status.observedGeneration == metadata.generation && status.conditions.exists(e, e.type == 'Ready' && e.status == 'True')
-      failed: has(status.conditions) && status.conditions.exists(e, e.type == 'Stalled' && e.status == 'True')
+  timeout: 3m
+  targetNamespace: $gitops_ns
+  sourceRef: {kind: GitRepository, name: app}
 EOF
-# wait: true makes the Kustomization Ready only once the Stack it applied is Ready.
-kubectl -n "$gitops_ns" wait kustomization/demo --for=condition=Ready --timeout=150s
-kubectl -n "$gitops_ns" get gitrepository,kustomization,stack
-gitops_at() { kubectl -n "$gitops_ns" get stack queue -o jsonpath='{.status.applied.revision} Version={.status.outputs.Version}'; }
-echo "stack: $(gitops_at)"
-[[ "$(gitops_at)" == "main@sha1:$first Version=1" ]] || { echo "the Stack is not at the first commit" >&2; exit 1; }
 
-gitops_template 2
-second=$(gitops_commit "queue v2")
-echo "pushed main@sha1:$second; asking Flux to look now (as 'flux reconcile source git demo' does)"
-kubectl -n "$gitops_ns" annotate gitrepository demo --overwrite "reconcile.fluxcd.io/requestedAt=$(date +%s%N)" >/dev/null
-for _ in $(seq 1 90); do
-  [[ "$(gitops_at)" == "main@sha1:$second Version=2" ]] && break
+say "GitOps: revision 1 passes dev and waits for a person"
+gitops_wait_approval
+kubectl -n "$gitops_ns" get gitrepository,kustomization,pipeline
+"$BIN" approve pipeline/release -n "$gitops_ns" --comment "dev is green"
+gitops_wait_execution Succeeded
+kubectl -n "$gitops_ns" wait kustomization/app --for=condition=Ready --timeout=180s
+gitops_versions
+
+say "GitOps: revision 2 fails in prod; the StackDeployment rolls it back and rejects it"
+gitops_template 2 bad
+gitops_commit "revision 2 (bad in prod)"
+gitops_wait_approval
+"$BIN" approve pipeline/release -n "$gitops_ns" --comment "looks fine in dev"
+gitops_wait_execution Failed
+kubectl -n "$gitops_ns" get pipeline release -o jsonpath='{.status.currentExecution.message}{"\n"}'
+for _ in $(seq 1 120); do
+  [[ "$(kubectl -n "$gitops_ns" get kustomization app -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')" == HealthCheckFailed ]] && break
   sleep 1
 done
-echo "stack: $(gitops_at)"
-[[ "$(gitops_at)" == "main@sha1:$second Version=2" ]] || { echo "the Stack did not follow the second commit" >&2; exit 1; }
+echo "Kustomization: $(kubectl -n "$gitops_ns" get kustomization app -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
+kubectl -n "$gitops_ns" get stackdeployment release-prod-app -o jsonpath='rejected: {.status.rejectedRevisions[*].revision.revision}{"\n"}'
+gitops_versions
 
-say "GitOps: deleting the Kustomization prunes the Stack; stackpilot deletes the stack"
-kubectl -n "$gitops_ns" delete kustomization demo --wait=true --timeout=120s
-kubectl -n "$gitops_ns" wait stack/queue --for=delete --timeout=120s 2>/dev/null || true
-if kubectl -n "$gitops_ns" get stack queue >/dev/null 2>&1; then
-  echo "the Stack was not pruned" >&2
-  exit 1
-fi
-echo "Stack queue pruned by Flux and its CloudFormation stack deleted by stackpilot"
+say "GitOps: git revert; the next execution passes and prod runs revision 1's content"
+gitops_git revert --no-edit HEAD >/dev/null
+gitops_push
+gitops_wait_approval
+"$BIN" approve pipeline/release -n "$gitops_ns" --comment "the revert"
+gitops_wait_execution Succeeded
+kubectl -n "$gitops_ns" wait kustomization/app --for=condition=Ready --timeout=180s
+"$BIN" history pipeline/release -n "$gitops_ns"
+gitops_versions
+
+say "GitOps: the manifest leaves Git; Flux prunes the Pipeline and stackpilot deletes its stacks"
+gitops_git rm -q deploy/pipeline.yaml
+touch "$gitops_work/deploy/.keep"
+gitops_commit "remove the pipeline"
+kubectl -n "$gitops_ns" wait pipeline/release --for=delete --timeout=180s
+kubectl -n "$gitops_ns" get stack,stackdeployment 2>&1
+kubectl -n "$gitops_ns" delete kustomization app --wait=true --timeout=60s >/dev/null
 kubectl delete namespace "$gitops_ns" --wait=false >/dev/null
 rm -rf "$gitops_work"

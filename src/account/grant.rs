@@ -46,3 +46,44 @@ pub async fn grant_for(
         .unwrap_or_default();
     Ok(tenancy::authorize(&account, &labels, namespace, region, service_role))
 }
+
+/// [`grant_for`] for many (account, region) placements of one object, with
+/// one read of the namespace and one of each AwsAccount named: a
+/// StackDeployment of a hundred targets asks once per reconcile, not a
+/// hundred times. Each refusal is returned with its placement's index.
+pub async fn grants_for(
+    client: &Client,
+    allow_operator_credentials: bool,
+    namespace: &str,
+    placements: &[(Option<&str>, &str)],
+) -> Result<Vec<Result<Grant, Refusal>>, kube::Error> {
+    let mut labels: Option<BTreeMap<String, String>> = None;
+    let mut accounts: BTreeMap<&str, Option<AwsAccount>> = BTreeMap::new();
+    let mut grants = Vec::with_capacity(placements.len());
+    for (account_ref, region) in placements {
+        let Some(account_name) = account_ref else {
+            grants.push(tenancy::operator_grant(
+                allow_operator_credentials,
+                namespace,
+                region,
+                None,
+            ));
+            continue;
+        };
+        if !accounts.contains_key(account_name) {
+            let found = Api::<AwsAccount>::all(client.clone()).get_opt(account_name).await?;
+            accounts.insert(account_name, found);
+        }
+        let Some(Some(account)) = accounts.get(account_name) else {
+            grants.push(Err(tenancy::account_not_found(account_name)));
+            continue;
+        };
+        if labels.is_none() {
+            let found = Api::<Namespace>::all(client.clone()).get_opt(namespace).await?;
+            labels = Some(found.map(|ns| ns.labels().clone()).unwrap_or_default());
+        }
+        let labels = labels.as_ref().expect("read above");
+        grants.push(tenancy::authorize(account, labels, namespace, region, None));
+    }
+    Ok(grants)
+}

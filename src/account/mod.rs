@@ -20,7 +20,7 @@ use crate::api::AwsAccount;
 use crate::aws::identity::AccountIdentity;
 use crate::runtime::context::Shared;
 
-pub use grant::grant_for;
+pub use grant::{grant_for, grants_for};
 pub use reconcile::FIELD_MANAGER;
 pub use verify::{
     ASSUME_ROLE_FAILED, CREDENTIALS_REJECTED, INVALID_SPEC, Outcome, RETRY_REFUSED, REVERIFY, VERIFICATION_FAILED,

@@ -48,25 +48,31 @@ pub async fn grants(
     deployment: &StackDeployment,
     namespace: &str,
 ) -> Result<Result<BTreeMap<Placement, Grant>, Problem>> {
-    let mut grants = BTreeMap::new();
+    // Each placement once, in target order (the first refused target is named).
+    let mut placements: Vec<(Placement, &str)> = Vec::new();
     for target in &deployment.spec.targets {
         let placement = Placement::of(target);
-        if grants.contains_key(&placement) {
-            continue;
+        if !placements.iter().any(|(p, _)| *p == placement) {
+            placements.push((placement, target.name.as_str()));
         }
-        let grant = account::grant_for(
-            &ctx.shared.client,
-            ctx.settings.allow_operator_credentials,
-            namespace,
-            placement.account.as_deref(),
-            &placement.region,
-            None,
-        )
-        .await?;
-        match grant {
+    }
+    let asked: Vec<(Option<&str>, &str)> = placements
+        .iter()
+        .map(|(p, _)| (p.account.as_deref(), p.region.as_str()))
+        .collect();
+    let answers = account::grants_for(
+        &ctx.shared.client,
+        ctx.settings.allow_operator_credentials,
+        namespace,
+        &asked,
+    )
+    .await?;
+    let mut grants = BTreeMap::new();
+    for ((placement, target), answer) in placements.into_iter().zip(answers) {
+        match answer {
             Ok(grant) => grants.insert(placement, grant),
             Err(refusal) => {
-                let message = format!("target {}: {}", target.name, refusal.message);
+                let message = format!("target {target}: {}", refusal.message);
                 return Ok(Err(Problem { message, ..refusal }));
             }
         };

@@ -1,6 +1,8 @@
-//! `bench deployments`: D StackDeployments of T targets each (one region per
-//! target, the operator's own account, the fake AWS with the health alarm in
-//! every region) against the real kube-apiserver. Measures, from watches on
+//! `bench deployments`: D StackDeployments of T targets each (a distinct
+//! account and region per target: AWS has fewer regions than targets, so the
+//! regions are made up, `xx-bench-<i>`, and allowed by the bench's
+//! AwsAccounts, 50 each; the fake AWS with the health alarm in every region)
+//! against the real kube-apiserver. Measures, from watches on
 //! the child Stacks and the deployments:
 //! - wave hand-over: from the last child of a wave seen Ready at the
 //!   revision (the gate passes) to the first child of the next wave seen
@@ -29,12 +31,18 @@ use super::report::MIB;
 use super::{Args, DeploymentArgs};
 
 const ALARM: &str = "bench-errors";
+/// Regions one AwsAccount may list.
+const REGIONS_PER_ACCOUNT: usize = 50;
 const TEMPLATE: &str = "Parameters:\n  Visibility: {Type: Number}\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties: {VisibilityTimeout: !Ref Visibility}\n";
 
 /// When each child was first seen written at, and Ready at, a revision hash.
 #[derive(Default)]
 struct Seen {
+    /// When the child was last seen written at a revision: a rollback
+    /// writes a revision the child had before, so this is the latest time.
     written: HashMap<(String, String), Instant>,
+    /// The revision each child was last seen written at.
+    at: HashMap<String, String>,
     ready: HashMap<(String, String), Instant>,
 }
 
@@ -52,6 +60,40 @@ pub(super) async fn run(
             &serde_json::from_value(json!({"metadata": {"name": namespace}}))?,
         )
         .await?;
+    // Targets need distinct (account, region) pairs: made-up regions,
+    // which only an AwsAccount's allowedRegions lets through.
+    let accounts: Api<stackpilot::api::AwsAccount> = Api::all(client.clone());
+    let account_count = d.targets.div_ceil(REGIONS_PER_ACCOUNT);
+    for k in 0..account_count {
+        // Distinct region names across accounts too: the fake AWS keys its
+        // stacks by region only.
+        let first = k * REGIONS_PER_ACCOUNT;
+        let regions: Vec<String> = (first..first + REGIONS_PER_ACCOUNT).map(region).collect();
+        let account = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "AwsAccount",
+            "metadata": {"name": account_name(k)},
+            "spec": {"accountId": format!("{:012}", 100 + k), "namespaceSelector": {}, "allowedRegions": regions}});
+        let applied = accounts
+            .patch(
+                &account_name(k),
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(&account),
+            )
+            .await?;
+        // The fake AWS has no STS and the bench runs no account controller:
+        // the bench writes the verdict that controller would write.
+        let verified = json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "AwsAccount",
+            "status": {"observedGeneration": applied.metadata.generation,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Verified",
+                    "message": "bench", "observedGeneration": applied.metadata.generation,
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        accounts
+            .patch_status(
+                &account_name(k),
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(&verified),
+            )
+            .await?;
+    }
     let env = [("STACKPILOT_FAKE_AWS_ALARMS", ALARM)];
     let calls_per_second = args.aws_calls_per_second.unwrap_or(2000.0);
     let mut operator = start_operator(args, binary, &namespace, calls_per_second, &env).await?;
@@ -64,12 +106,26 @@ pub(super) async fn run(
     super::cluster::cleanup(client, &namespace, d.deployments * d.targets).await;
     let _ = operator.process.start_kill();
     let _ = operator.process.wait().await;
+    for k in 0..account_count {
+        let _ = accounts.delete(&account_name(k), &DeleteParams::default()).await;
+    }
     result
+}
+
+fn region(i: usize) -> String {
+    format!("xx-bench-{i}")
+}
+
+fn account_name(k: usize) -> String {
+    format!("bench-fleet-{k}")
 }
 
 fn spec(d: &DeploymentArgs, revision: &str, visibility: u32, strategy: Value, bake: &str) -> Value {
     let targets: Vec<Value> = (0..d.targets)
-        .map(|i| json!({"name": format!("t{i:03}"), "region": format!("xx-bench-{i}")}))
+        .map(|i| {
+            json!({"name": format!("t{i:03}"), "region": region(i),
+                   "accountRef": {"name": account_name(i / REGIONS_PER_ACCOUNT)}})
+        })
         .collect();
     json!({"artifact": {"revision": revision, "template": {"body": TEMPLATE},
             "parameters": [{"name": "Visibility", "value": visibility.to_string()}]},
@@ -138,7 +194,10 @@ async fn follow(api: Api<Stack>, seen: Arc<Mutex<Seen>>) {
         let name = stack.name_any();
         let mut seen = seen.lock().expect("seen");
         if let Some(revision) = stack.annotations().get("stackpilot.dev/revision") {
-            seen.written.entry((name.clone(), revision.clone())).or_insert(now);
+            if seen.at.get(&name) != Some(revision) {
+                seen.at.insert(name.clone(), revision.clone());
+                seen.written.insert((name.clone(), revision.clone()), now);
+            }
         }
         let Some(status) = stack.status.as_ref() else { continue };
         let ready = status.observed_generation == stack.metadata.generation
@@ -212,7 +271,14 @@ async fn measure(
             .sum::<f64>()
             / intervals
     };
-    let writes = |text: &str| sum(text, "stackpilot_status_writes_total", &["StackDeployment"]);
+    // Written deployment statuses and child Stack writes; skipped ones (nothing
+    // but timestamps changed) are not writes.
+    let writes = |text: &str| {
+        ["\"written\"", "\"child\""]
+            .iter()
+            .map(|outcome| sum(text, "stackpilot_status_writes_total", &["StackDeployment", outcome]))
+            .sum::<f64>()
+    };
     let steady_writes = writes(&after) - writes(&before);
     let (rss_now, _) = rss(pid).unwrap_or_default();
     let placements = d.targets; // one account, one region per target
@@ -227,7 +293,7 @@ async fn measure(
     );
     println!("  AWS calls in the window: {calls:?}");
     println!(
-        "  reads per poll interval: DescribeStacks {stack_reads:.1} (expected ceil(stacks/100) per account and region = {expected_stack_reads}), DescribeAlarms {alarm_reads:.1} (expected one per account and region per deployment = {expected_alarm_reads})"
+        "  reads per poll interval: DescribeStacks {stack_reads:.1} (expected ceil(stacks/100) per account and region = {expected_stack_reads}), DescribeAlarms {alarm_reads:.1} (at most one per account and region per gating deployment = {expected_alarm_reads}; none while no wave bakes)"
     );
     println!("  StackDeployment status + child writes in the window: {steady_writes} (target 0)");
     println!(
