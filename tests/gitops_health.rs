@@ -2,6 +2,8 @@
 //! - Flux: a Kustomization with `wait: true` (real kustomize-controller)
 //!   over our Stacks and StackDeployments is Ready only once they are, and
 //!   fails naming a Stalled one, with our reason (Pipelines: gitops_e2e.rs);
+//! - Flux again, for AwsAccounts: an admin Kustomization (cluster-scoped
+//!   objects, no targetNamespace) is Ready once they are verified;
 //! - Argo CD: the chart's Lua health check (charts/stackpilot/argocd/health.lua),
 //!   run by a real Lua 5.4, reads the Stacks the operator produced as
 //!   Healthy, Degraded, Progressing and Suspended.
@@ -233,5 +235,92 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     })
     .await;
     fx.wait_gone("bad").await;
+    fx.finish().await;
+}
+
+/// An AwsAccount manifest labelled for this test's operator (cluster-scoped,
+/// so named after the test namespace).
+fn account_manifest(name: &str, ns: &str, account_id: &str) -> String {
+    let account = json!({
+        "apiVersion": "stackpilot.dev/v1alpha1", "kind": "AwsAccount",
+        "metadata": {"name": name, "labels": {"stackpilot.dev/test-namespace": ns}},
+        "spec": {"accountId": account_id}
+    });
+    serde_json::to_string_pretty(&account).unwrap()
+}
+
+/// AwsAccounts are cluster-scoped, so an admin's Kustomization of its own
+/// (no targetNamespace) applies them: it is Ready once LocalStack's STS
+/// verified them, and fails naming an account whose id is wrong.
+#[tokio::test]
+async fn a_kustomization_of_aws_accounts_follows_their_verification() {
+    let fx = Fixture::new("gitops-acct").await;
+    let ns = fx.ns.name.clone();
+    let (good, wrong) = (format!("{ns}-good"), format!("{ns}-wrong"));
+    let repo = GitRepo::new("accounts");
+    // LocalStack puts the operator's own credentials in 000000000000.
+    repo.write("accounts/good.yaml", &account_manifest(&good, &ns, "000000000000"));
+    let first = repo.commit("good account");
+    apply_git_repository(&fx.client, &ns, "admin", &repo.url).await;
+    wait_artifact(&fx.client, &ns, "admin", &first).await;
+    let kustomization = json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "accounts"},
+        "spec": {
+            "interval": "10m", "path": "./accounts", "prune": true, "wait": true, "timeout": "90s",
+            "sourceRef": {"kind": "GitRepository", "name": "admin"},
+            "healthCheckExprs": [health_rule("AwsAccount")]
+        }
+    });
+    let ks = kustomizations(&fx.client, &ns);
+    ks.patch(
+        "accounts",
+        &PatchParams::apply("gitops-test"),
+        &Patch::Apply(&kustomization),
+    )
+    .await
+    .expect("apply Kustomization");
+    eventually(TIMEOUT, "Kustomization Ready once the account is verified", || async {
+        let object = ks.get("accounts").await.ok()?;
+        let (status, _, _) = flux_condition(&object, "Ready")?;
+        let revision = field(&object, &["status", "lastAppliedRevision"])?.as_str()?;
+        (status == "True" && revision == format!("main@sha1:{first}")).then_some(())
+    })
+    .await;
+    let accounts: kube::Api<stackpilot::api::AwsAccount> = kube::Api::all(fx.client.clone());
+    let verified = accounts.get(&good).await.expect("Flux applied the AwsAccount");
+    assert_eq!(argo_health(&verified).0, "Healthy");
+
+    repo.write("accounts/wrong.yaml", &account_manifest(&wrong, &ns, "123456789012"));
+    let second = repo.commit("wrong account id");
+    request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "admin").await;
+    let failed = eventually(FLUX_TIMEOUT * 3, "Kustomization fails on the wrong account", || async {
+        let object = ks.get("accounts").await.ok()?;
+        let (status, reason, message) = flux_condition(&object, "Ready")?;
+        let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
+        (status == "False" && attempted == format!("main@sha1:{second}") && reason != "Progressing")
+            .then_some((reason, message))
+    })
+    .await;
+    println!("Kustomization Ready=False: {failed:?}");
+    assert_eq!(failed.0, "HealthCheckFailed", "{failed:?}");
+    assert!(
+        failed.1.contains("AwsAccount/") && failed.1.contains(&wrong),
+        "names the AwsAccount: {failed:?}"
+    );
+    let refused = accounts.get(&wrong).await.unwrap();
+    let (health, message) = argo_health(&refused);
+    assert_eq!(health, "Degraded");
+    assert!(message.starts_with("WrongAccount: "), "{message}");
+
+    // Deleting the Kustomization prunes what it applied (prune: true).
+    ks.delete("accounts", &Default::default())
+        .await
+        .expect("delete Kustomization");
+    eventually(TIMEOUT, "the accounts pruned", || async {
+        let left = accounts.get_opt(&good).await.ok()?.is_some() || accounts.get_opt(&wrong).await.ok()?.is_some();
+        (!left).then_some(())
+    })
+    .await;
     fx.finish().await;
 }

@@ -158,7 +158,7 @@ gitops_versions
 
 say "GitOps: the manifest leaves Git; Flux prunes the Pipeline and stackpilot deletes its stacks"
 gitops_git rm -q deploy/pipeline.yaml
-touch "$gitops_work/deploy/.keep"
+mkdir -p "$gitops_work/deploy" && touch "$gitops_work/deploy/.keep"
 gitops_commit "remove the pipeline"
 kubectl -n "$gitops_ns" wait pipeline/release --for=delete --timeout=180s
 kubectl -n "$gitops_ns" get stack,stackdeployment 2>&1
