@@ -41,40 +41,8 @@ fn template(version: &str, bad: bool) -> String {
     body
 }
 
-const PIPELINE: &str = r#"apiVersion: stackpilot.dev/v1alpha1
-kind: Pipeline
-metadata: {name: release}
-spec:
-  source:
-    sourceRef: {kind: GitRepository, name: app, path: templates/app.yaml}
-  stages:
-    - name: dev
-      actions:
-        - name: app
-          deploy: {stack: {region: us-east-1}}
-        - name: smoke
-          runOrder: 2
-          test:
-            jobTemplate:
-              spec:
-                backoffLimit: 0
-                template:
-                  metadata: {annotations: {stackpilot.dev/test-result: succeed}}
-                  spec:
-                    restartPolicy: Never
-                    containers: [{name: smoke, image: example.invalid/smoke:1}]
-    - name: approval
-      actions:
-        - name: gate
-          approval: {message: "Promote to prod?"}
-    - name: prod
-      actions:
-        - name: app
-          deploy:
-            deployment:
-              targets: [{name: east, region: us-east-1}, {name: west, region: us-west-2}]
-              parameters: [{name: Env, value: prod}]
-"#;
+/// The Pipeline kept in Git, as the GitOps demo part commits it too.
+const PIPELINE: &str = include_str!("../examples/gitops/pipeline.yaml");
 
 const KEPT: &str = r#"apiVersion: stackpilot.dev/v1alpha1
 kind: Stack

@@ -13,7 +13,7 @@
 mod support;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 use stackpilot::api::StackDeployment;
 use support::eventually;
@@ -135,16 +135,11 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     );
     let twin_commit = repo.commit("twin targets");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
-    let failed = eventually(
-        FLUX_TIMEOUT * 3,
+    let failed = wait_failed(
+        &ks,
+        "app",
+        &twin_commit,
         "Kustomization fails on the Stalled StackDeployment",
-        || async {
-            let object = ks.get("app").await.ok()?;
-            let (status, reason, message) = flux_condition(&object, "Ready")?;
-            let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
-            (status == "False" && attempted == format!("main@sha1:{twin_commit}") && reason != "Progressing")
-                .then_some((reason, message))
-        },
     )
     .await;
     println!("Kustomization Ready=False: {failed:?}");
@@ -163,14 +158,7 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     repo.write("deploy/bad.yaml", &stack_manifest("bad", ROLE));
     let second = repo.commit("bad stack");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "app").await;
-    let failed = eventually(FLUX_TIMEOUT * 3, "Kustomization fails on the Stalled Stack", || async {
-        let object = ks.get("app").await.ok()?;
-        let (status, reason, message) = flux_condition(&object, "Ready")?;
-        let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
-        (status == "False" && attempted == format!("main@sha1:{second}") && reason != "Progressing")
-            .then_some((reason, message))
-    })
-    .await;
+    let failed = wait_failed(&ks, "app", &second, "Kustomization fails on the Stalled Stack").await;
     println!("Kustomization Ready=False: {failed:?}");
     assert_eq!(failed.0, "HealthCheckFailed", "{failed:?}");
     assert!(
@@ -238,6 +226,19 @@ async fn a_waiting_kustomization_follows_stack_health_and_argo_reads_it_too() {
     fx.finish().await;
 }
 
+/// Waits until the Kustomization `name` has tried `commit` and is not Ready
+/// for a reason other than Progressing; its (reason, message).
+async fn wait_failed(ks: &Api<DynamicObject>, name: &str, commit: &str, what: &str) -> (String, String) {
+    eventually(FLUX_TIMEOUT * 3, what, || async {
+        let object = ks.get(name).await.ok()?;
+        let (status, reason, message) = flux_condition(&object, "Ready")?;
+        let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
+        (status == "False" && attempted == format!("main@sha1:{commit}") && reason != "Progressing")
+            .then_some((reason, message))
+    })
+    .await
+}
+
 /// An AwsAccount manifest labelled for this test's operator (cluster-scoped,
 /// so named after the test namespace).
 fn account_manifest(name: &str, ns: &str, account_id: &str) -> String {
@@ -294,14 +295,7 @@ async fn a_kustomization_of_aws_accounts_follows_their_verification() {
     repo.write("accounts/wrong.yaml", &account_manifest(&wrong, &ns, "123456789012"));
     let second = repo.commit("wrong account id");
     request_reconcile(&support::gitops::git_repositories(&fx.client, &ns), "admin").await;
-    let failed = eventually(FLUX_TIMEOUT * 3, "Kustomization fails on the wrong account", || async {
-        let object = ks.get("accounts").await.ok()?;
-        let (status, reason, message) = flux_condition(&object, "Ready")?;
-        let attempted = field(&object, &["status", "lastAttemptedRevision"])?.as_str()?;
-        (status == "False" && attempted == format!("main@sha1:{second}") && reason != "Progressing")
-            .then_some((reason, message))
-    })
-    .await;
+    let failed = wait_failed(&ks, "accounts", &second, "Kustomization fails on the wrong account").await;
     println!("Kustomization Ready=False: {failed:?}");
     assert_eq!(failed.0, "HealthCheckFailed", "{failed:?}");
     assert!(

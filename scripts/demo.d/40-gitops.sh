@@ -67,41 +67,7 @@ say "GitOps: a Git repository with a Pipeline and its template; Flux applies it"
 kubectl create namespace "$gitops_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 gitops_git init -q -b main
 mkdir -p "$gitops_work/deploy" "$gitops_work/templates"
-cat >"$gitops_work/deploy/pipeline.yaml" <<'EOF'
-apiVersion: stackpilot.dev/v1alpha1
-kind: Pipeline
-metadata: {name: release}
-spec:
-  source:
-    sourceRef: {kind: GitRepository, name: app, path: templates/app.yaml}
-  stages:
-    - name: dev
-      actions:
-        - name: app
-          deploy: {stack: {region: us-east-1}}
-        - name: smoke
-          runOrder: 2
-          test:
-            jobTemplate:
-              spec:
-                backoffLimit: 0
-                template:
-                  metadata: {annotations: {stackpilot.dev/test-result: succeed}}
-                  spec:
-                    restartPolicy: Never
-                    containers: [{name: smoke, image: example.invalid/smoke:1}]
-    - name: approval
-      actions:
-        - name: gate
-          approval: {message: "Promote to prod?"}
-    - name: prod
-      actions:
-        - name: app
-          deploy:
-            deployment:
-              targets: [{name: east, region: us-east-1}, {name: west, region: us-west-2}]
-              parameters: [{name: Env, value: prod}]
-EOF
+cp examples/gitops/pipeline.yaml "$gitops_work/deploy/pipeline.yaml"
 gitops_template 1
 gitops_commit "revision 1"
 kubectl apply -f - >/dev/null <<EOF

@@ -193,11 +193,11 @@ async fn follow(api: Api<Stack>, seen: Arc<Mutex<Seen>>) {
         let now = Instant::now();
         let name = stack.name_any();
         let mut seen = seen.lock().expect("seen");
-        if let Some(revision) = stack.annotations().get("stackpilot.dev/revision") {
-            if seen.at.get(&name) != Some(revision) {
-                seen.at.insert(name.clone(), revision.clone());
-                seen.written.insert((name.clone(), revision.clone()), now);
-            }
+        if let Some(revision) = stack.annotations().get("stackpilot.dev/revision")
+            && seen.at.get(&name) != Some(revision)
+        {
+            seen.at.insert(name.clone(), revision.clone());
+            seen.written.insert((name.clone(), revision.clone()), now);
         }
         let Some(status) = stack.status.as_ref() else { continue };
         let ready = status.observed_generation == stack.metadata.generation
