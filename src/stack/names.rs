@@ -72,6 +72,23 @@ pub fn change_set_name(generation: i64, fingerprint: &str) -> String {
     format!("stackpilot-g{generation}-{fingerprint}")
 }
 
+/// The change set that takes a stack from the inputs it runs (`applied`,
+/// their fingerprint) to `desired`: the same name after a restart, and a
+/// new one for every transition. Inputs that come back (a `git revert` of a
+/// template from a Flux source keeps the generation) must not reuse the name
+/// and idempotency token of the change set that applied them before: an
+/// endpoint that still lists it (LocalStack does) would answer with the old,
+/// executed one, and nothing would run.
+pub fn transition_change_set_name(generation: i64, desired: &str, applied: Option<&str>) -> String {
+    match applied.filter(|from| *from != desired) {
+        None => change_set_name(generation, desired),
+        Some(from) => change_set_name(
+            generation,
+            &Fingerprint::default().field("to", desired).field("from", from).finish(),
+        ),
+    }
+}
+
 /// Idempotency token for one step of one object's reconcile.
 pub fn client_token(uid: &str, step: &str, discriminator: &str) -> String {
     let uid: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
@@ -109,6 +126,20 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, again);
         assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn a_transition_back_to_earlier_inputs_has_a_new_name() {
+        let create = transition_change_set_name(1, "aaaa", None);
+        assert_eq!(create, change_set_name(1, "aaaa"));
+        let to_b = transition_change_set_name(1, "bbbb", Some("aaaa"));
+        let back_to_a = transition_change_set_name(1, "aaaa", Some("bbbb"));
+        assert_ne!(back_to_a, create, "a revert does not reuse the create's change set");
+        assert_ne!(back_to_a, to_b);
+        assert_eq!(back_to_a, transition_change_set_name(1, "aaaa", Some("bbbb")), "stable");
+        assert!(back_to_a.len() <= 128 && back_to_a.starts_with("stackpilot-g1-"));
+        // Nothing to change: the plain name.
+        assert_eq!(transition_change_set_name(1, "aaaa", Some("aaaa")), create);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::runtime::conditions::{self, APPROVAL_REQUIRED, Kstatus, READY, RECONC
 
 pub use super::desired::DesiredStack;
 pub use super::lifecycle::{Lifecycle, classify};
-pub use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, change_set_name, client_token};
+pub use super::names::{TAG_NAME, TAG_NAMESPACE, TAG_UID, change_set_name, client_token, transition_change_set_name};
 pub use crate::runtime::events::Note;
 pub use crate::runtime::problem::Problem;
 

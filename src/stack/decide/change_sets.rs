@@ -9,8 +9,8 @@ use crate::aws::{ChangeSetDescription, ChangeSetStatus, ChangeSetType, Execution
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED, DRIFTED, Truth};
 
 use super::super::plan::{
-    DesiredStack, Lifecycle, Note, Observed, Plan, Step, change_set_name, classify, client_token, in_flight,
-    operation_of, reason_of, record, report,
+    DesiredStack, Lifecycle, Note, Observed, Plan, Step, classify, client_token, in_flight, operation_of, reason_of,
+    record, report, transition_change_set_name,
 };
 use super::approval::approve_or_execute;
 use super::drift::{configuration_drift, repair_configuration, set_drifted};
@@ -20,7 +20,7 @@ use super::stack_events::explain;
 
 /// Starts a change set for the desired inputs.
 pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: ChangeSetType, plan: &mut Plan) {
-    let name = change_set_name(o.generation, &desired.fingerprint);
+    let name = wanted_name(o, desired);
     let token = client_token(o.uid, "changeset", &name);
     supersede(plan, &name);
     let request = request(o, desired, kind, &name, &token);
@@ -41,6 +41,12 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
         ..Default::default()
     });
     planning(o, kind, &name, plan);
+}
+
+/// The change set from the inputs applied when this reconcile began to `desired`.
+fn wanted_name(o: &Observed, desired: &DesiredStack) -> String {
+    let applied = o.previous.applied.as_ref().map(|a| a.fingerprint.as_str());
+    transition_change_set_name(o.generation, &desired.fingerprint, applied)
 }
 
 /// Ready=Unknown while CloudFormation computes the change set: the same
@@ -124,7 +130,7 @@ pub(super) fn change_set_flow(
     kind: ChangeSetType,
     plan: &mut Plan,
 ) {
-    let wanted = change_set_name(o.generation, &desired.fingerprint);
+    let wanted = wanted_name(o, desired);
     let applied = plan
         .status
         .applied
