@@ -43,9 +43,18 @@ pub(super) fn create_change_set(o: &Observed, desired: &DesiredStack, kind: Chan
     planning(o, kind, &name, plan);
 }
 
-/// The change set from the inputs applied when this reconcile began to `desired`.
+/// The change set for `desired`. A new generation names it alone (the name
+/// stays put while an earlier generation's change set finishes, so an
+/// approval of it is not lost); inputs that changed under the same
+/// generation (a Flux source's new revision, a Secret) name it from the
+/// applied inputs too, so coming back to earlier inputs gets a new one.
 fn wanted_name(o: &Observed, desired: &DesiredStack) -> String {
-    let applied = o.previous.applied.as_ref().map(|a| a.fingerprint.as_str());
+    let applied = o
+        .previous
+        .applied
+        .as_ref()
+        .filter(|a| a.generation == o.generation)
+        .map(|a| a.fingerprint.as_str());
     transition_change_set_name(o.generation, &desired.fingerprint, applied)
 }
 

@@ -187,13 +187,9 @@ fn an_empty_change_set_is_applied_with_update_stack_and_then_is_success() {
         fingerprint: "old".into(),
         revision: None,
     });
-    case.previous.change_set = Some(pending(&wanted_from_old(), ChangeSetKind::Update));
+    case.previous.change_set = Some(pending(&wanted(), ChangeSetKind::Update));
     case.stack = Some(stack(Cfn::UpdateComplete));
-    let mut empty = change_set(
-        &wanted_from_old(),
-        ChangeSetStatus::Failed,
-        ExecutionStatus::Unavailable,
-    );
+    let mut empty = change_set(&wanted(), ChangeSetStatus::Failed, ExecutionStatus::Unavailable);
     empty.status_reason = Some(
         "The submitted information didn't contain changes. Submit different information to create a change set.".into(),
     );
@@ -205,7 +201,7 @@ fn an_empty_change_set_is_applied_with_update_stack_and_then_is_success() {
     let [Step::UpdateStack(request), Step::DeleteChangeSet { name }] = plan.steps.as_slice() else {
         panic!("{:?}", plan.steps)
     };
-    assert_eq!(name, &wanted_from_old());
+    assert_eq!(name, &wanted());
     assert!(request.client_token.contains("update"), "{}", request.client_token);
     let op = plan.status.operation.as_ref().unwrap();
     assert_eq!(op.action, OperationAction::UpdateStack);
@@ -248,7 +244,7 @@ fn an_empty_change_set_is_applied_with_update_stack_and_then_is_success() {
     let mut topic = desired();
     topic.options.notification_arns = vec!["arn:aws:sns:us-east-1:123456789012:ops".into()];
     let topic = topic.seal("");
-    let name = crate::stack::plan::transition_change_set_name(1, &topic.fingerprint, Some("old"));
+    let name = change_set_name(1, &topic.fingerprint);
     noop.desired = Ok(topic);
     noop.previous.change_set = Some(pending(&name, ChangeSetKind::Update));
     if let Some(cs) = noop.change_set.as_mut() {
@@ -257,12 +253,7 @@ fn an_empty_change_set_is_applied_with_update_stack_and_then_is_success() {
     assert!(matches!(noop.decide().steps.first(), Some(Step::UpdateStack(_))));
 
     // Under Manual approval the update waits for an approval of that change set.
-    // (Nothing applied: the change set has the plain name.)
     case.previous.applied = None;
-    case.previous.change_set = Some(pending(&wanted(), ChangeSetKind::Update));
-    if let Some(cs) = case.change_set.as_mut() {
-        cs.change_set_name = wanted();
-    }
     case.spec.changes.approval = Approval::Manual;
     let plan = case.decide();
     assert!(plan.steps.is_empty());
@@ -293,7 +284,7 @@ fn an_executed_change_set_without_its_intent_counts_as_applied() {
     // The intent was lost (a crash, or a stale write); AWS shows the change
     // set executed on a settled stack.
     let mut case = Case::new();
-    case.previous.change_set = Some(pending(&wanted_from_old(), ChangeSetKind::Update));
+    case.previous.change_set = Some(pending(&wanted(), ChangeSetKind::Update));
     case.previous.applied = Some(AppliedRevision {
         generation: 0,
         fingerprint: "old".into(),
@@ -301,7 +292,7 @@ fn an_executed_change_set_without_its_intent_counts_as_applied() {
     });
     case.stack = Some(stack(Cfn::UpdateComplete));
     case.change_set = Some(change_set(
-        &wanted_from_old(),
+        &wanted(),
         ChangeSetStatus::CreateComplete,
         ExecutionStatus::ExecuteComplete,
     ));

@@ -10,10 +10,10 @@ fn a_rolled_back_update_stalls_once_and_does_not_retry() {
         fingerprint: "old".into(),
         revision: None,
     });
-    case.previous.change_set = Some(pending(&wanted_from_old(), ChangeSetKind::Update));
+    case.previous.change_set = Some(pending(&wanted(), ChangeSetKind::Update));
     case.previous.operation = Some(operation(
         OperationAction::ExecuteChangeSet,
-        Some(&wanted_from_old()),
+        Some(&wanted()),
         &fingerprint(),
         NOW - 60,
     ));

@@ -270,11 +270,6 @@ pub(super) fn wanted() -> String {
     change_set_name(1, &fingerprint())
 }
 
-/// The change set of an update from applied inputs "old" to `desired()`.
-pub(super) fn wanted_from_old() -> String {
-    crate::stack::plan::transition_change_set_name(1, &fingerprint(), Some("old"))
-}
-
 pub(super) fn condition<'a>(plan: &'a Plan, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
     conditions::find(&plan.status.conditions, type_).map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
 }
