@@ -492,22 +492,14 @@ async fn a_superseded_change_set_is_deleted_after_a_crash_before_its_delete() {
 /// AWS read calls this operator run has made so far (0 when its admin
 /// endpoint is not up yet).
 async fn reads_so_far(operator: &Operator) -> f64 {
-    const READS: &[&str] = &[
-        "DescribeStacks",
-        "DescribeChangeSet",
-        "DescribeStackEvents",
-        "GetTemplate",
-        "GetStackPolicy",
-        "DescribeStackDriftDetectionStatus",
-        "DescribeStackResourceDrifts",
-    ];
     let Ok((200, body)) = support::http_get(&format!("{}/metrics", operator.admin)).await else {
         return 0.0;
     };
-    READS
+    stackpilot::aws::Action::ALL
         .iter()
+        .filter(|op| !op.is_write())
         .map(|op| {
-            let filter = format!("operation=\"{op}\"");
+            let filter = format!("operation=\"{}\"", op.as_str());
             stackpilot::runtime::admin::sample_sum(&body, "stackpilot_aws_calls_total", &[&filter]).unwrap_or(0.0)
         })
         .sum()

@@ -25,17 +25,6 @@ const TEMPLATE: &str =
 /// The update: the same queue with a property set.
 const UPDATED_TEMPLATE: &str = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties:\n      VisibilityTimeout: 45\nOutputs:\n  QueueUrl:\n    Value: !Ref Queue\n";
 
-/// Read operations of the CloudFormation trait (everything else writes).
-const READS: &[&str] = &[
-    "DescribeStacks",
-    "DescribeChangeSet",
-    "DescribeStackEvents",
-    "GetTemplate",
-    "GetStackPolicy",
-    "DescribeStackDriftDetectionStatus",
-    "DescribeStackResourceDrifts",
-];
-
 /// When each Stack was applied, first showed an operation, became Ready.
 #[derive(Default)]
 struct Track {
@@ -168,10 +157,11 @@ pub(super) async fn measure(
     watch.abort();
 
     let intervals = window_seconds / interval.as_secs_f64();
-    let reads: f64 = READS
+    let reads: f64 = stackpilot::aws::Action::ALL
         .iter()
+        .filter(|op| !op.is_write())
         .map(|op| {
-            let filter = format!("operation=\"{op}\"");
+            let filter = format!("operation=\"{}\"", op.as_str());
             sum(&b, "stackpilot_aws_calls_total", &[&filter]) - sum(&a, "stackpilot_aws_calls_total", &[&filter])
         })
         .sum();
