@@ -159,6 +159,36 @@ async fn an_alarm_during_the_second_wave_rolls_every_updated_target_back_for_goo
     assert_eq!(status.stable_revision.map(|r| r.revision), Some("v3".to_string()));
     assert_eq!(status.rejected_revisions.len(), 1, "v2 stays rejected");
     wait_visibility(&endpoint, &stack_name, &every_placement(), "60").await;
+
+    // An alarm that fires and clears between two polls (back-to-back calls,
+    // well under the operator's poll) still fails the wave: its history
+    // (DescribeAlarmHistory) is read because its state changed during the wave.
+    t.apply("web", spec(artifact("v4", "75"), json!({"type": "AllAtOnce"}), "30s"))
+        .await;
+    t.wait_status("web", "v4 baking", |s| {
+        s.rollout.as_ref().is_some_and(|r| r.revision.revision == "v4")
+            && s.waves.first().is_some_and(|w| w.phase == WavePhase::Baking)
+    })
+    .await;
+    let blink = format!("Threshold Crossed: a blink ({})", unique_suffix());
+    set_alarm(&cw, &alarm, "ALARM", &blink).await;
+    set_alarm(&cw, &alarm, "OK", "cleared at once").await;
+    let done = t
+        .wait_status("web", "v4 rejected after the blink", |s| {
+            s.phase == Some(DeploymentPhase::Rejected) && rolled_back_to(s, "v3")
+        })
+        .await;
+    let status = done.status.unwrap();
+    let v4 = status.rejected_revisions.iter().find(|r| r.revision.revision == "v4");
+    let v4 = v4.unwrap_or_else(|| panic!("v4 rejected: {:?}", status.rejected_revisions));
+    assert_eq!(v4.alarm.as_deref(), Some(alarm.as_str()));
+    assert!(v4.reason.contains("ALARM"), "{}", v4.reason);
+    let history_reads = t
+        .operator
+        .metric("stackpilot_aws_calls_total", &["DescribeAlarmHistory", "\"ok\""])
+        .await;
+    assert!(history_reads > 0.0, "DescribeAlarmHistory answered through the SDK");
+    wait_visibility(&endpoint, &stack_name, &every_placement(), "60").await;
     t.finish().await;
 }
 

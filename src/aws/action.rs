@@ -55,6 +55,7 @@ actions! {
     GetObject => false,
     // CloudWatch, for StackDeployment health gates.
     DescribeAlarms => false,
+    DescribeAlarmHistory => false,
 }
 
 impl Action {

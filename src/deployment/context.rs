@@ -2,7 +2,8 @@
 //! shared Stack cache (its children), the CloudWatch door for the health
 //! gates, the operator's own account id (alarm ARNs) and timings.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use kube::runtime::reflector::Store;
 use tokio::sync::OnceCell;
@@ -13,7 +14,7 @@ use crate::aws::alarms::AlarmsProvider;
 use crate::aws::identity::AccountIdentity;
 use crate::runtime::context::Shared;
 
-use super::plan::Timing;
+use super::plan::{Placement, Timing};
 
 /// StackDeployment controller settings from the command line.
 #[derive(Clone, Debug, Default)]
@@ -33,7 +34,13 @@ pub struct DeploymentContext {
     /// The shared Stack cache the Stack controller fills.
     pub stacks: Store<Stack>,
     pub settings: DeploymentSettings,
+    /// Alarm histories already read: an alarm that changed once during a
+    /// wave is not read again each poll. The value is the ALARM seen, if any.
+    pub alarm_histories: Mutex<BTreeMap<HistoryKey, Option<String>>>,
 }
+
+/// (placement, alarm, its StateUpdatedTimestamp, the wave's start), in ms.
+pub type HistoryKey = (Placement, String, i64, i64);
 
 impl DeploymentContext {
     pub fn new(
@@ -50,6 +57,7 @@ impl DeploymentContext {
             own_account: OnceCell::new(),
             stacks,
             settings,
+            alarm_histories: Mutex::new(BTreeMap::new()),
         }
     }
 

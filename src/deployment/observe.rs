@@ -11,12 +11,12 @@ use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 
 use crate::account::{self, tenancy::Grant};
-use crate::api::{Stack, StackDeployment};
-use crate::aws::alarms::AlarmStateValue;
+use crate::api::{RolloutKind, Stack, StackDeployment};
+use crate::aws::alarms::{AlarmStateValue, Alarms};
 use crate::runtime::error::Result;
 use crate::runtime::problem::Problem;
 
-use super::context::DeploymentContext;
+use super::context::{DeploymentContext, HistoryKey};
 use super::decide::artifact_hash;
 use super::plan::{
     AlarmReading, AlarmState, AlarmValue, Artifact, KeptRevision, ObservedChild, Placement, TARGET_LABEL,
@@ -159,7 +159,10 @@ pub async fn account_ids(ctx: &DeploymentContext, grants: &BTreeMap<Placement, G
 }
 
 /// One DescribeAlarms per account and region for `names`; a failed read
-/// marks every name of that placement unreadable (the gate decides).
+/// marks every name of that placement unreadable (the gate decides). An
+/// alarm not in ALARM now that changed state since the running wave began
+/// has its history read too (DescribeAlarmHistory): an ALARM that came and
+/// went between two polls still fails the gate.
 pub async fn alarms(
     ctx: &DeploymentContext,
     deployment: &StackDeployment,
@@ -170,26 +173,42 @@ pub async fn alarms(
     if names.is_empty() {
         return readings;
     }
+    let since = gated_since(deployment);
     for (placement, grant) in grants {
-        let target = grant.target(&deployment.name_any());
-        let read = ctx.alarms.alarms(&target).describe_alarms(names).await;
-        let by_name = match read {
-            Ok(found) => found
-                .into_iter()
-                .map(|a| {
-                    let state = AlarmState {
-                        value: match a.state {
-                            AlarmStateValue::Ok => AlarmValue::Ok,
-                            AlarmStateValue::Alarm => AlarmValue::Alarm,
-                            AlarmStateValue::InsufficientData => AlarmValue::InsufficientData,
-                        },
-                        reason: a.reason,
-                        changed_at: Timestamp::from_millisecond(a.updated.timestamp_millis())
+        let reader = ctx.alarms.alarms(&grant.target(&deployment.name_any()));
+        let by_name = match reader.describe_alarms(names).await {
+            Ok(found) => {
+                let mut by_name = BTreeMap::new();
+                for alarm in found {
+                    let mut state = AlarmState {
+                        value: value_of(alarm.state),
+                        reason: alarm.reason.clone(),
+                        changed_at: Timestamp::from_millisecond(alarm.updated.timestamp_millis())
                             .unwrap_or(Timestamp::UNIX_EPOCH),
                     };
-                    (a.name, Ok(state))
-                })
-                .collect(),
+                    if let Some(since) = since.filter(|s| state.value != AlarmValue::Alarm && state.changed_at >= *s) {
+                        let key = (
+                            placement.clone(),
+                            alarm.name.clone(),
+                            state.changed_at.as_millisecond(),
+                            since.as_millisecond(),
+                        );
+                        match alarm_seen_since(ctx, reader.as_ref(), key, &alarm.name, since).await {
+                            Ok(Some(seen)) => {
+                                state.value = AlarmValue::Alarm;
+                                state.reason = format!("between two polls: {seen}; now {:?}", alarm.state);
+                            }
+                            Ok(None) => {}
+                            Err(reason) => {
+                                by_name.insert(alarm.name, Err(reason));
+                                continue;
+                            }
+                        }
+                    }
+                    by_name.insert(alarm.name, Ok(state));
+                }
+                by_name
+            }
             Err(error) => names
                 .iter()
                 .map(|n| (n.clone(), Err(format!("cannot read alarm {n}: {error}"))))
@@ -198,4 +217,55 @@ pub async fn alarms(
         readings.insert(placement.clone(), by_name);
     }
     readings
+}
+
+/// The ALARM in `name`'s history since `since`, if any ("Alarm updated
+/// from OK to ALARM at ..."); each alarm state is read once per wave.
+async fn alarm_seen_since(
+    ctx: &DeploymentContext,
+    reader: &dyn Alarms,
+    key: HistoryKey,
+    name: &str,
+    since: Timestamp,
+) -> std::result::Result<Option<String>, String> {
+    let memo = || ctx.alarm_histories.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = memo().get(&key).cloned() {
+        return Ok(known);
+    }
+    let start = chrono::DateTime::from_timestamp_millis(since.as_millisecond()).unwrap_or_default();
+    let changes = reader
+        .state_changes(name, start)
+        .await
+        .map_err(|error| format!("cannot read the history of alarm {name}: {error}"))?;
+    let seen = changes
+        .iter()
+        .find(|c| c.touches_alarm())
+        .map(|c| format!("{} at {}", c.summary, c.at));
+    let mut known = memo();
+    // Old waves' entries are of no use; a bound keeps the memo small.
+    if known.len() >= 10_000 {
+        known.clear();
+    }
+    known.insert(key, seen.clone());
+    Ok(seen)
+}
+
+fn value_of(state: AlarmStateValue) -> AlarmValue {
+    match state {
+        AlarmStateValue::Ok => AlarmValue::Ok,
+        AlarmStateValue::Alarm => AlarmValue::Alarm,
+        AlarmStateValue::InsufficientData => AlarmValue::InsufficientData,
+    }
+}
+
+/// When the gated window of the running rollout's wave began: alarms count
+/// from then on. None when no update wave runs (rollbacks have no alarm gate).
+pub fn gated_since(deployment: &StackDeployment) -> Option<Timestamp> {
+    let status = deployment.status.as_ref()?;
+    let rollout = status
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase.is_active() && r.kind == RolloutKind::Update)?;
+    let wave = status.waves.get(usize::try_from(rollout.wave).ok()?)?;
+    wave.started.as_ref().map(|t| t.0)
 }

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use crate::aws::alarms::{AlarmState, AlarmStateValue, Alarms, AlarmsProvider};
+use crate::aws::alarms::{AlarmChange, AlarmState, AlarmStateValue, Alarms, AlarmsProvider};
 use crate::aws::{AwsError, AwsErrorKind, AwsResult, AwsTarget};
 
 /// (role ARN or `""` for the operator's own account, region, alarm name).
@@ -16,6 +16,8 @@ type Key = (String, String, String);
 #[derive(Default)]
 struct State {
     alarms: HashMap<Key, AlarmState>,
+    /// State changes made by `set_alarm`, oldest first.
+    history: HashMap<Key, Vec<AlarmChange>>,
     /// (role, region) whose reads fail.
     failing: HashMap<(String, String), String>,
     /// Alarms found in every account and region not given its own state.
@@ -52,7 +54,18 @@ impl FakeAlarms {
             reason: reason.to_string(),
             updated: Utc::now(),
         };
-        self.with(|s| s.alarms.insert(key, alarm));
+        self.with(|s| {
+            let from = s.alarms.get(&key).map(|a| a.state);
+            if from != Some(state) {
+                s.history.entry(key.clone()).or_default().push(AlarmChange {
+                    at: alarm.updated,
+                    from,
+                    to: Some(state),
+                    summary: format!("Alarm updated from {from:?} to {state:?}"),
+                });
+            }
+            s.alarms.insert(key, alarm)
+        });
     }
 
     /// Alarms `names` in state OK in every account and region (benchmarks
@@ -79,7 +92,7 @@ impl FakeAlarms {
         self.with(|s| s.failing.insert(key, message.to_string()));
     }
 
-    /// DescribeAlarms calls so far.
+    /// DescribeAlarms and DescribeAlarmHistory calls so far.
     pub fn calls(&self) -> u64 {
         self.with(|s| s.calls)
     }
@@ -111,6 +124,20 @@ impl Alarms for Reader {
                         .or_else(|| s.everywhere.get(n))
                         .cloned()
                 })
+                .collect())
+        })
+    }
+
+    async fn state_changes(&self, name: &str, since: DateTime<Utc>) -> AwsResult<Vec<AlarmChange>> {
+        self.alarms.with(|s| {
+            s.calls += 1;
+            let key = (self.account.clone(), self.region.clone(), name.to_string());
+            Ok(s.history
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter(|c| c.at >= since)
+                .cloned()
                 .collect())
         })
     }

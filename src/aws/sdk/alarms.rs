@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_config::Region;
-use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+use aws_sdk_cloudwatch::types::{AlarmType, HistoryItemType, ScanBy, StateValue};
 use chrono::{DateTime, Utc};
 
-use crate::aws::alarms::{AlarmState, AlarmStateValue, Alarms, AlarmsProvider};
+use crate::aws::alarms::{AlarmChange, AlarmState, AlarmStateValue, Alarms, AlarmsProvider, parse_state};
 use crate::aws::{AwsResult, AwsTarget};
 
 use super::{SdkProvider, cache_key, map_error};
@@ -101,6 +101,55 @@ impl Alarms for SdkAlarmClient {
         }
         Ok(found)
     }
+
+    async fn state_changes(&self, name: &str, since: DateTime<Utc>) -> AwsResult<Vec<AlarmChange>> {
+        // Newest first, until older than `since`. No StartDate: LocalStack
+        // answers 500 to it (it compares naive and aware datetimes).
+        let mut changes = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_alarm_history()
+                .alarm_name(name)
+                .history_item_type(HistoryItemType::StateUpdate)
+                .scan_by(ScanBy::TimestampDescending)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(map_error)?;
+            let mut older = false;
+            for item in answer.alarm_history_items() {
+                let at = item
+                    .timestamp()
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+                    .unwrap_or_default();
+                if at < since {
+                    older = true;
+                    continue;
+                }
+                changes.push(change(at, item.history_data(), item.history_summary().unwrap_or_default()));
+            }
+            token = answer.next_token().map(str::to_string);
+            if token.is_none() || older {
+                break;
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// A `StateUpdate` item: the states from its `HistoryData` JSON
+/// (`oldState.stateValue`, `newState.stateValue`).
+fn change(at: DateTime<Utc>, data: Option<&str>, summary: &str) -> AlarmChange {
+    let data: serde_json::Value = data.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+    let state = |end: &str| data[end]["stateValue"].as_str().and_then(parse_state);
+    AlarmChange {
+        at,
+        from: state("oldState"),
+        to: state("newState"),
+        summary: summary.to_string(),
+    }
 }
 
 fn state(
@@ -120,5 +169,22 @@ fn state(
         updated: updated
             .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_update_item_gives_both_states() {
+        let data = r#"{"version":"1.0","oldState":{"stateValue":"ALARM","stateReason":"x"},"newState":{"stateValue":"OK","stateReason":"y"}}"#;
+        let change = change(DateTime::default(), Some(data), "Alarm updated from ALARM to OK");
+        assert_eq!(change.from, Some(AlarmStateValue::Alarm));
+        assert_eq!(change.to, Some(AlarmStateValue::Ok));
+        assert!(change.touches_alarm());
+        let unreadable = super::change(DateTime::default(), Some("not json"), "?");
+        assert_eq!((unreadable.from, unreadable.to), (None, None));
+        assert!(!unreadable.touches_alarm());
     }
 }

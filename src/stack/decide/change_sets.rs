@@ -127,8 +127,7 @@ pub(super) fn finish_execution(
     if let Some(cs) = plan.status.change_set.as_mut() {
         cs.status_reason = Some(why.clone());
     }
-    update_failed(o, stack, &why, plan);
-    true
+    update_failed(o, stack, op, &why, plan)
 }
 
 /// The change set lifecycle on a stack that can take one.

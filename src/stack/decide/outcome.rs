@@ -4,7 +4,7 @@
 use crate::api::{AppliedRevision, Operation};
 use crate::aws::StackDescription;
 
-use super::super::plan::{Observed, Plan, Step, report};
+use super::super::plan::{Note, Observed, Plan, Step, report};
 
 /// The operation `op` (an execution or an UpdateStack) succeeded: its inputs
 /// are applied, and a stack policy that came with them is set now.
@@ -27,13 +27,38 @@ pub(super) fn record_desired_applied(o: &Observed, fingerprint: &str, plan: &mut
     });
 }
 
-/// An update of ours was rolled back: Stalled until the spec changes or a retry is asked for.
-pub(super) fn update_failed(o: &Observed, stack: &StackDescription, why: &str, plan: &mut Plan) {
+/// An update of ours (`op`) was rolled back. Stalled until the spec changes
+/// or a retry is asked for; returns true then. When the spec changed to other
+/// inputs while it ran (a StackDeployment rolling back a bad revision), the
+/// failure is told in an Event and the new spec goes on at once: Stalled at
+/// the new generation would say the new inputs failed.
+pub(super) fn update_failed(
+    o: &Observed,
+    stack: &StackDescription,
+    op: &Operation,
+    why: &str,
+    plan: &mut Plan,
+) -> bool {
+    let newer = o
+        .desired
+        .as_ref()
+        .is_ok_and(|d| op.generation < o.generation && op.fingerprint.as_deref() != Some(d.fingerprint.as_str()));
+    if newer {
+        plan.notes.push(Note::warning(
+            "UpdateFailed",
+            format!(
+                "the update of generation {} failed and CloudFormation rolled it back ({}): {why}. Going on with generation {}",
+                op.generation, stack.status, o.generation
+            ),
+        ));
+        return false;
+    }
     let message = format!(
         "the update failed and CloudFormation rolled it back ({}): {why}. Fix the spec, or set the annotation stackpilot.dev/reconcile-requested-at to retry",
         stack.status
     );
     report(o, plan).stalled("UpdateFailed", &message);
+    true
 }
 
 /// CloudFormation takes the stack policy through its own call, after the

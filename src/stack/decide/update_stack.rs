@@ -103,6 +103,5 @@ pub(super) fn finish(
         return false;
     }
     let why = explain(failures, &stack.stack_name).unwrap_or_else(|| reason_of(stack));
-    update_failed(o, stack, &why, plan);
-    true
+    update_failed(o, stack, op, &why, plan)
 }

@@ -45,6 +45,54 @@ fn a_rolled_back_update_stalls_once_and_does_not_retry() {
 }
 
 #[test]
+fn an_update_that_fails_after_the_spec_moved_on_is_told_and_the_new_spec_goes_on() {
+    // A StackDeployment rolls a target back while its bad update still runs:
+    // generation 2 (other inputs) must not read as Stalled by that failure.
+    let mut case = Case::new();
+    case.generation = 2;
+    case.previous.applied = Some(AppliedRevision {
+        generation: 0,
+        fingerprint: "stable".into(),
+        revision: None,
+    });
+    case.previous.change_set = Some(pending("stackpilot-g1-bad", ChangeSetKind::Update));
+    case.previous.operation = Some(operation(
+        OperationAction::ExecuteChangeSet,
+        Some("stackpilot-g1-bad"),
+        "bad",
+        NOW - 60,
+    ));
+    case.stack = Some(stack(Cfn::UpdateRollbackComplete));
+    case.events = vec![failure_event("e1", NOW - 20, "Q", "UPDATE_FAILED", "boom")];
+    let plan = case.decide();
+    assert!(
+        condition(&plan, STALLED).is_none_or(|c| c.0 != "True"),
+        "{:?}",
+        plan.status.conditions
+    );
+    assert!(
+        matches!(plan.steps.as_slice(), [Step::CreateChangeSet(_)]),
+        "{:?}",
+        plan.steps
+    );
+    let told = plan
+        .notes
+        .iter()
+        .find(|n| n.reason == "UpdateFailed")
+        .expect("an UpdateFailed Event");
+    assert!(
+        told.warning && told.message.contains("generation 1") && told.message.contains("boom"),
+        "{told:?}"
+    );
+    assert_eq!(plan.status.recent_failures.len(), 1);
+
+    // The same inputs under a newer generation would only fail again: Stalled.
+    case.previous.operation.as_mut().unwrap().fingerprint = Some(fingerprint());
+    let plan = case.decide();
+    assert_eq!(condition(&plan, STALLED).unwrap().1, "UpdateFailed");
+}
+
+#[test]
 fn a_failed_update_reported_as_complete_is_still_a_failure() {
     // LocalStack reports some failed updates as UPDATE_COMPLETE; the events tell.
     let mut case = Case::new();
