@@ -11,7 +11,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use stackpilot::api::{ActionPhase, Execution, ExecutionPhase, Stack};
 use support::fixture::Fixture;
@@ -114,7 +115,19 @@ async fn dev_test_approval_prod_with_the_cli() {
     .await;
     let gate = done.actions.iter().find(|a| a.action == "gate").unwrap();
     let record = gate.approval.clone().expect("approval recorded");
-    assert_eq!(record.by.as_deref(), Some("alice"));
+    // Who approved is the user the API server authenticated (the CLI ran
+    // with USER=alice, which is only the fallback).
+    let reviews: Api<SelfSubjectReview> = Api::all(f.client.clone());
+    let me = reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await;
+    let me = me
+        .expect("SelfSubjectReview")
+        .status
+        .and_then(|s| s.user_info?.username);
+    let me = me.expect("the test bed's user has a name");
+    assert_ne!(me, "alice");
+    assert_eq!(record.by.as_deref(), Some(me.as_str()));
     assert_eq!(record.comment.as_deref(), Some("dev is green"));
     let pipeline = pipelines(&f).get("web").await.unwrap();
     let ready = pipeline

@@ -4,9 +4,10 @@
 
 use std::fmt::Write as _;
 
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde_json::json;
 
@@ -33,8 +34,18 @@ fn request_id() -> String {
     format!("{}-{:08x}", Timestamp::now(), rand::random::<u32>())
 }
 
-fn who() -> Option<String> {
-    std::env::var("USER").ok().filter(|u| !u.is_empty())
+/// Who asks: the user the API server authenticated (a SelfSubjectReview,
+/// as `kubectl auth whoami`), or `$USER` where the server cannot tell.
+async fn who(api: &Api<Pipeline>) -> Option<String> {
+    let reviews: Api<SelfSubjectReview> = Api::all(api.clone().into());
+    let review = reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await;
+    let username = review
+        .ok()
+        .and_then(|r| r.status?.user_info?.username)
+        .filter(|u| !u.is_empty());
+    username.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
 }
 
 async fn annotate(api: &Api<Pipeline>, name: &str, key: &str, request: &impl Serialize) -> anyhow::Result<()> {
@@ -73,7 +84,7 @@ pub async fn decide(
     let request = ApprovalRequest {
         id: request_id(),
         target: target.clone(),
-        by: who(),
+        by: who(&api).await,
         comment,
     };
     let (key, word) = if approve {
@@ -100,7 +111,7 @@ pub async fn retry(name: &str, namespace: Option<&str>, all: bool) -> anyhow::Re
         id: request_id(),
         execution: execution.id.clone(),
         all,
-        by: who(),
+        by: who(&api).await,
     };
     annotate(&api, name, RETRY_ANNOTATION, &request).await?;
     let what = if all { "every action" } else { "the failed actions" };
@@ -128,7 +139,7 @@ pub async fn stop(
         execution: execution.id.clone(),
         abandon,
         reason,
-        by: who(),
+        by: who(&api).await,
     };
     annotate(&api, name, STOP_ANNOTATION, &request).await?;
     let how = if abandon { "abandoning" } else { "finishing" };

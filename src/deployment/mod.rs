@@ -11,7 +11,9 @@ mod observe;
 pub mod plan;
 mod reconcile;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
@@ -75,9 +77,88 @@ pub async fn run(
         futures::stream::iter(readers)
     });
     let results = Controller::for_stream(deployments, store)
-        .owns_shared_stream(stacks)
+        .owns_shared_stream(children_changes(stacks))
         .reconcile_on(flux_sources)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx);
     crate::runtime::reconciler::drain(results, "stackdeployment").await;
+}
+
+/// The child Stacks whose view as a child changed ([`plan::ObservedChild`],
+/// owner, target): a Stack writes its status several times per change
+/// (intents, event cursors, drift times) that the rollout does not read, and
+/// each would otherwise cost its deployment a whole reconcile.
+fn children_changes(stacks: impl Stream<Item = Arc<Stack>> + Send + 'static) -> impl Stream<Item = Arc<Stack>> + Send {
+    let seen: Mutex<HashMap<String, u64>> = Mutex::new(HashMap::new());
+    stacks.filter(move |stack| {
+        let owned = stack.owner_references().iter().any(|o| o.kind == "StackDeployment");
+        let changed = owned && {
+            let mut hasher = DefaultHasher::new();
+            let view = plan::ObservedChild::from_stack(stack);
+            format!(
+                "{view:?} {:?} {:?}",
+                stack.owner_references(),
+                stack.labels().get(plan::TARGET_LABEL)
+            )
+            .hash(&mut hasher);
+            let hash = hasher.finish();
+            let uid = stack.uid().unwrap_or_default();
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.insert(uid, hash) != Some(hash)
+        };
+        std::future::ready(changed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{StackSpec, StackStatus};
+    use futures::stream;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+
+    fn child(ready: &str, cursor: &str) -> Arc<Stack> {
+        let mut stack = Stack::new("web-t1", StackSpec::default());
+        stack.metadata.uid = Some("child-uid".into());
+        stack.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "StackDeployment".into(),
+            name: "web".into(),
+            uid: "owner-uid".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        stack.status = Some(StackStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: "Succeeded".into(),
+                message: "ok".into(),
+                observed_generation: Some(1),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            }],
+            last_event_id: Some(cursor.into()),
+            ..Default::default()
+        });
+        Arc::new(stack)
+    }
+
+    #[tokio::test]
+    async fn only_changes_a_deployment_reads_wake_it() {
+        let mut unowned = child("True", "e1").as_ref().clone();
+        unowned.metadata.owner_references = None;
+        let seen: Vec<_> = children_changes(stream::iter(vec![
+            child("Unknown", "e1"),
+            child("Unknown", "e2"), // only the event cursor moved
+            child("True", "e2"),
+            child("True", "e2"), // a resync
+            Arc::new(unowned),
+        ]))
+        .collect()
+        .await;
+        let ready: Vec<_> = seen
+            .iter()
+            .map(|s| s.status.as_ref().unwrap().conditions[0].status.clone())
+            .collect();
+        assert_eq!(ready, vec!["Unknown", "True"]);
+    }
 }

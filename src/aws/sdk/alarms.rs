@@ -128,7 +128,11 @@ impl Alarms for SdkAlarmClient {
                     older = true;
                     continue;
                 }
-                changes.push(change(at, item.history_data(), item.history_summary().unwrap_or_default()));
+                changes.push(change(
+                    at,
+                    item.history_data(),
+                    item.history_summary().unwrap_or_default(),
+                ));
             }
             token = answer.next_token().map(str::to_string);
             if token.is_none() || older {

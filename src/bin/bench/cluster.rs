@@ -37,10 +37,15 @@ pub(super) async fn install_crds(client: &Client) -> anyhow::Result<()> {
 pub(super) async fn cleanup(client: &Client, namespace: &str, n: usize) {
     let api: Api<Stack> = Api::namespaced(client.clone(), namespace);
     let started = Instant::now();
+    // What is there (a pipeline makes several Stacks; `n` only sizes the wait).
+    let count = api
+        .list_metadata(&ListParams::default())
+        .await
+        .map_or(n, |l| l.items.len());
     let _ = api
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
-    let deadline = started + Duration::from_secs(60 + n as u64 / 20);
+    let deadline = started + Duration::from_secs(60 + n.max(count) as u64 / 20);
     while Instant::now() < deadline {
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(list) if list.items.is_empty() => break,
@@ -61,7 +66,7 @@ pub(super) async fn cleanup(client: &Client, namespace: &str, n: usize) {
                 .await;
         }
     }
-    eprintln!("deleted {n} Stacks in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("deleted {count} Stacks in {:.1} s", started.elapsed().as_secs_f64());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
 }
