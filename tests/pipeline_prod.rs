@@ -32,7 +32,10 @@ fn template(with_bucket: bool) -> String {
 }
 
 /// One stage `prod` (rolled back on failure): a StackDeployment to two
-/// regions (without its own automatic rollback), then a check Job.
+/// regions, east then west (without its own automatic rollback), then a
+/// check Job. One region at a time makes the v3 story below certain: with
+/// both at once, west could fail before east's change set was released, and
+/// east would never take v3 or go back to v1.
 /// `west_bucket` is the bucket name the west target gets.
 fn spec(revision: &str, visibility: &str, with_bucket: bool, check: &str, buckets: (&str, &str)) -> Value {
     let targets: Vec<Value> = REGIONS
@@ -47,7 +50,8 @@ fn spec(revision: &str, visibility: &str, with_bucket: bool, check: &str, bucket
             "parameters": [{"name": "Visibility", "value": visibility}]}},
         "stages": [{"name": "prod", "onFailure": "Rollback", "actions": [
             {"name": "app", "deploy": {"deployment": {"targets": targets,
-                "strategy": {"type": "AllAtOnce"}, "rollback": {"automatic": false}}}},
+                "strategy": {"type": "Rolling", "rolling": {"maxConcurrent": 1}},
+                "rollback": {"automatic": false}}}},
             {"name": "check", "runOrder": 2, "test": {"jobTemplate": job_template(check)}}]}]
     })
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -31,9 +30,6 @@ use super::plan::{
 
 pub const FINALIZER: &str = "stackpilot.dev/stackdeployment";
 pub const FIELD_MANAGER: &str = "stackpilot-deployment";
-/// Child applies in flight at once: bounded, so rolling 1,000 targets back
-/// does not flood the API server.
-const CHILD_APPLIES_AT_ONCE: usize = 16;
 
 pub async fn act(
     deployment: &StackDeployment,
@@ -61,7 +57,10 @@ pub async fn act(
     write_status(ctx, deployment, &previous, &next).await?;
 
     let stacks: Api<Stack> = Api::namespaced(client.clone(), &namespace);
-    let mut applies = Vec::new();
+    // One after another, in target order: a wave's targets start (and are
+    // released) in the order the spec lists them. Sent together, a target
+    // listed first could start after a later one had already failed the
+    // wave and be left behind (tests/pipeline_prod.rs saw it).
     for target in &deployment.spec.targets {
         let write = writes.iter().find(|w| w.target == target.name);
         let child = seen.child_objects.get(&target.name);
@@ -91,23 +90,14 @@ pub async fn act(
         if child.is_some_and(|c| desired.matches(c)) {
             continue;
         }
-        applies.push((child_name(&name, &target.name), desired.body()));
-    }
-    // A wave (or a rollback of every target) is many independent applies:
-    // sent together, a hand-over costs one round trip, not one per target.
-    let results: Vec<kube::Result<Stack>> = futures::stream::iter(applies)
-        .map(|(child, body)| {
-            let stacks = stacks.clone();
-            async move {
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                stacks.patch(&child, &params, &Patch::Apply(&body)).await
-            }
-        })
-        .buffer_unordered(CHILD_APPLIES_AT_ONCE)
-        .collect()
-        .await;
-    for result in results {
-        result?;
+        let body = desired.body();
+        stacks
+            .patch(
+                &child_name(&name, &target.name),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await?;
         count_write(ctx, "child");
     }
     for stack in &deletes {
