@@ -16,10 +16,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Resource, ResourceExt};
 
 use crate::api::{Stack, StackDeployment};
 
@@ -85,26 +85,26 @@ pub async fn run(
 }
 
 /// The child Stacks whose view as a child changed ([`plan::ObservedChild`],
-/// owner, target): a Stack writes its status several times per change
+/// owners, target): a Stack writes its status several times per change
 /// (intents, event cursors, drift times) that the rollout does not read, and
 /// each would otherwise cost its deployment a whole reconcile.
 fn children_changes(stacks: impl Stream<Item = Arc<Stack>> + Send + 'static) -> impl Stream<Item = Arc<Stack>> + Send {
     let seen: Mutex<HashMap<String, u64>> = Mutex::new(HashMap::new());
+    let owner_kind = StackDeployment::kind(&());
     stacks.filter(move |stack| {
-        let owned = stack.owner_references().iter().any(|o| o.kind == "StackDeployment");
-        let changed = owned && {
+        let owners = stack.owner_references();
+        let changed = owners.iter().any(|o| o.kind == owner_kind) && {
+            let owners: Vec<(&str, Option<bool>)> = owners.iter().map(|o| (o.uid.as_str(), o.controller)).collect();
+            let view = (
+                plan::ObservedChild::from_stack(stack),
+                owners,
+                stack.labels().get(plan::TARGET_LABEL),
+            );
             let mut hasher = DefaultHasher::new();
-            let view = plan::ObservedChild::from_stack(stack);
-            format!(
-                "{view:?} {:?} {:?}",
-                stack.owner_references(),
-                stack.labels().get(plan::TARGET_LABEL)
-            )
-            .hash(&mut hasher);
+            view.hash(&mut hasher);
             let hash = hasher.finish();
-            let uid = stack.uid().unwrap_or_default();
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.insert(uid, hash) != Some(hash)
+            seen.insert(stack.uid().unwrap_or_default(), hash) != Some(hash)
         };
         std::future::ready(changed)
     })

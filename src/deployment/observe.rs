@@ -179,10 +179,10 @@ pub async fn alarms(
         let by_name = match reader.describe_alarms(names).await {
             Ok(found) => {
                 let mut by_name = BTreeMap::new();
-                for alarm in found {
+                for mut alarm in found {
                     let mut state = AlarmState {
                         value: value_of(alarm.state),
-                        reason: alarm.reason.clone(),
+                        reason: std::mem::take(&mut alarm.reason),
                         changed_at: Timestamp::from_millisecond(alarm.updated.timestamp_millis())
                             .unwrap_or(Timestamp::UNIX_EPOCH),
                     };

@@ -129,7 +129,7 @@ pub struct KeptRevision {
 }
 
 /// A condition of a child, as read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ChildCondition {
     pub status: String,
     pub reason: String,
@@ -143,7 +143,7 @@ impl ChildCondition {
 }
 
 /// What CloudFormation's change set on a child is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChangeSetState {
     /// Being created.
     Planning,
@@ -155,7 +155,7 @@ pub enum ChangeSetState {
 }
 
 /// A child's latest change set (`status.changeSet`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChildChangeSet {
     pub name: String,
     /// The Stack generation it was made for.
@@ -169,14 +169,14 @@ pub struct ChildChangeSet {
 }
 
 /// The first failed resource of a child and CloudFormation's reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChildFailure {
     pub resource: String,
     pub reason: String,
 }
 
 /// One child Stack as read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ObservedChild {
     pub generation: i64,
     pub observed_generation: Option<i64>,

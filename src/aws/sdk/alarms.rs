@@ -120,10 +120,7 @@ impl Alarms for SdkAlarmClient {
                 .map_err(map_error)?;
             let mut older = false;
             for item in answer.alarm_history_items() {
-                let at = item
-                    .timestamp()
-                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
-                    .unwrap_or_default();
+                let at = item.timestamp().map(utc).unwrap_or_default();
                 if at < since {
                     older = true;
                     continue;
@@ -156,6 +153,10 @@ fn change(at: DateTime<Utc>, data: Option<&str>, summary: &str) -> AlarmChange {
     }
 }
 
+fn utc(t: &aws_sdk_cloudwatch::primitives::DateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
+}
+
 fn state(
     name: Option<&str>,
     value: Option<&StateValue>,
@@ -170,9 +171,7 @@ fn state(
             _ => AlarmStateValue::InsufficientData,
         },
         reason: reason.unwrap_or_default().to_string(),
-        updated: updated
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
-            .unwrap_or_default(),
+        updated: updated.map(utc).unwrap_or_default(),
     }
 }
 
