@@ -214,10 +214,15 @@ pub(super) fn change_set_flow(
 
     match &described.status {
         ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress => {
-            // Nothing to tell until it is computed: the intent and summary
-            // stay as written.
+            // Nothing to tell until it is computed: the intent, the summary
+            // and the stack as last written stay (a new stack's
+            // REVIEW_IN_PROGRESS alone is not worth a status write; the
+            // execution's write records it).
             plan.status.operation = o.previous.operation.clone();
             plan.status.change_set = o.previous.change_set.clone();
+            plan.status.stack_id = o.previous.stack_id.clone();
+            plan.status.stack_status = o.previous.stack_status.clone();
+            plan.status.stack_status_reason = o.previous.stack_status_reason.clone();
             planning(o, kind, &wanted, plan);
         }
         ChangeSetStatus::Failed if described.is_empty_failure() => {

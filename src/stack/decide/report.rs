@@ -10,11 +10,17 @@ use super::super::plan::Note;
 /// two Events, each with its text). Steps of progress (Ready=Unknown to
 /// Unknown: planning, executing, CloudFormation running) have Events of
 /// their own; one per step here too would double the API server writes of
-/// every create. Messages hold no countdowns, so a wait is one Event.
+/// every create. Messages hold no countdowns, so a wait is one Event. A new
+/// object's first step of progress (planning its create) has none either:
+/// the step that follows tells it (the execution with its changes, the
+/// approval it waits for, or the failure).
 pub fn transition_note(before: &StackStatus, after: &StackStatus) -> Option<Note> {
     let old = conditions::find(&before.conditions, READY);
     let new = conditions::find(&after.conditions, READY)?;
     let progress = new.status == "Unknown";
+    if old.is_none() && progress {
+        return None;
+    }
     if old.is_some_and(|o| o.status == new.status && (progress || (o.reason == new.reason && o.message == new.message)))
     {
         return None;
@@ -47,7 +53,22 @@ mod tests {
         let (note, planning) = step(&StackStatus::default(), &|r| {
             r.progressing("ChangeSetPending", "planning")
         });
-        assert_eq!(told(note).as_deref(), Some("ChangeSetPending: planning"));
+        assert_eq!(note, None, "a new object's planning is told by the step that follows");
+        let (note, _) = step(&StackStatus::default(), &|r| r.waiting("DependencyNotReady", "waiting"));
+        assert_eq!(told(note).as_deref(), Some("DependencyNotReady: waiting"));
+        let mut ready = planning.clone();
+        Report {
+            status: &mut ready,
+            generation: 1,
+            now: Timestamp::UNIX_EPOCH,
+        }
+        .ready("Succeeded", "done");
+        let (note, _) = step(&ready, &|r| r.progressing("ChangeSetPending", "planning an update"));
+        assert_eq!(
+            told(note).as_deref(),
+            Some("ChangeSetPending: planning an update"),
+            "an update's start is told"
+        );
         let (note, executing) = step(&planning, &|r| r.progressing("Executing", "executing"));
         assert_eq!(note, None, "a step of progress has its own event");
         let (note, failed) = step(&executing, &|r| r.stalled("UpdateFailed", "failed"));
