@@ -387,6 +387,19 @@ fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
     ));
     let plan = step(&mut case);
     assert!(matches!(plan.steps.as_slice(), [Step::ExecuteChangeSet { .. }]));
+    // CloudFormation runs it: one write shows CREATE_IN_PROGRESS, looking
+    // again writes nothing.
+    case.change_set = Some(change_set(
+        &wanted(),
+        ChangeSetStatus::CreateComplete,
+        ExecutionStatus::ExecuteInProgress,
+    ));
+    case.stack = Some(stack(Cfn::CreateInProgress));
+    for _ in 0..2 {
+        let plan = step(&mut case);
+        assert!(plan.steps.is_empty());
+    }
+    assert_eq!(case.previous.stack_status.as_deref(), Some("CREATE_IN_PROGRESS"));
     case.change_set = Some(change_set(
         &wanted(),
         ChangeSetStatus::CreateComplete,
@@ -396,7 +409,10 @@ fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
     let plan = step(&mut case);
     assert!(plan.steps.is_empty());
     assert_eq!(condition(&plan, READY).unwrap().0, "True");
-    assert_eq!(writes, 3, "intent to plan, intent to execute, Ready");
+    assert_eq!(
+        writes, 4,
+        "intent to plan, intent to execute, CloudFormation running it, Ready"
+    );
     assert_eq!(
         notes,
         ["ChangeSetExecuting", "Succeeded"],
