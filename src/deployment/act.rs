@@ -6,17 +6,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::api::{
-    Approval, ChangesSpec, RollbackTriggers, Stack, StackDeployment, StackDeploymentStatus, StackParameter, StackSpec,
-    parse_duration,
+    Approval, ChangesSpec, RollbackTriggers, RolloutKind, Stack, StackDeployment, StackDeploymentStatus,
+    StackParameter, StackSpec, parse_duration,
 };
 use crate::runtime::error::Result;
 use crate::runtime::status;
@@ -30,6 +32,8 @@ use super::plan::{
 
 pub const FINALIZER: &str = "stackpilot.dev/stackdeployment";
 pub const FIELD_MANAGER: &str = "stackpilot-deployment";
+/// Child writes in flight at once while rolling back.
+const ROLLBACK_WRITES_AT_ONCE: usize = 16;
 
 pub async fn act(
     deployment: &StackDeployment,
@@ -54,13 +58,12 @@ pub async fn act(
         create_revision(&revisions, deployment, revision).await?;
     }
     let previous = deployment.status.clone().unwrap_or_default();
+    let started = std::time::Instant::now();
     write_status(ctx, deployment, &previous, &next).await?;
+    let status_ms = started.elapsed().as_millis();
 
     let stacks: Api<Stack> = Api::namespaced(client.clone(), &namespace);
-    // One after another, in target order: a wave's targets start (and are
-    // released) in the order the spec lists them. Sent together, a target
-    // listed first could start after a later one had already failed the
-    // wave and be left behind (tests/pipeline_prod.rs saw it).
+    let mut applies = Vec::new();
     for target in &deployment.spec.targets {
         let write = writes.iter().find(|w| w.target == target.name);
         let child = seen.child_objects.get(&target.name);
@@ -90,16 +93,34 @@ pub async fn act(
         if child.is_some_and(|c| desired.matches(c)) {
             continue;
         }
-        let body = desired.body();
-        stacks
-            .patch(
-                &child_name(&name, &target.name),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await?;
+        applies.push((child_name(&name, &target.name), desired.body()));
+    }
+    // A rollout's writes go one after another, in target order: a wave's
+    // targets start (and are released) in the order the spec lists them.
+    // Sent together, a target listed first could start after a later one
+    // had already failed the wave and be left behind (tests/pipeline_prod.rs
+    // saw it). A rollback has no such order: every target goes back, so its
+    // writes go out together, and 100 targets are written back in about the
+    // time of a few writes.
+    let rolling_back = next.rollout.as_ref().is_some_and(|r| r.kind == RolloutKind::Rollback);
+    let at_once = if rolling_back { ROLLBACK_WRITES_AT_ONCE } else { 1 };
+    let count = applies.len();
+    let mut sent = futures::stream::iter(applies)
+        .map(|(child, body)| {
+            let stacks = stacks.clone();
+            async move {
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                stacks.patch(&child, &params, &Patch::Apply(&body)).await
+            }
+        })
+        .buffered(at_once);
+    // The first failed write stops the rest (its later ones are not sent).
+    while let Some(result) = sent.next().await {
+        result?;
         count_write(ctx, "child");
     }
+    let children_ms = started.elapsed().as_millis() - status_ms;
+    debug!(deployment = %name, status_ms, children_ms, count, "acted");
     for stack in &deletes {
         delete_ignoring_missing(&stacks, stack).await?;
     }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -27,6 +28,8 @@ pub const HASH_LABEL: &str = "stackpilot.dev/revision-hash";
 /// Annotation (and, when it is a valid label value, label) on a
 /// ControllerRevision: the `artifact.revision` it was created with.
 pub const REVISION_LABEL: &str = "stackpilot.dev/revision";
+/// Accounts and regions whose alarms are read at once.
+const ALARM_READS_AT_ONCE: usize = 16;
 
 /// Everything read for one decision.
 pub struct Observations {
@@ -169,54 +172,77 @@ pub async fn alarms(
     grants: &BTreeMap<Placement, Grant>,
 ) -> BTreeMap<Placement, BTreeMap<String, AlarmReading>> {
     let names = &deployment.spec.health.alarms;
-    let mut readings = BTreeMap::new();
     if names.is_empty() {
-        return readings;
+        return BTreeMap::new();
     }
     let since = gated_since(deployment);
-    for (placement, grant) in grants {
-        let reader = ctx.alarms.alarms(&grant.target(&deployment.name_any()));
-        let by_name = match reader.describe_alarms(names).await {
-            Ok(found) => {
-                let mut by_name = BTreeMap::new();
-                for mut alarm in found {
-                    let mut state = AlarmState {
-                        value: value_of(alarm.state),
-                        reason: std::mem::take(&mut alarm.reason),
-                        changed_at: Timestamp::from_millisecond(alarm.updated.timestamp_millis())
-                            .unwrap_or(Timestamp::UNIX_EPOCH),
-                    };
-                    if let Some(since) = since.filter(|s| state.value != AlarmValue::Alarm && state.changed_at >= *s) {
-                        let key = (
-                            placement.clone(),
-                            alarm.name.clone(),
-                            state.changed_at.as_millisecond(),
-                            since.as_millisecond(),
-                        );
-                        match alarm_seen_since(ctx, reader.as_ref(), key, &alarm.name, since).await {
-                            Ok(Some(seen)) => {
-                                state.value = AlarmValue::Alarm;
-                                state.reason = format!("between two polls: {seen}; now {:?}", alarm.state);
-                            }
-                            Ok(None) => {}
-                            Err(reason) => {
-                                by_name.insert(alarm.name, Err(reason));
-                                continue;
-                            }
+    // Placements are read together (a bounded number at once): one after
+    // another, 100 regions would cost 100 round trips per reconcile.
+    let name = deployment.name_any();
+    let reads: Vec<_> = grants
+        .iter()
+        .map(|(placement, grant)| {
+            let reader = ctx.alarms.alarms(&grant.target(&name));
+            let placement = placement.clone();
+            async move {
+                let by_name = read_placement(ctx, reader.as_ref(), &placement, names, since).await;
+                (placement, by_name)
+            }
+        })
+        .collect();
+    futures::stream::iter(reads)
+        .buffer_unordered(ALARM_READS_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// The alarms `names` of one account and region (their histories too, when
+/// they changed during the running wave).
+async fn read_placement(
+    ctx: &DeploymentContext,
+    reader: &dyn Alarms,
+    placement: &Placement,
+    names: &[String],
+    since: Option<Timestamp>,
+) -> BTreeMap<String, AlarmReading> {
+    match reader.describe_alarms(names).await {
+        Ok(found) => {
+            let mut by_name = BTreeMap::new();
+            for mut alarm in found {
+                let mut state = AlarmState {
+                    value: value_of(alarm.state),
+                    reason: std::mem::take(&mut alarm.reason),
+                    changed_at: Timestamp::from_millisecond(alarm.updated.timestamp_millis())
+                        .unwrap_or(Timestamp::UNIX_EPOCH),
+                };
+                if let Some(since) = since.filter(|s| state.value != AlarmValue::Alarm && state.changed_at >= *s) {
+                    let key = (
+                        placement.clone(),
+                        alarm.name.clone(),
+                        state.changed_at.as_millisecond(),
+                        since.as_millisecond(),
+                    );
+                    match alarm_seen_since(ctx, reader, key, &alarm.name, since).await {
+                        Ok(Some(seen)) => {
+                            state.value = AlarmValue::Alarm;
+                            state.reason = format!("between two polls: {seen}; now {:?}", alarm.state);
+                        }
+                        Ok(None) => {}
+                        Err(reason) => {
+                            by_name.insert(alarm.name, Err(reason));
+                            continue;
                         }
                     }
-                    by_name.insert(alarm.name, Ok(state));
                 }
-                by_name
+                by_name.insert(alarm.name, Ok(state));
             }
-            Err(error) => names
-                .iter()
-                .map(|n| (n.clone(), Err(format!("cannot read alarm {n}: {error}"))))
-                .collect(),
-        };
-        readings.insert(placement.clone(), by_name);
+            by_name
+        }
+        Err(error) => names
+            .iter()
+            .map(|n| (n.clone(), Err(format!("cannot read alarm {n}: {error}"))))
+            .collect(),
     }
-    readings
 }
 
 /// The ALARM in `name`'s history since `since`, if any ("Alarm updated

@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::{Stack, StackDeployment};
 use crate::runtime::error::{Error, Result};
 use crate::runtime::{finalizer, reconciler};
+use tracing::debug;
 
 use super::act::{FINALIZER, act};
 use super::context::DeploymentContext;
@@ -61,6 +62,7 @@ async fn reconcile_inner(deployment: &StackDeployment, ctx: &DeploymentContext) 
         }
         _ => deployment,
     };
+    let started = std::time::Instant::now();
     let (revisions, artifacts) = observe::revisions(ctx, deployment, &namespace).await?;
     let child_objects = observe::children(ctx, deployment, &namespace);
     let children: BTreeMap<String, ObservedChild> = child_objects
@@ -82,6 +84,7 @@ async fn reconcile_inner(deployment: &StackDeployment, ctx: &DeploymentContext) 
             seen.alarms = observe::alarms(ctx, deployment, grants).await;
         }
     }
+    debug!(deployment = %deployment.name_any(), observe_ms = started.elapsed().as_millis(), "observed");
     let previous = deployment.status.clone().unwrap_or_default();
     let empty = BTreeMap::new();
     let o = Observed {

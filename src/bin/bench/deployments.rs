@@ -303,8 +303,9 @@ async fn measure(
 
     // v2 in waves of maxConcurrent: gate passing -> next wave's writes.
     let waves_of = d.max_concurrent;
+    let metrics_before = scrape(admin).await?;
     let child_writes_before = sum(
-        &scrape(admin).await?,
+        &metrics_before,
         "stackpilot_status_writes_total",
         &["StackDeployment", "\"child\""],
     );
@@ -316,11 +317,27 @@ async fn measure(
         "v2 in waves of {waves_of}: all Ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let metrics_after = scrape(admin).await?;
     let child_writes = sum(
-        &scrape(admin).await?,
+        &metrics_after,
         "stackpilot_status_writes_total",
         &["StackDeployment", "\"child\""],
     ) - child_writes_before;
+    // Where a hand-over's time can go: how often each controller ran and
+    // how long one run took on average.
+    for kind in ["StackDeployment", "Stack"] {
+        let delta = |series: &str| {
+            let label = format!("kind=\"{kind}\"");
+            sum(&metrics_after, series, &[&label]) - sum(&metrics_before, series, &[&label])
+        };
+        let runs = delta("stackpilot_reconcile_duration_seconds_count");
+        let seconds = delta("stackpilot_reconcile_duration_seconds_sum");
+        println!(
+            "  {kind} reconciles during v2: {runs:.0} ({:.1} per child Stack), mean {:.0} ms",
+            runs / children as f64,
+            if runs > 0.0 { seconds / runs * 1000.0 } else { 0.0 }
+        );
+    }
     let mut handovers = Vec::new();
     {
         let seen = seen.lock().expect("seen");

@@ -44,7 +44,12 @@ pub(super) async fn start_operator(
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
-        .env("RUST_LOG", "warn")
+        // STACKPILOT_BENCH_OPERATOR_LOG: the operator's RUST_LOG, to see
+        // where a run's time goes (for example stackpilot::deployment=debug).
+        .env(
+            "RUST_LOG",
+            std::env::var("STACKPILOT_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
