@@ -11,7 +11,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::account;
+use crate::account::{self, TenancyCache};
 use crate::aws::CloudFormationProvider;
 use crate::aws::alarms::{AlarmsProvider, CountedAlarms};
 use crate::aws::budget::BudgetProvider;
@@ -197,19 +197,25 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
     }
     let accounts = start_accounts(&args, &parts, &stop_rx);
     let stacks = SharedStacks::new(parts.shared.client.clone(), namespace.as_deref());
-    let deployments = Arc::new(DeploymentContext::new(
-        parts.shared.clone(),
-        parts.alarms,
-        parts.own_identity,
-        stacks.store.clone(),
-        DeploymentSettings {
-            allow_operator_credentials: parts.settings.allow_operator_credentials,
-            timing: deployment::plan::Timing {
-                progressing: parts.settings.timing.in_flight,
-                resync: parts.settings.timing.resync,
+    // One cache of AwsAccounts and namespace labels for every grant; the
+    // Stack controller's watches fill it.
+    let tenancy = TenancyCache::new(parts.shared.client.clone());
+    let deployments = Arc::new(
+        DeploymentContext::new(
+            parts.shared.clone(),
+            parts.alarms,
+            parts.own_identity,
+            stacks.store.clone(),
+            DeploymentSettings {
+                allow_operator_credentials: parts.settings.allow_operator_credentials,
+                timing: deployment::plan::Timing {
+                    progressing: parts.settings.timing.in_flight,
+                    resync: parts.settings.timing.resync,
+                },
             },
-        },
-    ));
+        )
+        .with_tenancy(tenancy.clone()),
+    );
     // Subscribed before the Stack cache runs (inside `stack::run`).
     let children = stacks.subscribe();
     let deployment_controller = tokio::spawn(deployment::run(
@@ -231,15 +237,13 @@ async fn run_controllers(args: RunArgs, parts: Parts, stop_rx: watch::Receiver<b
         pipeline::Sources {
             s3: parts.s3,
             allow_operator_credentials: parts.settings.allow_operator_credentials,
+            tenancy: tenancy.clone(),
         },
         stopped(stop_rx.clone()),
     ));
-    let ctx = Arc::new(StackContext::new(
-        parts.shared,
-        parts.aws,
-        parts.settings,
-        stacks.store.clone(),
-    ));
+    let ctx = Arc::new(
+        StackContext::new(parts.shared, parts.aws, parts.settings, stacks.store.clone()).with_tenancy(tenancy),
+    );
     stack::run(ctx, stacks, namespace, stopped(stop_rx)).await;
     let _ = deployment_controller.await;
     let _ = pipelines.await;

@@ -325,8 +325,10 @@ async fn one_namespace_cannot_use_another_namespaces_account() {
     controller.ready(&name, "True", "Verified").await;
     let verifications = fake.calls().len();
 
+    // No watch fills this cache: every grant reads the API server.
+    let tenancy = account::TenancyCache::new(client.clone());
     let grant = account::grant_for(
-        &client,
+        &tenancy,
         false,
         &team_a.name,
         Some(&name),
@@ -345,17 +347,18 @@ async fn one_namespace_cannot_use_another_namespaces_account() {
     let refusal = |result: Result<Result<tenancy::Grant, tenancy::Refusal>, kube::Error>| {
         result.expect("kube").expect_err("refused")
     };
-    let cross = refusal(account::grant_for(&client, true, &team_b.name, Some(&name), "eu-west-1", None).await);
+    let cross = refusal(account::grant_for(&tenancy, true, &team_b.name, Some(&name), "eu-west-1", None).await);
     assert_eq!(cross.reason, "NamespaceNotAllowed");
     assert!(cross.message.contains(&team_b.name), "{}", cross.message);
-    let region = refusal(account::grant_for(&client, false, &team_a.name, Some(&name), "us-west-2", None).await);
+    let region = refusal(account::grant_for(&tenancy, false, &team_a.name, Some(&name), "us-west-2", None).await);
     assert_eq!(region.reason, "RegionNotAllowed");
     let admin = "arn:aws:iam::111122223333:role/admin";
-    let passed = refusal(account::grant_for(&client, false, &team_a.name, Some(&name), "eu-west-1", Some(admin)).await);
+    let passed =
+        refusal(account::grant_for(&tenancy, false, &team_a.name, Some(&name), "eu-west-1", Some(admin)).await);
     assert_eq!(passed.reason, "ServiceRoleNotAllowed");
     let missing = refusal(
         account::grant_for(
-            &client,
+            &tenancy,
             false,
             &team_a.name,
             Some("no-such-account-x"),
@@ -365,10 +368,10 @@ async fn one_namespace_cannot_use_another_namespaces_account() {
         .await,
     );
     assert_eq!((missing.reason, missing.transient), ("AccountNotFound", true));
-    let own = refusal(account::grant_for(&client, false, &team_b.name, None, "eu-west-1", None).await);
+    let own = refusal(account::grant_for(&tenancy, false, &team_b.name, None, "eu-west-1", None).await);
     assert_eq!(own.reason, "NoAccount");
     assert!(
-        account::grant_for(&client, true, &team_b.name, None, "eu-west-1", None)
+        account::grant_for(&tenancy, true, &team_b.name, None, "eu-west-1", None)
             .await
             .expect("kube")
             .is_ok()

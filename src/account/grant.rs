@@ -1,13 +1,10 @@
 //! The IO half of tenancy, for the controllers that act in AWS: read the
-//! AwsAccount an object names and its namespace's labels, then apply the pure
+//! AwsAccount an object names and its namespace's labels (from the cache), then apply the pure
 //! checks of [`crate::account::tenancy`]. No AWS call is made here.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
-use kube::{Client, ResourceExt};
-
+use crate::account::cache::TenancyCache;
 use crate::account::tenancy::{self, Grant, Refusal};
 use crate::api::AwsAccount;
 
@@ -19,7 +16,7 @@ use crate::api::AwsAccount;
 /// or waiting when `refusal.transient`) and make no AWS call.
 /// `Err(_)`: the Kubernetes API failed; retry.
 pub async fn grant_for(
-    client: &Client,
+    cache: &TenancyCache,
     allow_operator_credentials: bool,
     namespace: &str,
     account_ref: Option<&str>,
@@ -34,16 +31,10 @@ pub async fn grant_for(
             service_role,
         ));
     };
-    let accounts: Api<AwsAccount> = Api::all(client.clone());
-    let Some(account) = accounts.get_opt(account_name).await? else {
+    let Some(account) = cache.account(account_name).await? else {
         return Ok(Err(tenancy::account_not_found(account_name)));
     };
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let labels: BTreeMap<String, String> = namespaces
-        .get_opt(namespace)
-        .await?
-        .map(|ns| ns.labels().clone())
-        .unwrap_or_default();
+    let labels = cache.labels(namespace).await?;
     Ok(tenancy::authorize(&account, &labels, namespace, region, service_role))
 }
 
@@ -52,7 +43,7 @@ pub async fn grant_for(
 /// StackDeployment of a hundred targets asks once per reconcile, not a
 /// hundred times. Each refusal is returned with its placement's index.
 pub async fn grants_for(
-    client: &Client,
+    cache: &TenancyCache,
     allow_operator_credentials: bool,
     namespace: &str,
     placements: &[(Option<&str>, &str)],
@@ -71,7 +62,7 @@ pub async fn grants_for(
             continue;
         };
         if !accounts.contains_key(account_name) {
-            let found = Api::<AwsAccount>::all(client.clone()).get_opt(account_name).await?;
+            let found = cache.account(account_name).await?;
             accounts.insert(account_name, found);
         }
         let Some(Some(account)) = accounts.get(account_name) else {
@@ -79,8 +70,7 @@ pub async fn grants_for(
             continue;
         };
         if labels.is_none() {
-            let found = Api::<Namespace>::all(client.clone()).get_opt(namespace).await?;
-            labels = Some(found.map(|ns| ns.labels().clone()).unwrap_or_default());
+            labels = Some(cache.labels(namespace).await?);
         }
         let labels = labels.as_ref().expect("read above");
         grants.push(tenancy::authorize(account, labels, namespace, region, None));

@@ -4,6 +4,7 @@
 //! minutes. [`grant_for`] is what the controllers that act in AWS call to find
 //! out whether an object may use an account.
 
+pub mod cache;
 mod grant;
 mod reconcile;
 pub mod tenancy;
@@ -20,6 +21,7 @@ use crate::api::AwsAccount;
 use crate::aws::identity::AccountIdentity;
 use crate::runtime::context::Shared;
 
+pub use cache::{TenancyCache, TenancyWriters};
 pub use grant::{grant_for, grants_for};
 pub use reconcile::FIELD_MANAGER;
 pub use verify::{

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::reflector::Store;
 use tokio::sync::OnceCell;
 
+use crate::account::TenancyCache;
 use crate::api::Stack;
 use crate::aws::AwsTarget;
 use crate::aws::alarms::AlarmsProvider;
@@ -37,6 +38,9 @@ pub struct DeploymentContext {
     /// Alarm histories already read: an alarm that changed once during a
     /// wave is not read again each poll. The value is the ALARM seen, if any.
     pub alarm_histories: Mutex<BTreeMap<HistoryKey, Option<String>>>,
+    /// AwsAccounts and namespace labels for grants (the Stack controller's
+    /// watches fill it).
+    pub tenancy: TenancyCache,
 }
 
 /// (placement, alarm, its StateUpdatedTimestamp, the wave's start), in ms.
@@ -51,6 +55,7 @@ impl DeploymentContext {
         settings: DeploymentSettings,
     ) -> Self {
         Self {
+            tenancy: TenancyCache::new(shared.client.clone()),
             shared,
             alarms,
             identity,
@@ -59,6 +64,11 @@ impl DeploymentContext {
             settings,
             alarm_histories: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Shares `tenancy` with the other controllers.
+    pub fn with_tenancy(self, tenancy: TenancyCache) -> Self {
+        Self { tenancy, ..self }
     }
 
     /// The operator's own account id, asked of STS once per process.

@@ -63,13 +63,7 @@ pub async fn grants(
         .iter()
         .map(|(p, _)| (p.account.as_deref(), p.region.as_str()))
         .collect();
-    let answers = account::grants_for(
-        &ctx.shared.client,
-        ctx.settings.allow_operator_credentials,
-        namespace,
-        &asked,
-    )
-    .await?;
+    let answers = account::grants_for(&ctx.tenancy, ctx.settings.allow_operator_credentials, namespace, &asked).await?;
     let mut grants = BTreeMap::new();
     for ((placement, target), answer) in placements.into_iter().zip(answers) {
         match answer {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::reflector::Store;
 
+use crate::account::TenancyCache;
 use crate::api::{Stack, StackDeployment};
 use crate::aws::s3::S3Provider;
 use crate::runtime::context::Shared;
@@ -26,6 +27,8 @@ pub struct PipelineContext {
     pub s3: Arc<dyn S3Provider>,
     /// Whether a source without `accountRef` may use the operator's own credentials.
     pub allow_operator_credentials: bool,
+    /// AwsAccounts and namespace labels for an S3 source's grant.
+    pub tenancy: TenancyCache,
     /// The last HeadObject answer per S3-sourced pipeline, by `namespace/name`.
     pub s3_heads: Mutex<BTreeMap<String, super::s3_source::Head>>,
     /// Jobs the API server refused to create (an invalid template), by
@@ -61,6 +64,8 @@ impl PipelineContext {
 pub struct Sources {
     pub s3: Arc<dyn S3Provider>,
     pub allow_operator_credentials: bool,
+    /// AwsAccounts and namespace labels for grants.
+    pub tenancy: TenancyCache,
 }
 
 impl PipelineContext {
@@ -80,6 +85,7 @@ impl PipelineContext {
             timing,
             s3: sources.s3,
             allow_operator_credentials: sources.allow_operator_credentials,
+            tenancy: sources.tenancy,
             s3_heads: Mutex::new(BTreeMap::new()),
             refused_jobs: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(BTreeMap::new()),

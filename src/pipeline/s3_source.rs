@@ -33,7 +33,7 @@ pub async fn read(ctx: &PipelineContext, pipeline: &Pipeline, namespace: &str, s
     let name = pipeline.name_any();
     let account = s3.account_ref.as_ref().map(|a| a.name.as_str());
     let grant = account::grant_for(
-        &ctx.shared.client,
+        &ctx.tenancy,
         ctx.allow_operator_credentials,
         namespace,
         account,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kube::runtime::reflector::Store;
 
+use crate::account::TenancyCache;
 use crate::api::Stack;
 use crate::aws::CloudFormationProvider;
 use crate::runtime::context::Shared;
@@ -45,6 +46,9 @@ pub struct StackContext {
     pub slots: Slots,
     /// The shared Stack cache (dependencies are read from it).
     pub stacks: Store<Stack>,
+    /// AwsAccounts and namespace labels for grants; this controller's
+    /// watches fill it.
+    pub tenancy: TenancyCache,
 }
 
 impl StackContext {
@@ -55,6 +59,7 @@ impl StackContext {
         stacks: Store<Stack>,
     ) -> Self {
         Self {
+            tenancy: TenancyCache::new(shared.client.clone()),
             stacks,
             directory: Directory::new(settings.timing.resync, settings.timing.in_flight),
             slots: Slots::new(settings.concurrency),
@@ -63,5 +68,10 @@ impl StackContext {
             aws,
             settings,
         }
+    }
+
+    /// Shares `tenancy` with the other controllers.
+    pub fn with_tenancy(self, tenancy: TenancyCache) -> Self {
+        Self { tenancy, ..self }
     }
 }

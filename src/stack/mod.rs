@@ -27,7 +27,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 
 use crate::api::{AwsAccount, OperationAction, Stack};
@@ -53,6 +53,23 @@ fn mapper<K: kube::Resource>(
     source: Source,
 ) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<Stack>> {
     move |object| readers.readers(&store, source, object.metadata.namespace.as_deref(), &object.name_any())
+}
+
+/// Applies each watch event to `writer` (when this watch fills a cache)
+/// before passing it on.
+fn reflect_into<K>(
+    mut writer: Option<Writer<K>>,
+) -> impl FnMut(Result<watcher::Event<K>, watcher::Error>) -> Result<watcher::Event<K>, watcher::Error>
+where
+    K: kube::Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    move |event| {
+        if let (Some(writer), Ok(event)) = (writer.as_mut(), &event) {
+            writer.apply_watcher_event(event);
+        }
+        event
+    }
 }
 
 /// Runs the Stack controller on the shared Stack cache until `shutdown`
@@ -102,11 +119,16 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff();
-    let accounts = watcher(
-        Api::<PartialObjectMeta<AwsAccount>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
+    // The watches of AwsAccounts and namespaces fill the grants' cache
+    // before they wake a Stack, so its reconcile reads what woke it.
+    let writers = ctx.tenancy.take_writers();
+    let (account_writer, namespace_writer) = match writers {
+        Some(w) => (Some(w.accounts), Some(w.namespaces)),
+        None => (None, None),
+    };
+    let accounts = watcher(Api::<AwsAccount>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map(reflect_into(account_writer));
     // Relabelling a namespace grants or revokes AwsAccounts: only label changes matter.
     let namespace_config = match ns {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -117,10 +139,12 @@ pub async fn run(
         namespace_config,
     )
     .default_backoff()
+    .map(reflect_into(namespace_writer))
     .touched_objects()
     .predicate_filter(predicates::labels, Default::default());
     let namespace_store = store.clone();
     let readers = Readers::default();
+    let (account_store, account_readers) = (store.clone(), readers.clone());
     let flux_sources = crate::source::watch::changes(client.clone(), ns);
     let (flux_store, flux_readers) = (store.clone(), readers.clone());
     let dependents_store = store.clone();
@@ -135,10 +159,9 @@ pub async fn run(
             secrets.touched_objects(),
             mapper(store.clone(), readers.clone(), Source::Secret),
         )
-        .watches_stream(
-            accounts.touched_objects(),
-            mapper(store.clone(), readers.clone(), Source::AwsAccount),
-        )
+        .watches_stream(accounts.touched_objects(), move |account: AwsAccount| {
+            account_readers.readers(&account_store, Source::AwsAccount, None, &account.name_any())
+        })
         // Every Stack change keeps the readers index current and wakes the
         // Stacks that depend on the changed one.
         .watches_stream(namespaces, move |namespace: PartialObjectMeta<Namespace>| {

@@ -77,7 +77,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &StackContext) -> Result<Action> {
     // Who may act where is settled before anything else: a refused grant
     // means no AWS call at all.
     let grant = account::grant_for(
-        &ctx.shared.client,
+        &ctx.tenancy,
         ctx.settings.allow_operator_credentials,
         &namespace,
         stack.spec.account_ref.as_ref().map(|a| a.name.as_str()),
