@@ -33,7 +33,7 @@ use super::plan::{
 pub const FINALIZER: &str = "stackpilot.dev/stackdeployment";
 pub const FIELD_MANAGER: &str = "stackpilot-deployment";
 /// Child writes in flight at once while rolling back.
-const ROLLBACK_WRITES_AT_ONCE: usize = 16;
+const ROLLBACK_WRITES_AT_ONCE: usize = 32;
 
 pub async fn act(
     deployment: &StackDeployment,
