@@ -31,6 +31,17 @@ pub struct TenancyWriters {
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
 }
 
+impl TenancyWriters {
+    /// Writers of stores nobody reads: for watches whose cache another
+    /// set of watches already fills.
+    pub fn unread() -> Self {
+        Self {
+            accounts: reflector::store().1,
+            namespaces: reflector::store().1,
+        }
+    }
+}
+
 impl TenancyCache {
     pub fn new(client: Client) -> Self {
         let (accounts, account_writer) = reflector::store();

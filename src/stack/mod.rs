@@ -27,9 +27,10 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 
+use crate::account::TenancyWriters;
 use crate::api::{AwsAccount, OperationAction, Stack};
 use crate::runtime::slots::Priority;
 use crate::runtime::watch::{ConstantBackoff, changed_only, scoped};
@@ -53,23 +54,6 @@ fn mapper<K: kube::Resource>(
     source: Source,
 ) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<Stack>> {
     move |object| readers.readers(&store, source, object.metadata.namespace.as_deref(), &object.name_any())
-}
-
-/// Applies each watch event to `writer` (when this watch fills a cache)
-/// before passing it on.
-fn reflect_into<K>(
-    mut writer: Option<Writer<K>>,
-) -> impl FnMut(Result<watcher::Event<K>, watcher::Error>) -> Result<watcher::Event<K>, watcher::Error>
-where
-    K: kube::Resource + Clone,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    move |event| {
-        if let (Some(writer), Ok(event)) = (writer.as_mut(), &event) {
-            writer.apply_watcher_event(event);
-        }
-        event
-    }
 }
 
 /// Runs the Stack controller on the shared Stack cache until `shutdown`
@@ -121,14 +105,10 @@ pub async fn run(
     .default_backoff();
     // The watches of AwsAccounts and namespaces fill the grants' cache
     // before they wake a Stack, so its reconcile reads what woke it.
-    let writers = ctx.tenancy.take_writers();
-    let (account_writer, namespace_writer) = match writers {
-        Some(w) => (Some(w.accounts), Some(w.namespaces)),
-        None => (None, None),
-    };
+    let writers = ctx.tenancy.take_writers().unwrap_or_else(TenancyWriters::unread);
     let accounts = watcher(Api::<AwsAccount>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .map(reflect_into(account_writer));
+        .reflect(writers.accounts);
     // Relabelling a namespace grants or revokes AwsAccounts: only label changes matter.
     let namespace_config = match ns {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -139,7 +119,7 @@ pub async fn run(
         namespace_config,
     )
     .default_backoff()
-    .map(reflect_into(namespace_writer))
+    .reflect(writers.namespaces)
     .touched_objects()
     .predicate_filter(predicates::labels, Default::default());
     let namespace_store = store.clone();
