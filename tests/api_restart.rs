@@ -211,7 +211,7 @@ struct ControlPlane {
 }
 
 fn testbed_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed").join(name)
+    support::repo_path("testbed").join(name)
 }
 
 impl ControlPlane {

@@ -15,9 +15,13 @@ use stackpilot::api::Stack;
 use support::{Operator, TestBed, TestNamespace, eventually, install_crds};
 
 fn helm_template(namespace: &str, release: &str, sets: &[&str]) -> String {
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/stackpilot");
+    let chart = support::repo_path("charts/stackpilot");
     let mut command = Command::new("helm");
-    command.args(["template", release, chart, "--namespace", namespace, "--include-crds"]);
+    command
+        .arg("template")
+        .arg(release)
+        .arg(&chart)
+        .args(["--namespace", namespace, "--include-crds"]);
     for set in sets {
         command.args(["--set", set]);
     }

@@ -11,7 +11,7 @@ use support::{TestBed, TestNamespace, install_crds};
 
 #[test]
 fn crds_in_the_repo_match_the_rust_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = support::repo_path("");
     for (file, crd) in stackpilot::api::crds() {
         let expected = stackpilot::api::crd_yaml(&crd);
         for copy in [

@@ -14,7 +14,7 @@ async fn every_example_is_valid() {
     let client = bed.client().await;
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "examples").await;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let dir = support::repo_path("examples");
     let output = Command::new("kubectl")
         .args([
             "--kubeconfig",
@@ -24,7 +24,7 @@ async fn every_example_is_valid() {
             "-n",
             &ns.name,
             "-f",
-            dir,
+            dir.to_str().unwrap(),
         ])
         .output()
         .expect("kubectl");

@@ -183,11 +183,8 @@ pub fn ready(object: &DynamicObject) -> Option<String> {
 /// Returns (status, message).
 pub fn argo_health(object: &impl serde::Serialize) -> (String, String) {
     use mlua::LuaSerdeExt;
-    let script = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/charts/stackpilot/argocd/health.lua"
-    ))
-    .expect("the chart's Argo CD health check");
+    let script = std::fs::read_to_string(super::repo_path("charts/stackpilot/argocd/health.lua"))
+        .expect("the chart's Argo CD health check");
     let lua = mlua::Lua::new();
     let value = serde_json::to_value(object).expect("object as JSON");
     // JSON null is nil in Argo CD's Lua, not a sentinel value.

@@ -138,6 +138,14 @@ impl Drop for TestNamespace {
     }
 }
 
+/// A path in this checkout. Read when the test runs (cargo sets
+/// CARGO_MANIFEST_DIR then), not when it was compiled: a test binary reused
+/// from a shared cargo cache may have been built in another checkout.
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    std::path::Path::new(&root).join(relative)
+}
+
 pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
