@@ -238,7 +238,19 @@ async fn crds_are_established_and_validate_objects() {
         "source": {"revision": "v1", "artifactRef": {"configMap": "a"}},
         "stages": [{"name": "dev", "actions": [{"name": "a", "wait": {"duration": "1m"}}]}, {"name": "dev", "actions": [{"name": "b", "wait": {"duration": "1m"}}]}]
     }})).await);
-    assert!(message.contains("stage names must be unique"), "{message}");
+    // Stages, actions and targets are lists keyed by name.
+    assert!(
+        message.contains(r#"duplicate entries for key [name="dev"]"#),
+        "{message}"
+    );
+    let message = rejection(apply(&client, n, json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "StackDeployment", "metadata": {"name": "sd1"}, "spec": {
+        "artifact": {"revision": "v1", "template": {"body": BODY}},
+        "targets": [{"name": "east", "region": "us-east-1"}, {"name": "east", "region": "us-west-2"}]
+    }})).await);
+    assert!(
+        message.contains(r#"duplicate entries for key [name="east"]"#),
+        "{message}"
+    );
     // A canary strategy without steps.
     let message = rejection(apply(&client, n, json!({"apiVersion": "stackpilot.dev/v1alpha1", "kind": "StackDeployment", "metadata": {"name": "sd2"}, "spec": {
         "artifact": {"revision": "v1", "template": {"body": BODY}}, "targets": [{"name": "a", "region": "us-east-1"}],

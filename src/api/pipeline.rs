@@ -39,9 +39,9 @@ pub struct PipelineSpec {
     /// pending approvals); `Queued` runs every revision in order.
     #[serde(default)]
     pub execution_mode: ExecutionMode,
-    /// Stages in order.
+    /// Stages in order, keyed by name.
     #[schemars(length(min = 1, max = 20))]
-    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("stage names must be unique"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub stages: Vec<Stage>,
     /// How many earlier executions to keep in `status.history`.
     #[serde(default = "default_history_limit")]
@@ -137,9 +137,9 @@ pub struct Stage {
     /// Stage name, unique in the pipeline.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
-    /// Actions; the same `runOrder` runs in parallel, lower first.
+    /// Actions, keyed by name; the same `runOrder` runs in parallel, lower first.
     #[schemars(length(min = 1, max = 20))]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique in a stage"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub actions: Vec<Action>,
     /// What a failed stage does: `Fail` stops the execution there;
     /// `Rollback` first redeploys the stage's deploy actions at the revision

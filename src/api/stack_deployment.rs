@@ -41,8 +41,11 @@ pub struct StackDeploymentSpec {
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[a-zA-Z][-a-zA-Z0-9]*$"))]
     pub stack_name: Option<String>,
     /// Where the artifact goes: one Stack per target, in this order.
+    /// Keyed by name: the API server refuses two targets of one name.
+    // A list map, not a CEL rule comparing every pair: that rule ran on
+    // every status write too and took ~70 ms per write at 100 targets.
     #[schemars(length(min = 1, max = 200))]
-    #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("target names must be unique"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub targets: Vec<DeploymentTarget>,
     /// How the rollout moves through the targets.
     #[serde(default)]

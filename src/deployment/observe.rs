@@ -18,7 +18,7 @@ use crate::runtime::error::Result;
 use crate::runtime::problem::Problem;
 
 use super::context::{DeploymentContext, HistoryKey};
-use super::decide::artifact_hash;
+use super::decide::{alarm_placements, artifact_hash};
 use super::plan::{
     AlarmReading, AlarmState, AlarmValue, Artifact, KeptRevision, ObservedChild, Placement, TARGET_LABEL,
 };
@@ -155,7 +155,8 @@ pub async fn account_ids(ctx: &DeploymentContext, grants: &BTreeMap<Placement, G
     ids
 }
 
-/// One DescribeAlarms per account and region for `names`; a failed read
+/// One DescribeAlarms per account and region the running wave's targets
+/// live in ([`alarm_placements`]); a failed read
 /// marks every name of that placement unreadable (the gate decides). An
 /// alarm not in ALARM now that changed state since the running wave began
 /// has its history read too (DescribeAlarmHistory): an ALARM that came and
@@ -170,11 +171,13 @@ pub async fn alarms(
         return BTreeMap::new();
     }
     let since = gated_since(deployment);
+    let wanted = alarm_placements(&deployment.spec, deployment.status.as_ref());
     // Placements are read together (a bounded number at once): one after
     // another, 100 regions would cost 100 round trips per reconcile.
     let name = deployment.name_any();
     let reads: Vec<_> = grants
         .iter()
+        .filter(|(placement, _)| wanted.contains(*placement))
         .map(|(placement, grant)| {
             let reader = ctx.alarms.alarms(&grant.target(&name));
             let placement = placement.clone();

@@ -2,13 +2,51 @@
 //! alarms never in ALARM in the target's account and region from the wave's
 //! start through the bake time (a missing or unreadable alarm fails the gate
 //! unless `ignoreAlarmReadFailure`); no target past `progressDeadline`.
+//! Alarms are read only where the running wave's targets live: a target
+//! whose account and region were not read this time waits for the next read.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::parse_duration;
+use crate::api::{RolloutKind, StackDeploymentSpec, StackDeploymentStatus, parse_duration};
 use crate::deployment::plan::{AlarmValue, DEFAULT_PROGRESS_DEADLINE, Observed, Placement};
+
+/// The accounts and regions whose alarms the next decision gates on: those
+/// of the running update wave's targets (none without alarms, or while no
+/// update rolls out: a rollback has no alarm gate). Reading every target's
+/// would cost a call per account and region per reconcile for nothing.
+pub fn alarm_placements(spec: &StackDeploymentSpec, status: Option<&StackDeploymentStatus>) -> BTreeSet<Placement> {
+    let wave = status.and_then(|s| {
+        let rollout = s
+            .rollout
+            .as_ref()
+            .filter(|r| r.phase.is_active() && r.kind == RolloutKind::Update)?;
+        s.waves.get(usize::try_from(rollout.wave).ok()?)
+    });
+    if spec.health.alarms.is_empty() {
+        return BTreeSet::new();
+    }
+    let Some(wave) = wave else {
+        return BTreeSet::new();
+    };
+    spec.targets
+        .iter()
+        .filter(|t| wave.targets.contains(&t.name))
+        .map(Placement::of)
+        .collect()
+}
+
+/// The target's alarms are gated on but were not read this time.
+pub fn alarms_unread(o: &Observed, name: &str) -> bool {
+    !o.spec.health.alarms.is_empty()
+        && o.spec
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .is_some_and(|t| !o.alarms.contains_key(&Placement::of(t)))
+}
 
 /// Why a target failed its wave.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +91,7 @@ pub fn check(o: &Observed, targets: &[String], revision: &str, started: Timestam
     for name in targets {
         if let Some(failure) = target_failure(o, name, revision, deadline, alarms) {
             check.failures.push(failure);
-        } else if o.children.get(name).is_some_and(|c| c.ready_at(revision)) {
+        } else if o.children.get(name).is_some_and(|c| c.ready_at(revision)) && !(alarms && alarms_unread(o, name)) {
             check.ready.push(name.clone());
         } else {
             check.waiting.push(name.clone());
@@ -87,7 +125,10 @@ fn target_failure(
             },
         });
     }
-    if alarms && let Some(failure) = alarm_failure(o, name) {
+    if alarms
+        && !alarms_unread(o, name)
+        && let Some(failure) = alarm_failure(o, name)
+    {
         return Some(failure);
     }
     let ready = child.is_some_and(|c| c.ready_at(revision));

@@ -17,6 +17,7 @@ mod waves;
 #[cfg(test)]
 mod tests;
 
+pub use gates::alarm_placements;
 pub use revisions::{artifact_hash, controller_revision_name};
 pub use waves::{WavePlan, plan_waves};
 

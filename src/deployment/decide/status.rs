@@ -15,7 +15,7 @@ use crate::runtime::conditions::{
 };
 
 use super::failure::failed_targets;
-use super::gates::{after, bake_end, duration_or};
+use super::gates::{after, alarms_unread, bake_end, duration_or};
 use super::people::Requests;
 use super::preview::approval_message;
 use super::targets::Problem;
@@ -337,7 +337,8 @@ fn side_conditions(o: &Observed, plan: &mut Plan) {
 }
 
 /// Soon while a rollout runs (sooner when a bake or a timed pause ends
-/// first), else the resync interval.
+/// first, at once when a wave that started now has targets Ready whose
+/// alarms were not read yet), else the resync interval.
 fn requeue(o: &Observed, plan: &Plan) -> Duration {
     let Some(rollout) = plan.status.rollout.as_ref().filter(|r| r.phase.is_active()) else {
         return o.timing.resync;
@@ -345,6 +346,14 @@ fn requeue(o: &Observed, plan: &Plan) -> Duration {
     let mut next = o.timing.progressing;
     let index = usize::try_from(rollout.wave).unwrap_or(0);
     if let Some(wave) = plan.status.waves.get(index) {
+        let unread = rollout.kind == RolloutKind::Update
+            && wave
+                .targets
+                .iter()
+                .any(|t| o.children.get(t).is_some_and(|c| c.ready_at(&rollout.revision.hash)) && alarms_unread(o, t));
+        if unread {
+            return Duration::from_secs(1);
+        }
         let ends = match wave.phase {
             WavePhase::Baking => wave.healthy_since.as_ref().map(|t| bake_end(o, t.0)),
             WavePhase::Paused => wave

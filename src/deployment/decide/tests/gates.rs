@@ -75,7 +75,10 @@ fn alarm_gates_fail_the_target() {
             None => alarms.remove("errors"),
         };
         world.settle();
-        assert_eq!(world.target_phase("t1") == TargetPhase::Failed, fails, "{name}");
+        // Alarms are read once t1's wave runs, after t1 was written (its
+        // change set not released): a failed t1 is written back at once.
+        let failed = matches!(world.target_phase("t1"), TargetPhase::Failed | TargetPhase::RolledBack);
+        assert_eq!(failed, fails, "{name}");
         if fails {
             let rejected = &world.status.rejected_revisions[0];
             assert_eq!(rejected.alarm.as_deref(), Some("errors"), "{name}");
@@ -139,4 +142,60 @@ fn alarms_are_read_in_each_targets_own_account_and_region() {
     assert!(rejected.reason.contains("t2 region"), "{}", rejected.reason);
     let t1 = world.status.targets.iter().find(|t| t.name == "t1").unwrap();
     assert!(t1.failure.is_none());
+}
+
+#[test]
+fn alarms_are_read_only_where_the_running_update_wave_lives() {
+    let mut world = two_waves();
+    let of = |world: &World, i: usize| Placement::of(&world.spec.targets[i]);
+    let read = |world: &World| alarm_placements(&world.spec, Some(&world.status));
+    world.status.rollout = None;
+    assert!(read(&world).is_empty(), "nothing rolls out");
+    let mut world = two_waves();
+    world.step();
+    assert_eq!(
+        read(&world),
+        [of(&world, 0)].into(),
+        "wave 1: t1's account and region only"
+    );
+    world.settle();
+    // t1 passed, t2's wave ran and passed too: the rollout is over.
+    assert_eq!(world.applied("t2"), Some(world.hash()));
+    assert!(read(&world).is_empty(), "a finished rollout reads no alarms");
+    let no_alarms = two_waves().with(|s| s.health.alarms.clear());
+    let mut no_alarms = no_alarms;
+    no_alarms.step();
+    assert!(read(&no_alarms).is_empty(), "no alarms named, none read");
+}
+
+#[test]
+fn a_ready_target_whose_alarms_were_not_read_waits_and_is_looked_at_again_at_once() {
+    let mut world = two_waves();
+    let t1 = world.spec.targets[0].clone();
+    // t1's account and region read nothing: t1 runs v2 and still waits.
+    world.alarms.remove(&Placement::of(&t1));
+    for _ in 0..5 {
+        world.step();
+        world.stacks_run();
+    }
+    assert!(world.children["t1"].ready_at(&world.hash()), "t1 runs v2");
+    world.alarms_ok("errors");
+    // The wiring read no alarm in t1's account and region (the wave began
+    // after the read): t1 neither passes nor fails the gate.
+    let mut observed_alarms = world.alarms.clone();
+    observed_alarms.remove(&Placement::of(&t1));
+    let plan = decide(&Observed {
+        alarms: &observed_alarms,
+        ..world.observed()
+    });
+    assert!(
+        plan.status.rejected_revisions.is_empty(),
+        "an unread alarm is not a missing one"
+    );
+    assert_eq!(plan.status.waves[0].phase, WavePhase::Running);
+    assert!(!written(&plan).contains(&"t2".to_string()), "wave 2 waits");
+    assert_eq!(plan.requeue, std::time::Duration::from_secs(1));
+    // Read, the gate passes.
+    world.settle();
+    assert_eq!(world.applied("t2"), Some(world.hash()));
 }

@@ -21,7 +21,7 @@ use crate::api::{
     AccountRef, CanaryStep, CanaryStrategy, DeploymentTarget, Pause, RollingStrategy, StackParameter, Strategy,
     TemplateSpec,
 };
-use crate::deployment::decide::decide;
+use crate::deployment::decide::{alarm_placements, decide};
 use crate::deployment::plan::*;
 
 pub const REGIONS: [&str; 6] = [
@@ -176,8 +176,20 @@ impl World {
         }
     }
 
+    /// Decides from the alarms the wiring reads: those of the accounts and
+    /// regions of the running wave's targets only.
     pub fn decide(&self) -> Plan {
-        decide(&self.observed())
+        let wanted = alarm_placements(&self.spec, Some(&self.status));
+        let read: BTreeMap<_, _> = self
+            .alarms
+            .iter()
+            .filter(|(p, _)| wanted.contains(*p))
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect();
+        decide(&Observed {
+            alarms: &read,
+            ..self.observed()
+        })
     }
 
     /// Decides and applies the plan the way the wiring does.
