@@ -58,8 +58,19 @@ pub async fn act(
         create_revision(&revisions, deployment, revision).await?;
     }
     let previous = deployment.status.clone().unwrap_or_default();
+    // The status is the intent, written before the children: a crash in
+    // between repeats the decision from it, and a decision made from a
+    // stale copy is refused (409) before it moves anything. A step forward
+    // in the same update (the next wave, a release) may go first when the
+    // cached copy shows our last write: repeated after a crash, it writes
+    // the same children, and nothing it could undo is only in the status.
+    // That keeps the status write out of a wave hand-over.
+    let children_first = forward_only(&previous, &next) && ctx.caught_up(deployment);
     let started = std::time::Instant::now();
-    write_status(ctx, deployment, &previous, &next).await?;
+    let mut version = deployment.resource_version();
+    if !children_first {
+        version = write_status(ctx, deployment, &previous, &next).await?;
+    }
     let status_ms = started.elapsed().as_millis();
 
     let stacks: Api<Stack> = Api::namespaced(client.clone(), &namespace);
@@ -120,7 +131,11 @@ pub async fn act(
         count_write(ctx, "child");
     }
     let children_ms = started.elapsed().as_millis() - status_ms;
-    debug!(deployment = %name, status_ms, children_ms, count, "acted");
+    if children_first {
+        version = write_status(ctx, deployment, &previous, &next).await?;
+    }
+    ctx.wrote(deployment, version);
+    debug!(deployment = %name, status_ms, children_ms, count, children_first, "acted");
     for stack in &deletes {
         delete_ignoring_missing(&stacks, stack).await?;
     }
@@ -134,19 +149,37 @@ pub async fn act(
     Ok(Action::requeue(requeue))
 }
 
-/// Server-side apply of the status, skipped when nothing but timestamps changed.
+/// Server-side apply of the status, skipped when nothing but timestamps
+/// changed; the deployment's resourceVersion after it.
 pub async fn write_status(
     ctx: &DeploymentContext,
     deployment: &StackDeployment,
     before: &StackDeploymentStatus,
     after: &StackDeploymentStatus,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let api: Api<StackDeployment> =
         Api::namespaced(ctx.shared.client.clone(), &deployment.namespace().unwrap_or_default());
     let mut version = deployment.resource_version();
     let name = deployment.name_any();
     let metrics = &ctx.shared.metrics;
-    Ok(status::write(&api, metrics, FIELD_MANAGER, &name, &mut version, before, after).await?)
+    status::write(&api, metrics, FIELD_MANAGER, &name, &mut version, before, after).await?;
+    Ok(version)
+}
+
+/// The next status only moves the same update rollout forward: no new
+/// rollout, no rollback, no rejection, the same stable revision. Its child
+/// writes (the next wave, releases) can be repeated from the old status.
+fn forward_only(before: &StackDeploymentStatus, after: &StackDeploymentStatus) -> bool {
+    let (Some(was), Some(now)) = (&before.rollout, &after.rollout) else {
+        return false;
+    };
+    was.kind == RolloutKind::Update
+        && now.kind == RolloutKind::Update
+        && was.phase.is_active()
+        && now.phase.is_active()
+        && was.revision.hash == now.revision.hash
+        && before.rejected_revisions == after.rejected_revisions
+        && before.stable_revision == after.stable_revision
 }
 
 fn count_write(ctx: &DeploymentContext, what: &'static str) {
@@ -345,4 +378,85 @@ fn owned_fields(spec: &StackSpec) -> serde_json::Value {
         map.retain(|_, v| !v.is_null());
     }
     fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RejectedRevision, RevisionId, RolloutPhase, RolloutStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn status(kind: RolloutKind, phase: RolloutPhase, hash: &str, wave: i32) -> StackDeploymentStatus {
+        StackDeploymentStatus {
+            rollout: Some(RolloutStatus {
+                revision: RevisionId {
+                    revision: hash.into(),
+                    hash: hash.into(),
+                },
+                kind,
+                phase,
+                wave,
+                started: Time(Timestamp::UNIX_EPOCH),
+                finished: None,
+                approved: false,
+                promoted_full: false,
+                reason: None,
+            }),
+            ..StackDeploymentStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_a_step_forward_in_the_same_update_may_write_children_first() {
+        use RolloutKind::{Rollback, Update};
+        use RolloutPhase::{Progressing, RollingBack, Succeeded, WaitingForApproval};
+        let wave1 = status(Update, Progressing, "b", 0);
+        let mut rejected = status(Update, Progressing, "b", 0);
+        rejected.rejected_revisions.push(RejectedRevision {
+            revision: RevisionId {
+                revision: "b".into(),
+                hash: "b".into(),
+            },
+            reason: "alarm".into(),
+            target: None,
+            resource: None,
+            alarm: Some("errors".into()),
+            rejected_at: Time(Timestamp::UNIX_EPOCH),
+        });
+        let mut stable = status(Update, Progressing, "b", 1);
+        stable.stable_revision = Some(RevisionId {
+            revision: "b".into(),
+            hash: "b".into(),
+        });
+        let cases = [
+            ("the next wave", &wave1, status(Update, Progressing, "b", 1), true),
+            (
+                "approved",
+                &status(Update, WaitingForApproval, "b", 0),
+                wave1.clone(),
+                true,
+            ),
+            ("a new rollout", &StackDeploymentStatus::default(), wave1.clone(), false),
+            ("another revision", &wave1, status(Update, Progressing, "c", 0), false),
+            (
+                "a rollback starts",
+                &wave1,
+                status(Rollback, RollingBack, "a", 0),
+                false,
+            ),
+            (
+                "a rollback goes on",
+                &status(Rollback, RollingBack, "a", 0),
+                status(Rollback, RollingBack, "a", 0),
+                false,
+            ),
+            ("the rollout ends", &wave1, status(Update, Succeeded, "b", 2), false),
+            ("a rejection", &wave1, rejected, false),
+            ("a new stable revision", &wave1, stable, false),
+        ];
+        for (name, before, after, expected) in cases {
+            assert_eq!(forward_only(before, &after), expected, "{name}");
+        }
+    }
 }

@@ -2,18 +2,19 @@
 //! shared Stack cache (its children), the CloudWatch door for the health
 //! gates, the operator's own account id (alarm ARNs) and timings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use kube::runtime::reflector::Store;
 use tokio::sync::OnceCell;
 
 use crate::account::TenancyCache;
-use crate::api::Stack;
+use crate::api::{Stack, StackDeployment};
 use crate::aws::AwsTarget;
 use crate::aws::alarms::AlarmsProvider;
 use crate::aws::identity::AccountIdentity;
 use crate::runtime::context::Shared;
+use kube::ResourceExt;
 
 use super::plan::{Placement, Timing};
 
@@ -41,6 +42,18 @@ pub struct DeploymentContext {
     /// AwsAccounts and namespace labels for grants (the Stack controller's
     /// watches fill it).
     pub tenancy: TenancyCache,
+    /// The resourceVersion each deployment (`namespace/name`) had after this
+    /// process's last reconcile of it: a cached copy at that version shows
+    /// every status write of ours.
+    written: Mutex<HashMap<String, String>>,
+}
+
+fn key(deployment: &StackDeployment) -> String {
+    format!(
+        "{}/{}",
+        deployment.namespace().unwrap_or_default(),
+        deployment.name_any()
+    )
 }
 
 /// (placement, alarm, its StateUpdatedTimestamp, the wave's start), in ms.
@@ -63,7 +76,26 @@ impl DeploymentContext {
             stacks,
             settings,
             alarm_histories: Mutex::new(BTreeMap::new()),
+            written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cached `deployment` shows our last status write of it (false
+    /// when this process has not written it yet, or the cache lags).
+    pub fn caught_up(&self, deployment: &StackDeployment) -> bool {
+        let version = deployment.resource_version();
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        version.is_some() && written.get(&key(deployment)) == version.as_ref()
+    }
+
+    /// Remembers the version a reconcile left `deployment` at (`None`:
+    /// gone, forgotten).
+    pub fn wrote(&self, deployment: &StackDeployment, version: Option<String>) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match version {
+            Some(version) => written.insert(key(deployment), version),
+            None => written.remove(&key(deployment)),
+        };
     }
 
     /// Shares `tenancy` with the other controllers.
