@@ -25,6 +25,7 @@ use crate::runtime::status;
 
 use super::context::DeploymentContext;
 use super::observe::{HASH_LABEL, Observations, REVISION_LABEL};
+use super::pacing::{PROGRESS_WRITE_INTERVAL, forward_only, progress_only};
 use super::plan::{
     Artifact, CHILD_APPROVE_ANNOTATION, DeploymentTarget, NewRevision, Plan, REVISION_ANNOTATION, TARGET_LABEL,
     child_name,
@@ -66,9 +67,15 @@ pub async fn act(
     // the same children, and nothing it could undo is only in the status.
     // That keeps the status write out of a wave hand-over.
     let children_first = forward_only(&previous, &next) && ctx.caught_up(deployment);
+    // Progress alone waits for its turn (see `pacing`): a deployment woken
+    // by every child's every change would otherwise rewrite its whole
+    // status each time, and a wave hand-over would wait behind it.
+    let paced = (events.is_empty() && progress_only(&previous, &next))
+        .then(|| ctx.progress_wait(deployment, PROGRESS_WRITE_INTERVAL))
+        .flatten();
     let started = std::time::Instant::now();
     let mut version = deployment.resource_version();
-    if !children_first {
+    if !children_first && paced.is_none() {
         version = write_status(ctx, deployment, &previous, &next).await?;
     }
     let status_ms = started.elapsed().as_millis();
@@ -131,11 +138,12 @@ pub async fn act(
         count_write(ctx, "child");
     }
     let children_ms = started.elapsed().as_millis() - status_ms;
-    if children_first {
+    if children_first && paced.is_none() {
         version = write_status(ctx, deployment, &previous, &next).await?;
     }
-    ctx.wrote(deployment, version);
-    debug!(deployment = %name, status_ms, children_ms, count, children_first, "acted");
+    let status_written = version != deployment.resource_version();
+    ctx.wrote(deployment, version, status_written);
+    debug!(deployment = %name, status_ms, children_ms, count, children_first, paced = paced.is_some(), "acted");
     for stack in &deletes {
         delete_ignoring_missing(&stacks, stack).await?;
     }
@@ -146,7 +154,7 @@ pub async fn act(
         info!(deployment = %name, reason = %note.reason, message = %note.message, "event");
     }
     ctx.shared.events.publish_later(deployment.object_ref(&()), events);
-    Ok(Action::requeue(requeue))
+    Ok(Action::requeue(paced.map_or(requeue, |wait| wait.min(requeue))))
 }
 
 /// Server-side apply of the status, skipped when nothing but timestamps
@@ -164,22 +172,6 @@ pub async fn write_status(
     let metrics = &ctx.shared.metrics;
     status::write(&api, metrics, FIELD_MANAGER, &name, &mut version, before, after).await?;
     Ok(version)
-}
-
-/// The next status only moves the same update rollout forward: no new
-/// rollout, no rollback, no rejection, the same stable revision. Its child
-/// writes (the next wave, releases) can be repeated from the old status.
-fn forward_only(before: &StackDeploymentStatus, after: &StackDeploymentStatus) -> bool {
-    let (Some(was), Some(now)) = (&before.rollout, &after.rollout) else {
-        return false;
-    };
-    was.kind == RolloutKind::Update
-        && now.kind == RolloutKind::Update
-        && was.phase.is_active()
-        && now.phase.is_active()
-        && was.revision.hash == now.revision.hash
-        && before.rejected_revisions == after.rejected_revisions
-        && before.stable_revision == after.stable_revision
 }
 
 fn count_write(ctx: &DeploymentContext, what: &'static str) {
@@ -378,85 +370,4 @@ fn owned_fields(spec: &StackSpec) -> serde_json::Value {
         map.retain(|_, v| !v.is_null());
     }
     fields
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{RejectedRevision, RevisionId, RolloutPhase, RolloutStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use k8s_openapi::jiff::Timestamp;
-
-    fn status(kind: RolloutKind, phase: RolloutPhase, hash: &str, wave: i32) -> StackDeploymentStatus {
-        StackDeploymentStatus {
-            rollout: Some(RolloutStatus {
-                revision: RevisionId {
-                    revision: hash.into(),
-                    hash: hash.into(),
-                },
-                kind,
-                phase,
-                wave,
-                started: Time(Timestamp::UNIX_EPOCH),
-                finished: None,
-                approved: false,
-                promoted_full: false,
-                reason: None,
-            }),
-            ..StackDeploymentStatus::default()
-        }
-    }
-
-    #[test]
-    fn only_a_step_forward_in_the_same_update_may_write_children_first() {
-        use RolloutKind::{Rollback, Update};
-        use RolloutPhase::{Progressing, RollingBack, Succeeded, WaitingForApproval};
-        let wave1 = status(Update, Progressing, "b", 0);
-        let mut rejected = status(Update, Progressing, "b", 0);
-        rejected.rejected_revisions.push(RejectedRevision {
-            revision: RevisionId {
-                revision: "b".into(),
-                hash: "b".into(),
-            },
-            reason: "alarm".into(),
-            target: None,
-            resource: None,
-            alarm: Some("errors".into()),
-            rejected_at: Time(Timestamp::UNIX_EPOCH),
-        });
-        let mut stable = status(Update, Progressing, "b", 1);
-        stable.stable_revision = Some(RevisionId {
-            revision: "b".into(),
-            hash: "b".into(),
-        });
-        let cases = [
-            ("the next wave", &wave1, status(Update, Progressing, "b", 1), true),
-            (
-                "approved",
-                &status(Update, WaitingForApproval, "b", 0),
-                wave1.clone(),
-                true,
-            ),
-            ("a new rollout", &StackDeploymentStatus::default(), wave1.clone(), false),
-            ("another revision", &wave1, status(Update, Progressing, "c", 0), false),
-            (
-                "a rollback starts",
-                &wave1,
-                status(Rollback, RollingBack, "a", 0),
-                false,
-            ),
-            (
-                "a rollback goes on",
-                &status(Rollback, RollingBack, "a", 0),
-                status(Rollback, RollingBack, "a", 0),
-                false,
-            ),
-            ("the rollout ends", &wave1, status(Update, Succeeded, "b", 2), false),
-            ("a rejection", &wave1, rejected, false),
-            ("a new stable revision", &wave1, stable, false),
-        ];
-        for (name, before, after, expected) in cases {
-            assert_eq!(forward_only(before, &after), expected, "{name}");
-        }
-    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::Store;
 use tokio::sync::OnceCell;
@@ -42,10 +43,17 @@ pub struct DeploymentContext {
     /// AwsAccounts and namespace labels for grants (the Stack controller's
     /// watches fill it).
     pub tenancy: TenancyCache,
-    /// The resourceVersion each deployment (`namespace/name`) had after this
-    /// process's last reconcile of it: a cached copy at that version shows
-    /// every status write of ours.
-    written: Mutex<HashMap<String, String>>,
+    /// Each deployment (`namespace/name`) after this process's last
+    /// reconcile of it.
+    written: Mutex<HashMap<String, Written>>,
+}
+
+struct Written {
+    /// Its resourceVersion then: a cached copy at that version shows every
+    /// status write of ours.
+    version: String,
+    /// When its status was last written.
+    status_at: Option<Instant>,
 }
 
 fn key(deployment: &StackDeployment) -> String {
@@ -85,17 +93,31 @@ impl DeploymentContext {
     pub fn caught_up(&self, deployment: &StackDeployment) -> bool {
         let version = deployment.resource_version();
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        version.is_some() && written.get(&key(deployment)) == version.as_ref()
+        version.is_some() && written.get(&key(deployment)).map(|w| &w.version) == version.as_ref()
     }
 
-    /// Remembers the version a reconcile left `deployment` at (`None`:
-    /// gone, forgotten).
-    pub fn wrote(&self, deployment: &StackDeployment, version: Option<String>) {
+    /// How long a progress-only status write of `deployment` should wait:
+    /// what is left of `interval` since its last status write.
+    pub fn progress_wait(&self, deployment: &StackDeployment, interval: Duration) -> Option<Duration> {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let at = written.get(&key(deployment))?.status_at?;
+        interval.checked_sub(at.elapsed()).filter(|left| !left.is_zero())
+    }
+
+    /// Remembers the version a reconcile left `deployment` at, and whether
+    /// it wrote the status (`None`: gone, forgotten).
+    pub fn wrote(&self, deployment: &StackDeployment, version: Option<String>, status_written: bool) {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        match version {
-            Some(version) => written.insert(key(deployment), version),
-            None => written.remove(&key(deployment)),
+        let Some(version) = version else {
+            written.remove(&key(deployment));
+            return;
         };
+        let status_at = if status_written {
+            Some(Instant::now())
+        } else {
+            written.get(&key(deployment)).and_then(|w| w.status_at)
+        };
+        written.insert(key(deployment), Written { version, status_at });
     }
 
     /// Shares `tenancy` with the other controllers.

@@ -8,6 +8,7 @@ mod act;
 mod context;
 pub mod decide;
 mod observe;
+mod pacing;
 pub mod plan;
 mod reconcile;
 

@@ -166,7 +166,7 @@ async fn delete_children(
     }
     if children.is_empty() {
         finalizer::remove(api, deployment, FINALIZER).await?;
-        ctx.wrote(deployment, None);
+        ctx.wrote(deployment, None, false);
         return Ok(Action::await_change());
     }
     // Each child's deletion wakes the deployment; this is the safety net.
