@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::OnceCell;
 
 use crate::account::TenancyCache;
@@ -43,9 +43,8 @@ pub struct DeploymentContext {
     /// AwsAccounts and namespace labels for grants (the Stack controller's
     /// watches fill it).
     pub tenancy: TenancyCache,
-    /// Each deployment (`namespace/name`) after this process's last
-    /// reconcile of it.
-    written: Mutex<HashMap<String, Written>>,
+    /// Each deployment after this process's last reconcile of it.
+    written: Mutex<HashMap<ObjectRef<StackDeployment>, Written>>,
 }
 
 struct Written {
@@ -54,14 +53,6 @@ struct Written {
     version: String,
     /// When its status was last written.
     status_at: Option<Instant>,
-}
-
-fn key(deployment: &StackDeployment) -> String {
-    format!(
-        "{}/{}",
-        deployment.namespace().unwrap_or_default(),
-        deployment.name_any()
-    )
 }
 
 /// (placement, alarm, its StateUpdatedTimestamp, the wave's start), in ms.
@@ -93,14 +84,14 @@ impl DeploymentContext {
     pub fn caught_up(&self, deployment: &StackDeployment) -> bool {
         let version = deployment.resource_version();
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        version.is_some() && written.get(&key(deployment)).map(|w| &w.version) == version.as_ref()
+        version.is_some() && written.get(&ObjectRef::from_obj(deployment)).map(|w| &w.version) == version.as_ref()
     }
 
     /// How long a progress-only status write of `deployment` should wait:
     /// what is left of `interval` since its last status write.
     pub fn progress_wait(&self, deployment: &StackDeployment, interval: Duration) -> Option<Duration> {
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let at = written.get(&key(deployment))?.status_at?;
+        let at = written.get(&ObjectRef::from_obj(deployment))?.status_at?;
         interval.checked_sub(at.elapsed()).filter(|left| !left.is_zero())
     }
 
@@ -109,15 +100,15 @@ impl DeploymentContext {
     pub fn wrote(&self, deployment: &StackDeployment, version: Option<String>, status_written: bool) {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let Some(version) = version else {
-            written.remove(&key(deployment));
+            written.remove(&ObjectRef::from_obj(deployment));
             return;
         };
         let status_at = if status_written {
             Some(Instant::now())
         } else {
-            written.get(&key(deployment)).and_then(|w| w.status_at)
+            written.get(&ObjectRef::from_obj(deployment)).and_then(|w| w.status_at)
         };
-        written.insert(key(deployment), Written { version, status_at });
+        written.insert(ObjectRef::from_obj(deployment), Written { version, status_at });
     }
 
     /// Shares `tenancy` with the other controllers.

@@ -25,10 +25,7 @@ pub fn alarm_placements(spec: &StackDeploymentSpec, status: Option<&StackDeploym
             .filter(|r| r.phase.is_active() && r.kind == RolloutKind::Update)?;
         s.waves.get(usize::try_from(rollout.wave).ok()?)
     });
-    if spec.health.alarms.is_empty() {
-        return BTreeSet::new();
-    }
-    let Some(wave) = wave else {
+    let Some(wave) = wave.filter(|_| !spec.health.alarms.is_empty()) else {
         return BTreeSet::new();
     };
     spec.targets
