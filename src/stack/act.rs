@@ -21,7 +21,7 @@ use crate::runtime::{finalizer, status};
 use super::context::StackContext;
 use super::decide::rejected;
 use super::outputs;
-use super::plan::{APPROVE_ANNOTATION, Lifecycle, Note, Plan, Step, classify};
+use super::plan::{APPROVE_ANNOTATION, Lifecycle, Note, Plan, Step, classify, execution_started};
 
 pub const FINALIZER: &str = "stackpilot.dev/stack";
 const FIELD_MANAGER: &str = "stackpilot-stack";
@@ -52,11 +52,11 @@ pub async fn act(
     } = plan;
     let name = stack.name_any();
     let stack_name = next.stack_name.clone().unwrap_or_default();
-    // Record the intent before any AWS write: a crash after the call finds
-    // the operation in status and repeats it with the same token.
+    // Record the intent before an AWS write that needs it: a crash after the
+    // call finds the operation in status and repeats it with the same token.
     let mut written = previous.clone();
     let mut version = stack.resource_version();
-    if !steps.is_empty() {
+    if steps.iter().any(Step::needs_intent) {
         write_status(api, ctx, &name, &mut version, &written, &next).await?;
         written = next.clone();
     }
@@ -107,8 +107,10 @@ async fn run_steps(
     for step in steps {
         debug!(stack = %stack.name_any(), step = %step.label(), "aws step");
         let result = run_step(ctx, door, stack_name, step, &mut uploaded).await;
-        if let (Ok(_), Step::DeleteChangeSet { name }) = (&result, step) {
-            next.superseded_change_sets.retain(|n| n != name);
+        match (&result, step) {
+            (Ok(_), Step::DeleteChangeSet { name }) => next.superseded_change_sets.retain(|n| n != name),
+            (Ok(_), Step::ExecuteChangeSet { .. }) => execution_started(next),
+            _ => {}
         }
         if let (Ok(Some(id)), Some(drift)) = (&result, next.drift.as_mut()) {
             drift.detection_id = Some(id.clone());

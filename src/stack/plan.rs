@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{Operation, OperationAction, StackSpec, StackStatus};
+use crate::api::{ChangeSetKind, Operation, OperationAction, StackSpec, StackStatus};
 use crate::aws::{ChangeSetDescription, ChangeSetRequest, DriftDetection, ResourceDrift, StackDescription, StackEvent};
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED, Kstatus, READY, RECONCILING, STALLED, Truth};
 
@@ -153,6 +153,38 @@ impl Step {
             Step::DetectDrift => "DetectStackDrift".into(),
         }
     }
+
+    /// Whether the intent must be in status before the call. Not for calls
+    /// whose loss or repeat is harmless (idempotent settings, a drift check
+    /// that is simply started again), nor for ExecuteChangeSet: its change
+    /// set, named by the inputs, tells once read that it ran (see
+    /// `decide::change_sets::execution`), so the execution is recorded once,
+    /// after the call, with the stack already moving.
+    pub fn needs_intent(&self) -> bool {
+        !matches!(
+            self,
+            Step::ExecuteChangeSet { .. }
+                | Step::SetTerminationProtection { .. }
+                | Step::SetStackPolicy { .. }
+                | Step::DetectDrift
+        )
+    }
+}
+
+/// What a successful ExecuteChangeSet has done to the stack: CloudFormation
+/// moves it to the operation's IN_PROGRESS status before it answers.
+pub fn execution_started(status: &mut StackStatus) {
+    let Some(kind) = status.change_set.as_ref().map(|cs| cs.change_type) else {
+        return;
+    };
+    status.stack_status = Some(
+        match kind {
+            ChangeSetKind::Create => "CREATE_IN_PROGRESS",
+            ChangeSetKind::Update => "UPDATE_IN_PROGRESS",
+        }
+        .into(),
+    );
+    status.stack_status_reason = None;
 }
 
 /// The outcome of a decision.

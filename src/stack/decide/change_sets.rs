@@ -1,9 +1,11 @@
 //! The change set lifecycle of a Stack: plan, show, wait for approval,
 //! execute, and tell success from failure.
 
+use std::borrow::Cow;
+
 use crate::api::{
-    ChangeAction, ChangeSetKind, ChangeSetState, ChangeSetSummary, ExecutionState, OperationAction, PlannedChange,
-    Replacement,
+    ChangeAction, ChangeSetKind, ChangeSetState, ChangeSetSummary, ExecutionState, Operation, OperationAction,
+    PlannedChange, Replacement,
 };
 use crate::aws::{ChangeSetDescription, ChangeSetStatus, ChangeSetType, ExecutionStatus, StackDescription, StackEvent};
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED, DRIFTED, Truth};
@@ -82,9 +84,10 @@ pub(super) fn finish_execution(
     failures: &[&StackEvent],
     plan: &mut Plan,
 ) -> bool {
-    let Some(op) = operation_of(o.previous, OperationAction::ExecuteChangeSet) else {
+    let Some(op) = execution(o) else {
         return false;
     };
+    let op = op.as_ref();
     let pending = o
         .change_set
         .filter(|cs| Some(&cs.change_set_name) == op.change_set_name.as_ref())
@@ -128,6 +131,46 @@ pub(super) fn finish_execution(
         cs.status_reason = Some(why.clone());
     }
     update_failed(o, stack, op, &why, plan)
+}
+
+/// The execution to finish: the one recorded or, when the record was lost
+/// between ExecuteChangeSet and the status write after it (a crash, a
+/// conflict), the wanted change set's own, seen executed: its name stands
+/// for the desired inputs, so it ran them.
+fn execution<'o>(o: &'o Observed) -> Option<Cow<'o, Operation>> {
+    if let Some(op) = operation_of(o.previous, OperationAction::ExecuteChangeSet) {
+        return Some(Cow::Borrowed(op));
+    }
+    let desired = o.desired.as_ref().ok()?;
+    let name = wanted_name(o, desired);
+    let ran = o.change_set.is_some_and(|cs| {
+        cs.change_set_name == name
+            && matches!(
+                cs.execution_status,
+                ExecutionStatus::ExecuteComplete | ExecutionStatus::ExecuteFailed
+            )
+    });
+    let finished = o
+        .previous
+        .change_set
+        .as_ref()
+        .is_some_and(|cs| cs.name == name && was_executed(cs));
+    if !ran || finished {
+        return None;
+    }
+    let token = client_token(o.uid, "execute", &name);
+    let mut op = record(
+        o,
+        OperationAction::ExecuteChangeSet,
+        Some(&name),
+        &token,
+        Some(&desired.fingerprint),
+    );
+    // Failures are looked for from the start of the rollout on.
+    if let Some(started) = o.previous.operation.as_ref() {
+        op.started_at = started.started_at.clone();
+    }
+    Some(Cow::Owned(op))
 }
 
 /// The change set lifecycle on a stack that can take one.

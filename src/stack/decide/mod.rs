@@ -27,7 +27,7 @@ use k8s_openapi::jiff::SignedDuration;
 use crate::api::OperationAction;
 use crate::aws::ChangeSetType;
 
-use super::plan::{DesiredStack, Lifecycle, Note, Observed, Plan, classify, in_flight, report};
+use super::plan::{DesiredStack, Lifecycle, Note, Observed, Plan, classify, in_flight, operation_of, report};
 
 pub use refusal::rejected;
 pub use report::transition_note;
@@ -126,8 +126,20 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
             if timeout::cancel_late_create(o, stack, plan) {
                 return;
             }
-            let message = format!("CloudFormation is running the stack operation ({})", stack.status);
-            report(o, plan).progressing("Progressing", &message);
+            match operation_of(o.previous, OperationAction::ExecuteChangeSet) {
+                // Our execution runs: the status written when it started
+                // stays (words, and the reason CloudFormation gives the same
+                // status), so polling it writes nothing.
+                Some(op) if o.previous.stack_status.as_deref() == Some(stack.status.as_str()) => {
+                    plan.status.stack_status_reason = o.previous.stack_status_reason.clone();
+                    let name = op.change_set_name.as_deref().unwrap_or_default();
+                    report(o, plan).progressing("Executing", &format!("executing change set {name}"));
+                }
+                _ => {
+                    let message = format!("CloudFormation is running the stack operation ({})", stack.status);
+                    report(o, plan).progressing("Progressing", &message);
+                }
+            }
             plan.requeue = plan.requeue.min(o.timing.in_flight);
         }
         Lifecycle::Review => change_sets::change_set_flow(o, desired, stack, ChangeSetType::Create, plan),

@@ -355,8 +355,12 @@ fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
     let mut writes = 0;
     let mut notes = Vec::new();
     let mut step = |case: &mut Case| {
-        let plan = case.decide();
+        let mut plan = case.decide();
         assert!(case.reads().events.is_empty(), "no events read on the happy path");
+        // What act does once ExecuteChangeSet has answered.
+        if plan.steps.iter().any(|s| matches!(s, Step::ExecuteChangeSet { .. })) {
+            execution_started(&mut plan.status);
+        }
         if crate::runtime::status::changed(&case.previous, &plan.status) {
             writes += 1;
         }
@@ -387,8 +391,9 @@ fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
     ));
     let plan = step(&mut case);
     assert!(matches!(plan.steps.as_slice(), [Step::ExecuteChangeSet { .. }]));
-    // CloudFormation runs it: one write shows CREATE_IN_PROGRESS, looking
-    // again writes nothing.
+    // The write after the call shows CREATE_IN_PROGRESS; looking while
+    // CloudFormation runs it writes nothing.
+    assert_eq!(case.previous.stack_status.as_deref(), Some("CREATE_IN_PROGRESS"));
     case.change_set = Some(change_set(
         &wanted(),
         ChangeSetStatus::CreateComplete,
@@ -398,8 +403,8 @@ fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
     for _ in 0..2 {
         let plan = step(&mut case);
         assert!(plan.steps.is_empty());
+        assert!(!crate::runtime::status::changed(&case.previous, &plan.status));
     }
-    assert_eq!(case.previous.stack_status.as_deref(), Some("CREATE_IN_PROGRESS"));
     case.change_set = Some(change_set(
         &wanted(),
         ChangeSetStatus::CreateComplete,
@@ -410,12 +415,78 @@ fn a_happy_create_writes_status_once_per_transition_and_reads_no_events() {
     assert!(plan.steps.is_empty());
     assert_eq!(condition(&plan, READY).unwrap().0, "True");
     assert_eq!(
-        writes, 4,
-        "intent to plan, intent to execute, CloudFormation running it, Ready"
+        writes, 3,
+        "intent to plan, the execution (recorded after the call), Ready"
     );
     assert_eq!(
         notes,
         ["ChangeSetExecuting", "Succeeded"],
         "the planning of a new stack is told by its execution"
+    );
+}
+
+/// An update whose ExecuteChangeSet AWS took but whose status write after it
+/// was lost (a crash, a conflict): the status still holds the intent to plan.
+fn lost_execution_record(stack_status: Cfn, execution: ExecutionStatus) -> Case {
+    let mut case = Case::new();
+    case.previous.applied = Some(AppliedRevision {
+        generation: 0,
+        fingerprint: "old".into(),
+        revision: None,
+    });
+    case.previous.stack_status = Some("UPDATE_COMPLETE".into());
+    case.previous.change_set = Some(pending(&wanted(), ChangeSetKind::Update));
+    case.previous.operation = Some(operation(
+        OperationAction::CreateChangeSet,
+        Some(&wanted()),
+        &fingerprint(),
+        NOW - 60,
+    ));
+    case.stack = Some(stack(stack_status));
+    case.change_set = Some(change_set(&wanted(), ChangeSetStatus::CreateComplete, execution));
+    case
+}
+
+#[test]
+fn an_execution_whose_record_was_lost_is_finished_from_its_change_set() {
+    // Still running: reported as running, nothing executed again.
+    let running = lost_execution_record(Cfn::UpdateInProgress, ExecutionStatus::ExecuteInProgress);
+    let plan = running.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(condition(&plan, READY).unwrap().0, "Unknown");
+
+    // Done: the change set read says it ran, so its inputs are applied.
+    let done = lost_execution_record(Cfn::UpdateComplete, ExecutionStatus::ExecuteComplete);
+    assert!(done.reads().change_set.is_some(), "the change set is read to tell");
+    let plan = done.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(condition(&plan, READY).unwrap().0, "True");
+    assert_eq!(plan.status.applied.as_ref().unwrap().fingerprint, fingerprint());
+    assert!(plan.status.operation.is_none());
+    assert_eq!(
+        plan.status.change_set.as_ref().unwrap().execution_status,
+        Some(ExecutionState::ExecuteComplete)
+    );
+}
+
+#[test]
+fn a_failed_execution_whose_record_was_lost_stalls_with_its_cause_and_is_not_run_again() {
+    let mut failed = lost_execution_record(Cfn::UpdateRollbackComplete, ExecutionStatus::ExecuteFailed);
+    failed.events = vec![failure_event(
+        "e1",
+        NOW - 20,
+        "Q",
+        "UPDATE_FAILED",
+        "VisibilityTimeout out of range",
+    )];
+    let plan = failed.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let (status, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!((status, reason), ("True", "UpdateFailed"));
+    assert!(message.contains("VisibilityTimeout out of range"), "{message}");
+    assert_ne!(
+        plan.status.applied.as_ref().unwrap().fingerprint,
+        fingerprint(),
+        "a rolled-back update is not applied"
     );
 }

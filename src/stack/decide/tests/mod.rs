@@ -25,6 +25,7 @@ use crate::stack::desired::{DesiredStack, ResolvedParameter};
 use crate::stack::observe::{AwsReads, FollowUpInputs, StackRead, first_reads, follow_ups, observed};
 use crate::stack::plan::{
     APPROVE_ANNOTATION, DriftObservation, Plan, RECONCILE_REQUESTED_AT, Step, TAG_UID, Timing, change_set_name,
+    execution_started,
 };
 
 mod change_sets;
