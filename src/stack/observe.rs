@@ -6,7 +6,7 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{DriftState, OperationAction, Stack, StackSpec, StackStatus};
+use crate::api::{DriftState, ExecutionState, OperationAction, Stack, StackSpec, StackStatus};
 use crate::aws::{Action, AwsTarget, ChangeSetDescription, CloudFormation, StackDescription, StackEvent, StackState};
 use crate::runtime::error::Result;
 
@@ -69,8 +69,9 @@ pub fn first_reads(previous: &StackStatus, spec: &StackSpec, deleting: bool, des
     FirstReads { stack, drift_detection }
 }
 
-/// The intent is recorded before every AWS write, so with no operation, no
-/// change set, no stack id and nothing applied, this object created nothing.
+/// The intent is recorded before every AWS write that can create something
+/// (see `Step::needs_intent`), so with no operation, no change set, no stack
+/// id and nothing applied, this object created nothing.
 pub fn never_reached_aws(previous: &StackStatus) -> bool {
     previous.stack_id.is_none()
         && previous.operation.is_none()
@@ -109,9 +110,15 @@ pub fn follow_ups(i: &FollowUpInputs, found: &StackDescription) -> FollowUps {
         _ => false,
     };
     let op = previous.operation.as_ref();
-    let name = op
-        .and_then(|o| o.change_set_name.clone())
-        .or_else(|| previous.change_set.as_ref().map(|c| c.name.clone()));
+    // A change set recorded as executed was finished: not read again (AWS
+    // deletes it after a successful execution anyway).
+    let name = op.and_then(|o| o.change_set_name.clone()).or_else(|| {
+        previous
+            .change_set
+            .as_ref()
+            .filter(|c| !c.execution_status.is_some_and(ExecutionState::was_executed))
+            .map(|c| c.name.clone())
+    });
     // While CloudFormation runs the change set, the stack's status is all
     // there is to know; the change set is read before and after. An
     // UpdateStack standing in for an empty change set never needs it again,
@@ -366,6 +373,44 @@ mod tests {
             creation_time: None,
             last_updated_time: None,
         }
+    }
+
+    #[test]
+    fn an_executed_change_set_is_not_read_when_the_next_one_is_planned() {
+        let desired = Err(Problem::stalled("X", ""));
+        let spec = StackSpec::default();
+        let mut previous = status("UPDATE_COMPLETE", None);
+        previous.change_set = Some(crate::api::ChangeSetSummary {
+            name: "cs-g1".into(),
+            execution_status: Some(ExecutionState::ExecuteComplete),
+            ..Default::default()
+        });
+        let inputs = FollowUpInputs {
+            previous: &previous,
+            spec: &spec,
+            desired: &desired,
+            deleting: false,
+            requested: None,
+            schedule: drift::Schedule {
+                uid: "u",
+                created: Timestamp::UNIX_EPOCH,
+            },
+            now: Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(follow_ups(&inputs, &found(StackState::UpdateComplete)).change_set, None);
+        // One still waiting (for approval) is read.
+        let mut pending = previous.clone();
+        pending.change_set.as_mut().unwrap().execution_status = Some(ExecutionState::Available);
+        let waiting = FollowUpInputs {
+            previous: &pending,
+            ..inputs
+        };
+        assert_eq!(
+            follow_ups(&waiting, &found(StackState::UpdateComplete))
+                .change_set
+                .as_deref(),
+            Some("cs-g1")
+        );
     }
 
     #[test]
