@@ -55,8 +55,10 @@ pub async fn act(
     let client = &ctx.shared.client;
     let name = deployment.name_any();
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);
+    let uid = deployment.uid().unwrap_or_default();
     for revision in &create_revisions {
         create_revision(&revisions, deployment, revision).await?;
+        ctx.revisions.created(&uid, &revision.name);
     }
     let previous = deployment.status.clone().unwrap_or_default();
     // The status is the intent, written before the children: a crash in
@@ -149,6 +151,7 @@ pub async fn act(
     }
     for revision in &delete_revisions {
         delete_ignoring_missing(&revisions, revision).await?;
+        ctx.revisions.deleted(&uid, revision);
     }
     for note in &events {
         info!(deployment = %name, reason = %note.reason, message = %note.message, "event");

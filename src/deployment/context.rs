@@ -18,6 +18,7 @@ use crate::runtime::context::Shared;
 use kube::ResourceExt;
 
 use super::plan::{Placement, Timing};
+use super::revision_cache::RevisionCache;
 
 /// StackDeployment controller settings from the command line.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +44,8 @@ pub struct DeploymentContext {
     /// AwsAccounts and namespace labels for grants (the Stack controller's
     /// watches fill it).
     pub tenancy: TenancyCache,
+    /// The deployments' ControllerRevisions, from a watch.
+    pub revisions: RevisionCache,
     /// Each deployment after this process's last reconcile of it.
     written: Mutex<HashMap<ObjectRef<StackDeployment>, Written>>,
 }
@@ -75,6 +78,7 @@ impl DeploymentContext {
             stacks,
             settings,
             alarm_histories: Mutex::new(BTreeMap::new()),
+            revisions: RevisionCache::default(),
             written: Mutex::new(HashMap::new()),
         }
     }

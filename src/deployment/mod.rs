@@ -11,6 +11,7 @@ mod observe;
 mod pacing;
 pub mod plan;
 mod reconcile;
+mod revision_cache;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -77,12 +78,18 @@ pub async fn run(
             .collect();
         futures::stream::iter(readers)
     });
+    let revisions = {
+        let ctx = ctx.clone();
+        let (client, namespace) = (client.clone(), namespace.clone());
+        tokio::spawn(async move { ctx.revisions.watch(client, namespace.as_deref()).await })
+    };
     let results = Controller::for_stream(deployments, store)
         .owns_shared_stream(children_changes(stacks))
         .reconcile_on(flux_sources)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx);
     crate::runtime::reconciler::drain(results, "stackdeployment").await;
+    revisions.abort();
 }
 
 /// The child Stacks whose view as a child changed ([`plan::ObservedChild`],

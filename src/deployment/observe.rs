@@ -77,18 +77,26 @@ pub async fn grants(
     Ok(Ok(grants))
 }
 
-/// The ControllerRevisions owned by the deployment, and their artifacts.
+/// The ControllerRevisions owned by the deployment (from the cache when it
+/// can be trusted, see `revision_cache`), and their artifacts.
 pub async fn revisions(
     ctx: &DeploymentContext,
     deployment: &StackDeployment,
     namespace: &str,
 ) -> Result<(Vec<KeptRevision>, BTreeMap<String, Artifact>)> {
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.shared.client.clone(), namespace);
     let uid = deployment.meta().uid.clone().unwrap_or_default();
-    let listed = api.list(&ListParams::default().labels(HASH_LABEL)).await?;
+    let owned = match ctx.revisions.owned(&uid) {
+        Some(cached) => cached,
+        None => {
+            let api: Api<ControllerRevision> = Api::namespaced(ctx.shared.client.clone(), namespace);
+            let listed = api.list(&ListParams::default().labels(HASH_LABEL)).await?;
+            let owned = listed.items.into_iter().filter(|r| owned_by(r.meta(), &uid));
+            owned.map(Arc::new).collect()
+        }
+    };
     let mut kept = Vec::new();
     let mut artifacts = BTreeMap::new();
-    for revision in listed.items.iter().filter(|r| owned_by(r.meta(), &uid)) {
+    for revision in &owned {
         let Some(artifact) = revision
             .data
             .as_ref()

@@ -167,6 +167,7 @@ async fn delete_children(
     if children.is_empty() {
         finalizer::remove(api, deployment, FINALIZER).await?;
         ctx.wrote(deployment, None, false);
+        ctx.revisions.forget(&deployment.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     // Each child's deletion wakes the deployment; this is the safety net.
