@@ -57,7 +57,7 @@ pub async fn act(
     let mut written = previous.clone();
     let mut version = stack.resource_version();
     if steps.iter().any(Step::needs_intent) {
-        write_status(api, ctx, &name, &mut version, &written, &next).await?;
+        write_status(api, ctx, stack, &mut version, &written, &next).await?;
         written = next.clone();
     }
     let mut outcome = Ok(());
@@ -72,8 +72,9 @@ pub async fn act(
     }
     if approval_used && outcome.is_ok() {
         version = clear_approval(api, &name).await?;
+        ctx.own_writes.wrote(stack, version.as_deref());
     }
-    write_status(api, ctx, &name, &mut version, &written, &next).await?;
+    write_status(api, ctx, stack, &mut version, &written, &next).await?;
     for note in &notes {
         info!(stack = %name, reason = %note.reason, message = %note.message, "event");
     }
@@ -81,6 +82,7 @@ pub async fn act(
     outcome?;
     if release {
         finalizer::remove(api, stack, FINALIZER).await?;
+        ctx.own_writes.forget(stack);
         return Ok(Action::await_change());
     }
     // Spread objects created together over the interval.
@@ -272,12 +274,15 @@ fn with_upload<'r>(request: &'r ChangeSetRequest, uploaded: &mut Option<String>)
 pub async fn write_status(
     api: &Api<Stack>,
     ctx: &StackContext,
-    name: &str,
+    stack: &Stack,
     version: &mut Option<String>,
     before: &StackStatus,
     after: &StackStatus,
 ) -> Result<()> {
-    Ok(status::write(api, &ctx.shared.metrics, FIELD_MANAGER, name, version, before, after).await?)
+    let name = stack.name_any();
+    status::write(api, &ctx.shared.metrics, FIELD_MANAGER, &name, version, before, after).await?;
+    ctx.own_writes.wrote(stack, version.as_deref());
+    Ok(())
 }
 
 async fn clear_approval(api: &Api<Stack>, name: &str) -> Result<Option<String>> {

@@ -12,6 +12,7 @@ use crate::runtime::context::Shared;
 use crate::runtime::slots::Slots;
 
 use super::directory::Directory;
+use super::own_writes::OwnWrites;
 use super::plan::Timing;
 use super::unsupported::Unsupported;
 
@@ -49,6 +50,8 @@ pub struct StackContext {
     /// AwsAccounts and namespace labels for grants; this controller's
     /// watches fill it.
     pub tenancy: TenancyCache,
+    /// The version this process last left each Stack at.
+    pub own_writes: OwnWrites,
 }
 
 impl StackContext {
@@ -64,6 +67,7 @@ impl StackContext {
             directory: Directory::new(settings.timing.resync, settings.timing.in_flight),
             slots: Slots::new(settings.concurrency),
             unsupported: Unsupported::default(),
+            own_writes: OwnWrites::default(),
             shared,
             aws,
             settings,

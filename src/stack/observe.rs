@@ -153,11 +153,21 @@ pub fn follow_ups(i: &FollowUpInputs, found: &StackDescription) -> FollowUps {
             last_update_failed: true
         }
     );
-    let finished = op
-        .is_some_and(|o| o.action == OperationAction::ExecuteChangeSet || o.action == OperationAction::UpdateStack)
+    // A change set of ours not recorded as executed, on a stack that moved:
+    // it ran, and the record of it was lost (see `decide::change_sets`).
+    let pending_change_set = previous
+        .change_set
+        .as_ref()
+        .is_some_and(|c| !c.execution_status.is_some_and(ExecutionState::was_executed));
+    let unrecorded_run = pending_change_set && moved;
+    let finished = (unrecorded_run
+        || op.is_some_and(|o| {
+            o.action == OperationAction::ExecuteChangeSet || o.action == OperationAction::UpdateStack
+        }))
         && matches!(lifecycle, Lifecycle::Settled { .. });
     let created = found.status == StackState::CreateComplete;
-    let events = failed || (finished && !created) || (rolled_back && (op.is_some() || i.deleting) && moved);
+    let ours = op.is_some() || pending_change_set || i.deleting;
+    let events = failed || (finished && !created) || (rolled_back && ours && moved);
     let settled_and_applied =
         matches!(lifecycle, Lifecycle::Settled { .. }) && previous.operation.is_none() && applied_current;
     let template = !i.deleting

@@ -24,6 +24,9 @@ use super::plan::{Problem, RECONCILE_REQUESTED_AT, Report};
 
 /// Conflicts on our own conditional writes retried at once from a fresh copy.
 const CONFLICT_RETRIES: u32 = 5;
+/// A copy older than our own last write waits for the watch event of that
+/// write; this is the safety net should it not come.
+const SUPERSEDED_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<StackContext>) -> Result<Action> {
     reconciler::instrumented(&ctx.shared, stack.as_ref(), reconcile_fresh(&stack, &ctx)).await
@@ -34,6 +37,10 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<StackContext>) -> Result<Acti
 /// under load, so the reconcile runs again at once from the object as it
 /// is now, quietly, rather than failing into the error backoff.
 async fn reconcile_fresh(stack: &Stack, ctx: &StackContext) -> Result<Action> {
+    if ctx.own_writes.superseded(stack) {
+        debug!(stack = %stack.name_any(), "the cached copy is older than our last write; waiting for it");
+        return Ok(Action::requeue(SUPERSEDED_RECHECK));
+    }
     let mut fresh;
     let mut current = stack;
     for attempt in 1.. {
@@ -69,6 +76,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &StackContext) -> Result<Action> {
         // Go on with the patched copy at once: waiting for the watch to bring
         // it back would delay the first AWS write by a round trip.
         let patched = finalizer::add(&api, stack, FINALIZER).await?;
+        ctx.own_writes.wrote(&patched, patched.resource_version().as_deref());
         return Box::pin(reconcile_inner(&patched, ctx)).await;
     }
 
@@ -108,6 +116,7 @@ async fn reconcile_inner(stack: &Stack, ctx: &StackContext) -> Result<Action> {
     if deleting && never_reached_aws(&previous) {
         // Nothing of ours can exist in AWS: no call (the region may be bogus).
         finalizer::remove(&api, stack, FINALIZER).await?;
+        ctx.own_writes.forget(stack);
         return Ok(Action::await_change());
     }
     let desired = if deleting || stack.spec.suspend {
@@ -155,6 +164,7 @@ async fn refused_delete(
 ) -> Result<Action> {
     if never_reached_aws(previous) {
         finalizer::remove(api, stack, FINALIZER).await?;
+        ctx.own_writes.forget(stack);
         return Ok(Action::await_change());
     }
     let mut status = previous.clone();
@@ -169,6 +179,6 @@ async fn refused_delete(
     }
     .stalled(problem.reason, &message);
     let mut version = stack.resource_version();
-    write_status(api, ctx, &stack.name_any(), &mut version, previous, &status).await?;
+    write_status(api, ctx, stack, &mut version, previous, &status).await?;
     Ok(Action::requeue(ctx.settings.timing.resync))
 }

@@ -490,3 +490,29 @@ fn a_failed_execution_whose_record_was_lost_stalls_with_its_cause_and_is_not_run
         "a rolled-back update is not applied"
     );
 }
+
+#[test]
+fn an_approved_execution_whose_record_was_lost_is_explained_by_its_events() {
+    // Under Manual approval no intent is left once the change set waits: a
+    // status write lost after the execute (a 409 from the approval's own
+    // annotation write) leaves only the pending change set to tell.
+    let mut failed = lost_execution_record(Cfn::UpdateRollbackComplete, ExecutionStatus::ExecuteFailed);
+    failed.previous.operation = None;
+    failed.events = vec![failure_event(
+        "e1",
+        NOW - 20,
+        "Broken",
+        "CREATE_FAILED",
+        "CreateQueue failed",
+    )];
+    assert!(
+        !failed.reads().events.is_empty(),
+        "the stack moved under our change set: read why"
+    );
+    let plan = failed.decide();
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let (_, reason, message) = condition(&plan, STALLED).unwrap();
+    assert_eq!(reason, "UpdateFailed");
+    assert!(message.contains("Broken"), "{message}");
+    assert_eq!(plan.status.recent_failures.len(), 1);
+}
