@@ -143,8 +143,10 @@ async fn stacks_converge_under_throttling_and_server_errors_without_a_retry_stor
         faulty.throttle_errors
     );
     assert_eq!(clean.throttled + clean.transient, 0.0);
+    // CreateChangeSet, DescribeChangeSet, ExecuteChangeSet and a read of
+    // the outcome at the least: the clean run did the work it is compared to.
     assert!(
-        clean.calls >= (STACKS * 5) as f64,
+        clean.calls >= (STACKS * 4) as f64,
         "a create takes several calls: {}",
         clean.calls
     );
