@@ -365,6 +365,26 @@ mod tests {
         assert_eq!(first_reads(&checking, &spec, true, true).drift_detection, None);
     }
 
+    /// Follow-up inputs at the epoch, neither deleting nor asked to.
+    fn inputs<'a>(
+        previous: &'a StackStatus,
+        spec: &'a StackSpec,
+        desired: &'a std::result::Result<DesiredStack, Problem>,
+    ) -> FollowUpInputs<'a> {
+        FollowUpInputs {
+            previous,
+            spec,
+            desired,
+            deleting: false,
+            requested: None,
+            schedule: drift::Schedule {
+                uid: "u",
+                created: Timestamp::UNIX_EPOCH,
+            },
+            now: Timestamp::UNIX_EPOCH,
+        }
+    }
+
     fn found(state: StackState) -> StackDescription {
         StackDescription {
             stack_id: "arn:aws:cloudformation:us-east-1:1:stack/s/1".into(),
@@ -395,18 +415,7 @@ mod tests {
             execution_status: Some(ExecutionState::ExecuteComplete),
             ..Default::default()
         });
-        let inputs = FollowUpInputs {
-            previous: &previous,
-            spec: &spec,
-            desired: &desired,
-            deleting: false,
-            requested: None,
-            schedule: drift::Schedule {
-                uid: "u",
-                created: Timestamp::UNIX_EPOCH,
-            },
-            now: Timestamp::UNIX_EPOCH,
-        };
+        let inputs = inputs(&previous, &spec, &desired);
         assert_eq!(follow_ups(&inputs, &found(StackState::UpdateComplete)).change_set, None);
         // One still waiting (for approval) is read.
         let mut pending = previous.clone();
@@ -434,18 +443,7 @@ mod tests {
         };
         let desired = Err(Problem::stalled("X", ""));
         let previous = status("UPDATE_COMPLETE", Some(OperationAction::ExecuteChangeSet));
-        let inputs = FollowUpInputs {
-            previous: &previous,
-            spec: &spec,
-            desired: &desired,
-            deleting: false,
-            requested: None,
-            schedule: drift::Schedule {
-                uid: "u",
-                created: Timestamp::UNIX_EPOCH,
-            },
-            now: Timestamp::UNIX_EPOCH,
-        };
+        let inputs = inputs(&previous, &spec, &desired);
         let running = follow_ups(&inputs, &found(StackState::UpdateInProgress));
         assert_eq!(
             running,
