@@ -112,13 +112,13 @@ pub fn follow_ups(i: &FollowUpInputs, found: &StackDescription) -> FollowUps {
     let op = previous.operation.as_ref();
     // A change set recorded as executed was finished: not read again (AWS
     // deletes it after a successful execution anyway).
-    let name = op.and_then(|o| o.change_set_name.clone()).or_else(|| {
-        previous
-            .change_set
-            .as_ref()
-            .filter(|c| !c.execution_status.is_some_and(ExecutionState::was_executed))
-            .map(|c| c.name.clone())
-    });
+    let pending_change_set = previous
+        .change_set
+        .as_ref()
+        .filter(|c| !c.execution_status.is_some_and(ExecutionState::was_executed));
+    let name = op
+        .and_then(|o| o.change_set_name.clone())
+        .or_else(|| pending_change_set.map(|c| c.name.clone()));
     // While CloudFormation runs the change set, the stack's status is all
     // there is to know; the change set is read before and after. An
     // UpdateStack standing in for an empty change set never needs it again,
@@ -155,18 +155,14 @@ pub fn follow_ups(i: &FollowUpInputs, found: &StackDescription) -> FollowUps {
     );
     // A change set of ours not recorded as executed, on a stack that moved:
     // it ran, and the record of it was lost (see `decide::change_sets`).
-    let pending_change_set = previous
-        .change_set
-        .as_ref()
-        .is_some_and(|c| !c.execution_status.is_some_and(ExecutionState::was_executed));
-    let unrecorded_run = pending_change_set && moved;
+    let unrecorded_run = pending_change_set.is_some() && moved;
     let finished = (unrecorded_run
         || op.is_some_and(|o| {
             o.action == OperationAction::ExecuteChangeSet || o.action == OperationAction::UpdateStack
         }))
         && matches!(lifecycle, Lifecycle::Settled { .. });
     let created = found.status == StackState::CreateComplete;
-    let ours = op.is_some() || pending_change_set || i.deleting;
+    let ours = op.is_some() || pending_change_set.is_some() || i.deleting;
     let events = failed || (finished && !created) || (rolled_back && ours && moved);
     let settled_and_applied =
         matches!(lifecycle, Lifecycle::Settled { .. }) && previous.operation.is_none() && applied_current;

@@ -250,6 +250,12 @@ impl Report<'_> {
     }
 }
 
+/// Ready=Unknown `Executing` while a change set of ours runs: the same words
+/// from the call to the end, so polling it writes nothing.
+pub fn executing(o: &Observed, plan: &mut Plan, change_set: &str) {
+    report(o, plan).progressing("Executing", &format!("executing change set {change_set}"));
+}
+
 pub fn report<'a>(o: &Observed, plan: &'a mut Plan) -> Report<'a> {
     Report {
         status: &mut plan.status,

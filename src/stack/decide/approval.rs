@@ -4,7 +4,7 @@
 use crate::api::{Approval, ChangeAction, ChangeSetSummary, OperationAction, Replacement};
 use crate::runtime::conditions;
 
-use super::super::plan::{APPROVE_ANNOTATION, Note, Observed, Plan, Step, client_token, record, report};
+use super::super::plan::{APPROVE_ANNOTATION, Note, Observed, Plan, Step, client_token, executing, record, report};
 
 /// Under `Manual`, whether change set `name` is approved; if not, says what
 /// it `plans` and how to approve it (an Event the first time).
@@ -96,6 +96,6 @@ pub(super) fn approve_or_execute(o: &Observed, summary: &ChangeSetSummary, plan:
         "ChangeSetExecuting",
         format!("executing change set {name}: {}", change_summary(summary)),
     ));
-    report(o, plan).progressing("Executing", &format!("executing change set {name}"));
+    executing(o, plan, name);
     plan.requeue = o.timing.in_flight;
 }

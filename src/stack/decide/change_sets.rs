@@ -11,8 +11,8 @@ use crate::aws::{ChangeSetDescription, ChangeSetStatus, ChangeSetType, Execution
 use crate::runtime::conditions::{self, APPROVAL_REQUIRED, DRIFTED, Truth};
 
 use super::super::plan::{
-    DesiredStack, Lifecycle, Note, Observed, Plan, Step, classify, client_token, in_flight, operation_of, reason_of,
-    record, report, transition_change_set_name,
+    DesiredStack, Lifecycle, Note, Observed, Plan, Step, classify, client_token, executing, in_flight, operation_of,
+    reason_of, record, report, transition_change_set_name,
 };
 use super::approval::approve_or_execute;
 use super::drift::{configuration_drift, repair_configuration, set_drifted};
@@ -100,7 +100,7 @@ pub(super) fn finish_execution(
                 name: name.clone(),
                 token: op.client_token.clone(),
             });
-            report(o, plan).progressing("Executing", &format!("executing change set {name}"));
+            executing(o, plan, &name);
             plan.requeue = o.timing.in_flight;
             return true;
         }

@@ -27,7 +27,9 @@ use k8s_openapi::jiff::SignedDuration;
 use crate::api::OperationAction;
 use crate::aws::ChangeSetType;
 
-use super::plan::{DesiredStack, Lifecycle, Note, Observed, Plan, classify, in_flight, operation_of, report};
+use super::plan::{
+    DesiredStack, Lifecycle, Note, Observed, Plan, classify, executing, in_flight, operation_of, report,
+};
 
 pub use refusal::rejected;
 pub use report::transition_note;
@@ -132,8 +134,7 @@ fn decide_apply(o: &Observed, plan: &mut Plan) {
                 // status), so polling it writes nothing.
                 Some(op) if o.previous.stack_status.as_deref() == Some(stack.status.as_str()) => {
                     plan.status.stack_status_reason = o.previous.stack_status_reason.clone();
-                    let name = op.change_set_name.as_deref().unwrap_or_default();
-                    report(o, plan).progressing("Executing", &format!("executing change set {name}"));
+                    executing(o, plan, op.change_set_name.as_deref().unwrap_or_default());
                 }
                 _ => {
                     let message = format!("CloudFormation is running the stack operation ({})", stack.status);
