@@ -3,8 +3,11 @@
 //! (`throttled` apart from `transient`), so throttling shows on its own. A
 //! call is counted once whatever the SDK retried inside it; the bulk
 //! DescribeStacks counts one call per page read (a failed one counts one).
+//! Each call's answer time is kept too, so a slow run shows whether the
+//! time went to AWS (or the emulator) or to waiting inside the operator.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 
@@ -12,7 +15,7 @@ use super::{
     Action, AwsError, AwsResult, AwsTarget, ChangeSetDescription, ChangeSetRequest, CloudFormation,
     CloudFormationProvider, DriftDetection, ResourceDrift, StackDescription, StackEvent, StackListing, TemplateStore,
 };
-use crate::runtime::metrics::{AwsCallLabels, Metrics};
+use crate::runtime::metrics::{AwsCallLabels, AwsOperationLabels, Metrics};
 
 pub struct Instrumented {
     inner: Arc<dyn CloudFormation>,
@@ -45,8 +48,23 @@ pub fn count_call<T>(metrics: &Metrics, operation: Action, result: &AwsResult<T>
     metrics.aws_calls.get_or_create(&labels).inc();
 }
 
+/// How long AWS took to answer, by operation (inside the call budget, so
+/// its wait is not included: `aws_budget_wait_seconds` counts that).
+fn observe_duration(metrics: &Metrics, operation: Action, started: Instant) {
+    let labels = AwsOperationLabels {
+        operation: operation.as_str(),
+    };
+    metrics
+        .aws_call_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+}
+
 impl Instrumented {
-    fn count<T>(&self, operation: Action, result: AwsResult<T>) -> AwsResult<T> {
+    async fn call<T>(&self, operation: Action, call: impl Future<Output = AwsResult<T>>) -> AwsResult<T> {
+        let started = Instant::now();
+        let result = call.await;
+        observe_duration(&self.metrics, operation, started);
         count(&self.metrics, operation, 1, result)
     }
 }
@@ -54,97 +72,104 @@ impl Instrumented {
 #[async_trait]
 impl CloudFormation for Instrumented {
     async fn describe_stack(&self, stack: &str) -> AwsResult<Option<StackDescription>> {
-        self.count(Action::DescribeStacks, self.inner.describe_stack(stack).await)
+        self.call(Action::DescribeStacks, self.inner.describe_stack(stack))
+            .await
     }
 
     async fn create_change_set(&self, request: &ChangeSetRequest) -> AwsResult<String> {
-        self.count(Action::CreateChangeSet, self.inner.create_change_set(request).await)
+        self.call(Action::CreateChangeSet, self.inner.create_change_set(request))
+            .await
     }
 
     async fn describe_change_set(&self, stack: &str, name: &str) -> AwsResult<Option<ChangeSetDescription>> {
-        self.count(
-            Action::DescribeChangeSet,
-            self.inner.describe_change_set(stack, name).await,
-        )
+        self.call(Action::DescribeChangeSet, self.inner.describe_change_set(stack, name))
+            .await
     }
 
     async fn execute_change_set(&self, stack: &str, name: &str, token: &str) -> AwsResult<()> {
-        self.count(
+        self.call(
             Action::ExecuteChangeSet,
-            self.inner.execute_change_set(stack, name, token).await,
+            self.inner.execute_change_set(stack, name, token),
         )
+        .await
     }
 
     async fn update_stack(&self, request: &ChangeSetRequest) -> AwsResult<()> {
-        self.count(Action::UpdateStack, self.inner.update_stack(request).await)
+        self.call(Action::UpdateStack, self.inner.update_stack(request)).await
     }
 
     async fn delete_change_set(&self, stack: &str, name: &str) -> AwsResult<()> {
-        self.count(Action::DeleteChangeSet, self.inner.delete_change_set(stack, name).await)
+        self.call(Action::DeleteChangeSet, self.inner.delete_change_set(stack, name))
+            .await
     }
 
     async fn delete_stack(&self, stack: &str, token: &str, retain: &[String]) -> AwsResult<()> {
-        self.count(Action::DeleteStack, self.inner.delete_stack(stack, token, retain).await)
+        self.call(Action::DeleteStack, self.inner.delete_stack(stack, token, retain))
+            .await
     }
 
     async fn stack_events(&self, stack: &str, after: Option<&str>, limit: usize) -> AwsResult<Vec<StackEvent>> {
-        self.count(
+        self.call(
             Action::DescribeStackEvents,
-            self.inner.stack_events(stack, after, limit).await,
+            self.inner.stack_events(stack, after, limit),
         )
+        .await
     }
 
     async fn describe_all_stacks(&self) -> AwsResult<StackListing> {
+        let started = Instant::now();
         let result = self.inner.describe_all_stacks().await;
+        observe_duration(&self.metrics, Action::DescribeStacks, started);
         let pages = result.as_ref().map_or(1, |listing| u64::from(listing.pages.max(1)));
         count(&self.metrics, Action::DescribeStacks, pages, result)
     }
 
     async fn get_template(&self, stack: &str) -> AwsResult<String> {
-        self.count(Action::GetTemplate, self.inner.get_template(stack).await)
+        self.call(Action::GetTemplate, self.inner.get_template(stack)).await
     }
 
     async fn update_termination_protection(&self, stack: &str, enabled: bool) -> AwsResult<()> {
-        self.count(
+        self.call(
             Action::UpdateTerminationProtection,
-            self.inner.update_termination_protection(stack, enabled).await,
+            self.inner.update_termination_protection(stack, enabled),
         )
+        .await
     }
 
     async fn set_stack_policy(&self, stack: &str, policy_body: &str) -> AwsResult<()> {
-        self.count(
-            Action::SetStackPolicy,
-            self.inner.set_stack_policy(stack, policy_body).await,
-        )
+        self.call(Action::SetStackPolicy, self.inner.set_stack_policy(stack, policy_body))
+            .await
     }
 
     async fn get_stack_policy(&self, stack: &str) -> AwsResult<Option<String>> {
-        self.count(Action::GetStackPolicy, self.inner.get_stack_policy(stack).await)
+        self.call(Action::GetStackPolicy, self.inner.get_stack_policy(stack))
+            .await
     }
 
     async fn continue_update_rollback(&self, stack: &str, skip: &[String], token: &str) -> AwsResult<()> {
-        self.count(
+        self.call(
             Action::ContinueUpdateRollback,
-            self.inner.continue_update_rollback(stack, skip, token).await,
+            self.inner.continue_update_rollback(stack, skip, token),
         )
+        .await
     }
 
     async fn detect_stack_drift(&self, stack: &str) -> AwsResult<String> {
-        self.count(Action::DetectStackDrift, self.inner.detect_stack_drift(stack).await)
+        self.call(Action::DetectStackDrift, self.inner.detect_stack_drift(stack))
+            .await
     }
 
     async fn drift_detection_status(&self, detection_id: &str) -> AwsResult<DriftDetection> {
-        self.count(
+        self.call(
             Action::DescribeStackDriftDetectionStatus,
-            self.inner.drift_detection_status(detection_id).await,
+            self.inner.drift_detection_status(detection_id),
         )
+        .await
     }
 
     async fn resource_drifts(&self, stack: &str) -> AwsResult<Vec<ResourceDrift>> {
-        self.count(
-            Action::DescribeStackResourceDrifts,
-            self.inner.resource_drifts(stack).await,
-        )
+        self.call(Action::DescribeStackResourceDrifts, self.inner.resource_drifts(stack))
+            .await
     }
 }
 
@@ -157,12 +182,10 @@ pub struct InstrumentedTemplateStore {
 #[async_trait]
 impl TemplateStore for InstrumentedTemplateStore {
     async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
-        count(
-            &self.metrics,
-            Action::PutObject,
-            1,
-            self.inner.put_template(bucket, key, body).await,
-        )
+        let started = Instant::now();
+        let result = self.inner.put_template(bucket, key, body).await;
+        observe_duration(&self.metrics, Action::PutObject, started);
+        count(&self.metrics, Action::PutObject, 1, result)
     }
 }
 
@@ -269,5 +292,18 @@ mod tests {
         fake.inject(ErrorInjection::new(throttling_error()).on(Action::DescribeStacks));
         cf.describe_all_stacks().await.unwrap_err();
         assert_eq!(calls(&metrics, "DescribeStacks", "throttled"), 1);
+
+        // Answer times: one per call whatever its outcome; a paged read is
+        // timed once, whole.
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        let timed = |operation: &str| {
+            let prefix = format!("stackpilot_aws_call_duration_seconds_count{{operation=\"{operation}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<u64>().ok())
+        };
+        assert_eq!(timed("GetTemplate"), Some(3));
+        assert_eq!(timed("DescribeStacks"), Some(2));
+        assert_eq!(timed("PutObject"), Some(1));
+        assert_eq!(timed("CreateChangeSet"), None, "never called");
     }
 }

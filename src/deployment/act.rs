@@ -113,7 +113,14 @@ pub async fn act(
         if child.is_some_and(|c| desired.matches(c)) {
             continue;
         }
-        applies.push((child_name(&name, &target.name), desired.body()));
+        let (stack_name, body) = (child_name(&name, &target.name), desired.body());
+        if ctx
+            .child_writes
+            .in_flight(&namespace, &stack_name, child.map(Arc::as_ref), &body)
+        {
+            continue;
+        }
+        applies.push((stack_name, body));
     }
     // A rollout's writes go one after another, in target order: a wave's
     // targets start (and are released) in the order the spec lists them.
@@ -130,13 +137,16 @@ pub async fn act(
             let stacks = stacks.clone();
             async move {
                 let params = PatchParams::apply(FIELD_MANAGER).force();
-                stacks.patch(&child, &params, &Patch::Apply(&body)).await
+                let result = stacks.patch(&child, &params, &Patch::Apply(&body)).await;
+                (child, body, result)
             }
         })
         .buffered(at_once);
     // The first failed write stops the rest (its later ones are not sent).
-    while let Some(result) = sent.next().await {
-        result?;
+    while let Some((child, body, result)) = sent.next().await {
+        let written = result?;
+        ctx.child_writes
+            .wrote(&namespace, &child, &body, written.resource_version().as_deref());
         count_write(ctx, "child");
     }
     let children_ms = started.elapsed().as_millis() - status_ms;
@@ -148,6 +158,7 @@ pub async fn act(
     debug!(deployment = %name, status_ms, children_ms, count, children_first, paced = paced.is_some(), "acted");
     for stack in &deletes {
         delete_ignoring_missing(&stacks, stack).await?;
+        ctx.child_writes.forget(&namespace, [stack.clone()]);
     }
     for revision in &delete_revisions {
         delete_ignoring_missing(&revisions, revision).await?;

@@ -15,8 +15,9 @@ use crate::aws::AwsTarget;
 use crate::aws::alarms::AlarmsProvider;
 use crate::aws::identity::AccountIdentity;
 use crate::runtime::context::Shared;
-use kube::ResourceExt;
+use crate::runtime::own_writes::OwnWrites;
 
+use super::child_writes::ChildWrites;
 use super::plan::{Placement, Timing};
 use super::revision_cache::RevisionCache;
 
@@ -46,16 +47,12 @@ pub struct DeploymentContext {
     pub tenancy: TenancyCache,
     /// The deployments' ControllerRevisions, from a watch.
     pub revisions: RevisionCache,
-    /// Each deployment after this process's last reconcile of it.
-    written: Mutex<HashMap<ObjectRef<StackDeployment>, Written>>,
-}
-
-struct Written {
-    /// Its resourceVersion then: a cached copy at that version shows every
-    /// status write of ours.
-    version: String,
-    /// When its status was last written.
-    status_at: Option<Instant>,
+    /// Child writes not yet seen in the shared Stack cache.
+    pub child_writes: ChildWrites,
+    /// The version this process last left each deployment at.
+    own_writes: OwnWrites<StackDeployment>,
+    /// When each deployment's status was last written by this process.
+    status_written: Mutex<HashMap<ObjectRef<StackDeployment>, Instant>>,
 }
 
 /// (placement, alarm, its StateUpdatedTimestamp, the wave's start), in ms.
@@ -79,40 +76,46 @@ impl DeploymentContext {
             settings,
             alarm_histories: Mutex::new(BTreeMap::new()),
             revisions: RevisionCache::default(),
-            written: Mutex::new(HashMap::new()),
+            child_writes: ChildWrites::default(),
+            own_writes: OwnWrites::default(),
+            status_written: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The cached `deployment` shows our last status write of it (false
-    /// when this process has not written it yet, or the cache lags).
+    /// The cached `deployment` shows our last write of it (false when this
+    /// process has not reconciled it yet, or the cache lags).
     pub fn caught_up(&self, deployment: &StackDeployment) -> bool {
-        let version = deployment.resource_version();
-        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        version.is_some() && written.get(&ObjectRef::from_obj(deployment)).map(|w| &w.version) == version.as_ref()
+        self.own_writes.shows_last(deployment)
+    }
+
+    /// The cached `deployment` is older than our last write of it: our own
+    /// status writes do not wake a deployment, so a reconcile reads it afresh
+    /// instead of deciding from that copy (and failing its write on a 409).
+    pub fn superseded(&self, deployment: &StackDeployment) -> bool {
+        self.own_writes.superseded(deployment)
     }
 
     /// How long a progress-only status write of `deployment` should wait:
     /// what is left of `interval` since its last status write.
     pub fn progress_wait(&self, deployment: &StackDeployment, interval: Duration) -> Option<Duration> {
-        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let at = written.get(&ObjectRef::from_obj(deployment))?.status_at?;
+        let written = self.status_written.lock().unwrap_or_else(|e| e.into_inner());
+        let at = written.get(&ObjectRef::from_obj(deployment))?;
         interval.checked_sub(at.elapsed()).filter(|left| !left.is_zero())
     }
 
     /// Remembers the version a reconcile left `deployment` at, and whether
     /// it wrote the status (`None`: gone, forgotten).
     pub fn wrote(&self, deployment: &StackDeployment, version: Option<String>, status_written: bool) {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let mut written = self.status_written.lock().unwrap_or_else(|e| e.into_inner());
         let Some(version) = version else {
             written.remove(&ObjectRef::from_obj(deployment));
+            self.own_writes.forget(deployment);
             return;
         };
-        let status_at = if status_written {
-            Some(Instant::now())
-        } else {
-            written.get(&ObjectRef::from_obj(deployment)).and_then(|w| w.status_at)
-        };
-        written.insert(ObjectRef::from_obj(deployment), Written { version, status_at });
+        self.own_writes.wrote(deployment, Some(&version));
+        if status_written {
+            written.insert(ObjectRef::from_obj(deployment), Instant::now());
+        }
     }
 
     /// Shares `tenancy` with the other controllers.

@@ -5,6 +5,7 @@
 //! The decision is pure ([`decide`]); this module observes and applies it.
 
 mod act;
+mod child_writes;
 mod context;
 pub mod decide;
 mod observe;

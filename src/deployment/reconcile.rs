@@ -20,11 +20,26 @@ use super::decide::{artifact_hash, decide, refused};
 use super::observe::{self, Observations};
 use super::plan::{
     ABORT_ANNOTATION, Observed, ObservedChild, PROMOTE_ANNOTATION, PROMOTE_FULL_ANNOTATION, RETRY_ANNOTATION,
-    ROLLBACK_TO_ANNOTATION,
+    ROLLBACK_TO_ANNOTATION, child_name,
 };
 
 pub async fn reconcile(deployment: Arc<StackDeployment>, ctx: Arc<DeploymentContext>) -> Result<Action> {
-    reconciler::instrumented(&ctx.shared, deployment.as_ref(), reconcile_inner(&deployment, &ctx)).await
+    reconciler::instrumented(&ctx.shared, deployment.as_ref(), reconcile_current(&deployment, &ctx)).await
+}
+
+/// From the deployment as it is now when the cache has not caught up with
+/// our last write of it (our status writes do not wake it, so there is no
+/// event to wait for); a conflict on our own write decides again at once.
+async fn reconcile_current(deployment: &StackDeployment, ctx: &DeploymentContext) -> Result<Action> {
+    let namespace = deployment
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<StackDeployment> = Api::namespaced(ctx.shared.client.clone(), &namespace);
+    let read_first = ctx.superseded(deployment);
+    reconciler::from_current(&api, deployment, read_first, ctx, |current, ctx| {
+        Box::pin(reconcile_inner(current, ctx))
+    })
+    .await
 }
 
 pub fn error_policy(deployment: Arc<StackDeployment>, error: &Error, ctx: Arc<DeploymentContext>) -> Action {
@@ -41,6 +56,7 @@ async fn reconcile_inner(deployment: &StackDeployment, ctx: &DeploymentContext) 
     }
     if !finalizer::has(deployment, FINALIZER) {
         let patched = finalizer::add(&api, deployment, FINALIZER).await?;
+        ctx.wrote(&patched, patched.resource_version(), false);
         return Box::pin(reconcile_inner(&patched, ctx)).await;
     }
 
@@ -167,6 +183,12 @@ async fn delete_children(
     if children.is_empty() {
         finalizer::remove(api, deployment, FINALIZER).await?;
         ctx.wrote(deployment, None, false);
+        let names = deployment
+            .spec
+            .targets
+            .iter()
+            .map(|t| child_name(&deployment.name_any(), &t.name));
+        ctx.child_writes.forget(namespace, names);
         ctx.revisions.forget(&deployment.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }

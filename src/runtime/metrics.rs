@@ -45,6 +45,11 @@ pub struct AwsCallLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsOperationLabels {
+    pub operation: &'static str,
+}
+
 const CONDITIONS: &[&str] = &[
     conditions::READY,
     conditions::RECONCILING,
@@ -62,6 +67,7 @@ pub const FAMILIES: &[&str] = &[
     RECONCILE_ERRORS,
     RECONCILE_DURATION_SECONDS,
     AWS_CALLS,
+    AWS_CALL_DURATION_SECONDS,
     STATUS_WRITES,
     AWS_BUDGET_WAIT_SECONDS,
     AWS_SLOWDOWNS,
@@ -72,6 +78,7 @@ const RECONCILES: &str = "reconciles";
 const RECONCILE_ERRORS: &str = "reconcile_errors";
 const RECONCILE_DURATION_SECONDS: &str = "reconcile_duration_seconds";
 const AWS_CALLS: &str = "aws_calls";
+const AWS_CALL_DURATION_SECONDS: &str = "aws_call_duration_seconds";
 const STATUS_WRITES: &str = "status_writes";
 const AWS_BUDGET_WAIT_SECONDS: &str = "aws_budget_wait_seconds";
 const AWS_SLOWDOWNS: &str = "aws_slowdowns";
@@ -96,6 +103,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// How long AWS took to answer each call, by operation.
+    pub aws_call_duration: Family<AwsOperationLabels, Histogram>,
     pub status_writes: Family<OutcomeLabels, Counter>,
     /// Seconds calls waited for the AWS call budget (all accounts and regions).
     pub aws_budget_wait_seconds: Counter<f64, AtomicU64>,
@@ -117,6 +126,9 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        let aws_call_duration = Family::<AwsOperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         registry.register(RECONCILES, "Reconciles by kind and outcome", reconciles.clone());
         registry.register(
@@ -130,6 +142,11 @@ impl Default for Metrics {
             reconcile_duration.clone(),
         );
         registry.register(AWS_CALLS, "AWS API calls by operation and outcome", aws_calls.clone());
+        registry.register(
+            AWS_CALL_DURATION_SECONDS,
+            "How long AWS took to answer, by operation (the call budget's wait not included)",
+            aws_call_duration.clone(),
+        );
         registry.register(
             STATUS_WRITES,
             "Status writes by kind; outcome=skipped when nothing changed",
@@ -165,6 +182,7 @@ impl Default for Metrics {
             reconcile_errors,
             reconcile_duration,
             aws_calls,
+            aws_call_duration,
             status_writes,
             aws_budget_wait_seconds,
             aws_slowdowns,

@@ -12,6 +12,7 @@ pub mod events;
 pub mod finalizer;
 pub mod leader;
 pub mod metrics;
+pub mod own_writes;
 pub mod problem;
 pub mod readiness;
 pub mod reconciler;

@@ -5,8 +5,11 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use super::context::Shared;
@@ -55,6 +58,50 @@ where
         shared.backoff.succeed(kind, &object_key(object));
     }
     result
+}
+
+/// Conflicts on our own conditional writes retried at once from a fresh copy.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// Runs `reconcile` from `object` (with `ctx`), or first reads it as it is now when
+/// `read_first` (the cached copy is known to be older than our last write).
+/// A 409 Conflict on one of our conditional writes means the decision was
+/// made from a copy older than the object (the cache lags behind a write):
+/// expected under load, so it runs again at once from the object as it is
+/// now, quietly, rather than failing into the error policy.
+pub async fn from_current<K, C>(
+    api: &Api<K>,
+    object: &K,
+    read_first: bool,
+    ctx: &C,
+    reconcile: impl for<'a> Fn(&'a K, &'a C) -> BoxFuture<'a, Result<Action>>,
+) -> Result<Action>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut fresh;
+    let mut current = object;
+    if read_first {
+        match api.get_opt(&object.name_any()).await? {
+            Some(newer) => fresh = newer,
+            None => return Ok(Action::await_change()),
+        }
+        current = &fresh;
+    }
+    for attempt in 1.. {
+        match reconcile(current, ctx).await {
+            Err(error) if error.category() == "conflict" && attempt <= CONFLICT_RETRIES => {
+                debug!(object = %object_key(object), attempt, "write conflict; deciding again from a fresh copy");
+                match api.get_opt(&object.name_any()).await? {
+                    Some(newer) => fresh = newer,
+                    None => return Ok(Action::await_change()),
+                }
+                current = &fresh;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// A failed reconcile: counted by category, shown as a Warning Event, and

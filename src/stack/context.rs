@@ -12,9 +12,9 @@ use crate::runtime::context::Shared;
 use crate::runtime::slots::Slots;
 
 use super::directory::Directory;
-use super::own_writes::OwnWrites;
 use super::plan::Timing;
 use super::unsupported::Unsupported;
+use crate::runtime::own_writes::OwnWrites;
 
 /// Stack controller settings from the command line.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ pub struct StackContext {
     /// watches fill it.
     pub tenancy: TenancyCache,
     /// The version this process last left each Stack at.
-    pub own_writes: OwnWrites,
+    pub own_writes: OwnWrites<Stack>,
 }
 
 impl StackContext {

@@ -121,6 +121,14 @@ impl Directory {
                 _ if worth_reading => {
                     let started = Instant::now();
                     let listing = cfn.describe_all_stacks().await?;
+                    tracing::debug!(
+                        region = %target.region,
+                        pages = listing.pages,
+                        stacks = listing.stacks.len(),
+                        waiting = shelf.demand(),
+                        ms = started.elapsed().as_millis(),
+                        "bulk read"
+                    );
                     let stacks = listing.stacks.into_iter().map(|s| (s.stack_name.clone(), s)).collect();
                     let snapshot = Arc::new(Snapshot {
                         started,

@@ -11,7 +11,6 @@ mod lifecycle;
 mod names;
 pub(crate) mod observe;
 mod outputs;
-mod own_writes;
 pub(crate) mod plan;
 mod reconcile;
 mod regions;

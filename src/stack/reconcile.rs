@@ -22,8 +22,6 @@ use super::inputs::{resolve, stack_name};
 use super::observe::{AwsReads, FollowUpInputs, created, first_reads, never_reached_aws, observed, read};
 use super::plan::{Problem, RECONCILE_REQUESTED_AT, Report};
 
-/// Conflicts on our own conditional writes retried at once from a fresh copy.
-const CONFLICT_RETRIES: u32 = 5;
 /// A copy older than our own last write waits for the watch event of that
 /// write; this is the safety net should it not come.
 const SUPERSEDED_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -32,33 +30,20 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<StackContext>) -> Result<Acti
     reconciler::instrumented(&ctx.shared, stack.as_ref(), reconcile_fresh(&stack, &ctx)).await
 }
 
-/// A 409 Conflict on a status write means the decision was made from a
-/// copy older than the object (the cache lags behind a write): expected
-/// under load, so the reconcile runs again at once from the object as it
-/// is now, quietly, rather than failing into the error backoff.
+/// A copy older than our own last write waits for that write's event; a
+/// conflict on our own write decides again at once from the object as it
+/// is now (see `reconciler::from_current`).
 async fn reconcile_fresh(stack: &Stack, ctx: &StackContext) -> Result<Action> {
     if ctx.own_writes.superseded(stack) {
         debug!(stack = %stack.name_any(), "the cached copy is older than our last write; waiting for it");
         return Ok(Action::requeue(SUPERSEDED_RECHECK));
     }
-    let mut fresh;
-    let mut current = stack;
-    for attempt in 1.. {
-        match reconcile_inner(current, ctx).await {
-            Err(error) if error.category() == "conflict" && attempt <= CONFLICT_RETRIES => {
-                debug!(stack = %stack.name_any(), attempt, "status write conflict; deciding again from a fresh copy");
-                let namespace = stack.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-                let api: Api<Stack> = Api::namespaced(ctx.shared.client.clone(), &namespace);
-                match api.get_opt(&stack.name_any()).await? {
-                    Some(newer) => fresh = newer,
-                    None => return Ok(Action::await_change()),
-                }
-                current = &fresh;
-            }
-            other => return other,
-        }
-    }
-    unreachable!("the loop returns")
+    let namespace = stack.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Stack> = Api::namespaced(ctx.shared.client.clone(), &namespace);
+    reconciler::from_current(&api, stack, false, ctx, |current, ctx| {
+        Box::pin(reconcile_inner(current, ctx))
+    })
+    .await
 }
 
 pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Arc<StackContext>) -> Action {

@@ -216,6 +216,14 @@ async fn follow(api: Api<Stack>, seen: Arc<Mutex<Seen>>) {
     }
 }
 
+/// `at` on the wall clock (UTC), as the operator's log prints it.
+fn wall_clock(at: Instant) -> String {
+    let ago = Instant::now().saturating_duration_since(at);
+    let then = std::time::SystemTime::now() - ago;
+    let timestamp = k8s_openapi::jiff::Timestamp::try_from(then).unwrap_or_default();
+    timestamp.to_string()
+}
+
 fn percentile(values: &mut [f64], q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     if values.is_empty() {
@@ -349,20 +357,32 @@ async fn measure(
         }
     }
     let mut handovers = Vec::new();
+    // The slowest boundaries, with wall-clock times to find them in the
+    // operator's log: (seconds, deployment, wave, gate passed at).
+    let mut slowest: Vec<(f64, String, usize, Instant)> = Vec::new();
     {
         let seen = seen.lock().expect("seen");
         for deployment in &done {
             let hash = hash_of(deployment);
             let waves = &deployment.status.as_ref().expect("status").waves;
-            for pair in waves.windows(2) {
+            for (index, pair) in waves.windows(2).enumerate() {
                 let child = |t: &String| (format!("{}-{t}", deployment.name_any()), hash.clone());
                 let gate = pair[0].targets.iter().filter_map(|t| seen.ready.get(&child(t))).max();
                 let next = pair[1].targets.iter().filter_map(|t| seen.written.get(&child(t))).min();
                 if let (Some(gate), Some(next)) = (gate, next) {
-                    handovers.push(next.saturating_duration_since(*gate).as_secs_f64());
+                    let seconds = next.saturating_duration_since(*gate).as_secs_f64();
+                    handovers.push(seconds);
+                    slowest.push((seconds, deployment.name_any(), index + 1, *gate));
                 }
             }
         }
+    }
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (seconds, name, wave, gate) in slowest.iter().take(3) {
+        println!(
+            "  slow hand-over: {name} wave {wave} started {seconds:.3} s after the gate passed at {}",
+            wall_clock(*gate)
+        );
     }
     let boundaries = handovers.len();
     let p50 = percentile(&mut handovers, 0.50);

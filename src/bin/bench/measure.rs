@@ -15,7 +15,7 @@ use serde_json::json;
 use stackpilot::api::Stack;
 
 use super::Args;
-use super::metrics::{apiserver_metrics, apiserver_requests, apiserver_writes, call_deltas, scrape, sum};
+use super::metrics::{answer_times, apiserver_metrics, apiserver_requests, apiserver_writes, call_deltas, scrape, sum};
 use super::operator::{Operator, rss, sample_rss};
 use super::report::{Phase, Report};
 
@@ -181,6 +181,8 @@ pub(super) async fn measure(
         converge_reconciles_per_second: converge_delta("stackpilot_reconciles_total") / converge_seconds,
         converge_aws_calls: converge_delta("stackpilot_aws_calls_total"),
         converge_calls,
+        converge_answers: answer_times(&before, &converged),
+        converge_budget_wait: converge_delta("stackpilot_aws_budget_wait_seconds_total"),
         update,
         converge_writes,
         window: window_seconds,

@@ -43,6 +43,40 @@ pub(super) fn call_deltas(a: &str, b: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// AWS answer times between two scrapes, by operation: (calls, mean
+/// seconds), from `stackpilot_aws_call_duration_seconds`.
+pub(super) fn answer_times(a: &str, b: &str) -> BTreeMap<String, (f64, f64)> {
+    let parse = |text: &str, series: &str| -> BTreeMap<String, f64> {
+        let prefix = format!("stackpilot_aws_call_duration_seconds_{series}{{operation=\"");
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&prefix)?;
+                let (operation, value) = rest.split_once("\"} ")?;
+                Some((operation.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let delta = |series: &str| -> BTreeMap<String, f64> {
+        let before = parse(a, series);
+        parse(b, series)
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - before.get(&k).copied().unwrap_or(0.0);
+                (k, d)
+            })
+            .collect()
+    };
+    let seconds = delta("sum");
+    delta("count")
+        .into_iter()
+        .filter(|(_, calls)| *calls > 0.0)
+        .map(|(op, calls)| {
+            let mean = seconds.get(&op).copied().unwrap_or(0.0) / calls;
+            (op, (calls, mean))
+        })
+        .collect()
+}
+
 pub(super) async fn scrape(admin: &str) -> anyhow::Result<String> {
     let (status, body) = http_get(&format!("http://{admin}/metrics")).await?;
     if status != 200 {

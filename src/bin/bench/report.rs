@@ -18,6 +18,10 @@ pub(super) struct Report {
     pub(super) converge_aws_calls: f64,
     /// AWS calls per Stack until all Ready, by `operation/outcome`.
     pub(super) converge_calls: BTreeMap<String, f64>,
+    /// AWS answer times until all Ready: operation -> (calls, mean seconds).
+    pub(super) converge_answers: BTreeMap<String, (f64, f64)>,
+    /// Seconds calls waited for the call budget until all Ready (summed).
+    pub(super) converge_budget_wait: f64,
     /// One template change of every Stack, after the steady window.
     pub(super) update: Option<Phase>,
     /// API server writes per Stack until all Ready, by verb and resource.
@@ -169,6 +173,18 @@ impl Report {
             listed(&self.converge_writes)
         );
         println!("AWS calls per Stack until all Ready: {}", listed(&self.converge_calls));
+        // Where a slow first write can go: AWS (or the emulator) answering,
+        // or waiting inside the operator (the call budget, queues, the API).
+        let answers: Vec<String> = self
+            .converge_answers
+            .iter()
+            .map(|(op, (calls, mean))| format!("{op} {:.0} ms x{calls:.0}", mean * 1000.0))
+            .collect();
+        println!(
+            "AWS answer time until all Ready (mean): {}; waits for the call budget: {:.1} s summed",
+            answers.join(", "),
+            self.converge_budget_wait
+        );
         if let Some(update) = &self.update {
             println!(
                 "update of every template: {}/{} Ready again in {:.1} s",
