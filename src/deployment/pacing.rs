@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{RolloutKind, StackDeploymentStatus, TargetPhase};
 
 /// At most one progress-only status write per deployment this often.
-pub const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(2);
+pub const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The next status only moves the same update rollout forward: no new
 /// rollout, no rollback, no rejection, the same stable revision. Its child

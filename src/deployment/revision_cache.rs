@@ -118,6 +118,11 @@ impl RevisionCache {
             let names: BTreeSet<String> = owned.iter().map(|r| r.name_any()).collect();
             let shown = wanted.created.is_subset(&names) && wanted.deleted.is_disjoint(&names);
             if !shown && wanted.since.elapsed() < EXPECTATION_TIMEOUT {
+                tracing::debug!(
+                    owner,
+                    waited_ms = wanted.since.elapsed().as_millis(),
+                    "the revision watch has not shown our last change yet; listing"
+                );
                 return None;
             }
             expected.remove(owner);
