@@ -48,9 +48,12 @@ pub fn count_call<T>(metrics: &Metrics, operation: Action, result: &AwsResult<T>
     metrics.aws_calls.get_or_create(&labels).inc();
 }
 
-/// How long AWS took to answer, by operation (inside the call budget, so
-/// its wait is not included: `aws_budget_wait_seconds` counts that).
-fn observe_duration(metrics: &Metrics, operation: Action, started: Instant) {
+/// Runs `call`, keeping how long AWS took to answer, by operation (inside
+/// the call budget, so its wait is not included: `aws_budget_wait_seconds`
+/// counts that).
+async fn timed<T>(metrics: &Metrics, operation: Action, call: impl Future<Output = AwsResult<T>>) -> AwsResult<T> {
+    let started = Instant::now();
+    let result = call.await;
     let labels = AwsOperationLabels {
         operation: operation.as_str(),
     };
@@ -58,13 +61,12 @@ fn observe_duration(metrics: &Metrics, operation: Action, started: Instant) {
         .aws_call_duration
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
+    result
 }
 
 impl Instrumented {
     async fn call<T>(&self, operation: Action, call: impl Future<Output = AwsResult<T>>) -> AwsResult<T> {
-        let started = Instant::now();
-        let result = call.await;
-        observe_duration(&self.metrics, operation, started);
+        let result = timed(&self.metrics, operation, call).await;
         count(&self.metrics, operation, 1, result)
     }
 }
@@ -117,9 +119,7 @@ impl CloudFormation for Instrumented {
     }
 
     async fn describe_all_stacks(&self) -> AwsResult<StackListing> {
-        let started = Instant::now();
-        let result = self.inner.describe_all_stacks().await;
-        observe_duration(&self.metrics, Action::DescribeStacks, started);
+        let result = timed(&self.metrics, Action::DescribeStacks, self.inner.describe_all_stacks()).await;
         let pages = result.as_ref().map_or(1, |listing| u64::from(listing.pages.max(1)));
         count(&self.metrics, Action::DescribeStacks, pages, result)
     }
@@ -182,9 +182,12 @@ pub struct InstrumentedTemplateStore {
 #[async_trait]
 impl TemplateStore for InstrumentedTemplateStore {
     async fn put_template(&self, bucket: &str, key: &str, body: &str) -> AwsResult<String> {
-        let started = Instant::now();
-        let result = self.inner.put_template(bucket, key, body).await;
-        observe_duration(&self.metrics, Action::PutObject, started);
+        let result = timed(
+            &self.metrics,
+            Action::PutObject,
+            self.inner.put_template(bucket, key, body),
+        )
+        .await;
         count(&self.metrics, Action::PutObject, 1, result)
     }
 }

@@ -5,18 +5,18 @@
 //! rollback of 100 targets wrote 90 of them twice). A child whose cached copy
 //! is older than our last write of it, made with the body wanted now, is
 //! left alone; after `PATIENCE` it is written again whatever the cache says.
+//! Unlike `runtime::own_writes`, this remembers what was written, not only
+//! when: a newer decision for the same child is written at once.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::ResourceExt;
 
 use crate::api::Stack;
-
-/// How long a write is trusted to show up in the cache.
-const PATIENCE: Duration = Duration::from_secs(10);
+use crate::runtime::own_writes::{PATIENCE, number as version};
 
 #[derive(Default)]
 pub struct ChildWrites {
@@ -34,10 +34,6 @@ fn fingerprint(body: &serde_json::Value) -> u64 {
     let mut hasher = DefaultHasher::new();
     body.to_string().hash(&mut hasher);
     hasher.finish()
-}
-
-fn version(v: Option<&str>) -> Option<u64> {
-    v.and_then(|v| v.parse().ok())
 }
 
 impl ChildWrites {

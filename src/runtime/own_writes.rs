@@ -18,7 +18,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 /// How long a cached copy older than our write is waited out.
-const PATIENCE: Duration = Duration::from_secs(10);
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A resourceVersion as the number etcd gives it (`None` if it is not one).
+pub fn number(version: Option<&str>) -> Option<u64> {
+    version.and_then(|v| v.parse().ok())
+}
 
 pub struct OwnWrites<K: Resource<DynamicType = ()>> {
     last: Mutex<HashMap<ObjectRef<K>, (u64, Instant)>>,
@@ -36,7 +41,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// Remembers that this process left `object` at `version` (a write, or a
     /// reconcile that found it there); the mark never goes down.
     pub fn wrote(&self, object: &K, version: Option<&str>) {
-        let Some(version) = version.and_then(|v| v.parse::<u64>().ok()) else {
+        let Some(version) = number(version) else {
             return;
         };
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -56,7 +61,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
 
     /// Whether the cached `object` is older than our last write of it.
     pub fn superseded(&self, object: &K) -> bool {
-        let Some(cached) = object.resource_version().and_then(|v| v.parse::<u64>().ok()) else {
+        let Some(cached) = number(object.resource_version().as_deref()) else {
             return false;
         };
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,7 +72,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// Whether the cached `object` shows our last write of it: false when
     /// this process has not left it anywhere yet (a restart knows nothing).
     pub fn shows_last(&self, object: &K) -> bool {
-        let Some(cached) = object.resource_version().and_then(|v| v.parse::<u64>().ok()) else {
+        let Some(cached) = number(object.resource_version().as_deref()) else {
             return false;
         };
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
